@@ -1,0 +1,167 @@
+//! The command line as clap sees it. Only this module knows about clap: every type here is turned
+//! into validated domain types (limits, programs, jobs) before anything runs.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::limits::{self, LimitOverrides};
+
+/// Run untrusted Python code in a locked-down Docker container and report exactly what happened.
+#[derive(Debug, Parser)]
+#[command(name = "safe-exec", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one program in a fresh sandbox; its output streams through, its exit code passes on.
+    Run(RunArgs),
+    /// Grade submissions against a test suite (Kattis problem package format).
+    Grade(GradeArgs),
+    /// Serve the HTTP API (`POST /run`) and the web page.
+    Serve(ServeArgs),
+    /// Remove containers left behind by runs whose supervisor was killed.
+    Gc(GcArgs),
+}
+
+/// Limits shared by every subcommand. Unset flags keep the defaults (or a suite's own limits).
+#[derive(Debug, Clone, Default, Args)]
+pub struct LimitArgs {
+    /// Wall-clock limit in seconds [default: 10]
+    #[arg(long, value_name = "SECS", value_parser = limits::parse_timeout)]
+    pub timeout: Option<Duration>,
+    /// Memory limit, swap included, e.g. 128m, 1g [default: 128m]
+    #[arg(long, value_name = "SIZE", value_parser = limits::parse_memory)]
+    pub memory: Option<u64>,
+    /// CPU quota in cores [default: 1]
+    #[arg(long, value_name = "N", value_parser = limits::parse_cpus)]
+    pub cpus: Option<f64>,
+    /// Most processes and threads at once [default: 64]
+    #[arg(long, value_name = "N", value_parser = limits::parse_pids)]
+    pub pids_limit: Option<u32>,
+    /// Longest accepted source, in Unicode characters [default: 5000]
+    #[arg(long, value_name = "N", value_parser = limits::parse_code_chars)]
+    pub max_code_chars: Option<usize>,
+    /// Cap on each of stdout and stderr, e.g. 1m, 64k [default: 1m]
+    #[arg(long, value_name = "SIZE", value_parser = limits::parse_output_size)]
+    pub max_output: Option<u64>,
+}
+
+impl LimitArgs {
+    pub fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            timeout: self.timeout,
+            memory_bytes: self.memory,
+            cpus: self.cpus,
+            pids: self.pids_limit,
+            max_code_chars: self.max_code_chars,
+            max_output_bytes: self.max_output,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct ImageArg {
+    /// The runner image [default: safe-exec-python:3.11, built by scripts/setup.sh]
+    #[arg(long, value_name = "NAME", env = "SAFE_EXEC_IMAGE")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status: the program's own code when it ends by itself; 124 timeout, 121 memory limit, \
+122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. See the README.")]
+pub struct RunArgs {
+    /// Python file to run; standard input when absent or `-`
+    #[arg(value_name = "FILE", conflicts_with = "code")]
+    pub file: Option<PathBuf>,
+    /// Run CODE instead of a file
+    #[arg(short = 'c', long = "code", value_name = "CODE")]
+    pub code: Option<OsString>,
+    /// File the program reads as its standard input
+    #[arg(long = "stdin", value_name = "FILE")]
+    pub stdin: Option<PathBuf>,
+    /// Print exactly one JSON document (schema_version 1) on stdout instead of streaming
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub image: ImageArg,
+}
+
+#[derive(Debug, Args)]
+pub struct GradeArgs {
+    /// Test suite: a Kattis problem package, or a directory of NAME.in + NAME.ans
+    #[arg(value_name = "SUITE")]
+    pub suite: PathBuf,
+    /// Python files to grade
+    #[arg(value_name = "SUBMISSION", required = true)]
+    pub submissions: Vec<PathBuf>,
+    /// Runs in parallel [default: number of CPUs]
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// Write the full result as JSON (with format_version) to PATH
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Write JUnit XML to PATH
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Write a Gradescope results.json to PATH (exactly one submission)
+    #[arg(long, value_name = "PATH")]
+    pub gradescope: Option<PathBuf>,
+    /// Stop a submission at its first failed case
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Exit 0 even when cases fail (reports are still written)
+    #[arg(long)]
+    pub exit_zero: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub image: ImageArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
+    pub addr: SocketAddr,
+    /// Runs at once
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_concurrent: Option<u32>,
+    /// Requests waiting for a run slot before new ones get 503
+    #[arg(long, value_name = "N")]
+    pub queue: Option<u32>,
+    /// Require `Authorization: Bearer TOKEN` on the API
+    #[arg(long, value_name = "TOKEN", env = "SAFE_EXEC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Requests per minute per client address
+    #[arg(long, value_name = "N")]
+    pub rate_limit: Option<u32>,
+    /// Allow a non-loopback --addr without a token
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+    /// Append one JSON line per execution to PATH
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+    /// Include the submitted code in the audit log
+    #[arg(long)]
+    pub audit_code: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub image: ImageArg,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove every safe-exec container, even ones whose run may still be in progress
+    #[arg(long)]
+    pub all: bool,
+}

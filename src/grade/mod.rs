@@ -1,0 +1,7 @@
+//! `safe-exec grade`: batch grading against Kattis-format test suites. (In progress.)
+
+use crate::cli::GradeArgs;
+
+pub fn execute(_args: GradeArgs) -> anyhow::Result<u8> {
+    anyhow::bail!("`safe-exec grade` is not implemented yet")
+}

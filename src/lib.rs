@@ -1,0 +1,53 @@
+//! safe-exec runs untrusted Python code inside a locked-down Docker container and reports exactly
+//! what happened.
+//!
+//! The crate is a library with a thin binary on top. Rooms:
+//!
+//! - [`cli`]: clap types only, converted to domain types before use;
+//! - [`limits`] and [`source`]: validated limits and programs (nothing runs there);
+//! - [`sandbox`]: the image, labels and the pure `docker create` argv builder;
+//! - [`runner`]: the one supervisor every run goes through (spawn, pipes, deadline, kill, inspect);
+//! - [`report`]: outcomes, the versioned JSON report, messages and exit codes;
+//! - [`run_command`], [`grade`], [`serve`]: the subcommands.
+
+pub mod cli;
+pub mod exit_codes;
+pub mod grade;
+pub mod limits;
+pub mod report;
+pub mod run_command;
+pub mod runner;
+pub mod sandbox;
+pub mod serve;
+pub mod source;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Parse `args` and run the subcommand; the exit code of the whole process.
+pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { exit_codes::USAGE } else { exit_codes::SUCCESS });
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => run_command::execute(args),
+        Command::Grade(args) => grade::execute(args),
+        Command::Serve(args) => serve::execute(args),
+        Command::Gc(args) => run_command::collect_garbage(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("safe-exec: {error:#}");
+            ExitCode::from(exit_codes::SANDBOX_ERROR)
+        }
+    }
+}

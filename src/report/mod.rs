@@ -1,0 +1,350 @@
+//! The outcome of one run and how it is reported: the versioned JSON document (`--json`), the
+//! one-line text messages, and the exit code.
+//!
+//! # The JSON report, schema version 1
+//!
+//! `safe-exec run --json` prints exactly one document, [`RunReport`], on stdout:
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `schema_version` | integer | `1`. Additive changes keep it; breaking ones bump it. |
+//! | `status` | string | one of [`Status`]: `ok`, `runtime_error`, `timeout`, `memory_limit`, `output_limit`, `rejected`, `sandbox_error`, `interrupted` |
+//! | `exit_code` | integer or null | the program's exit code; null when it did not end by itself (killed by a signal or by us, or never started) |
+//! | `signal` | integer or null | the signal that ended the program, when not one of our limits (e.g. 9, 11) |
+//! | `stdout`, `stderr` | string | what the program wrote, up to the cap |
+//! | `stdout_encoding`, `stderr_encoding` | string | `utf-8` when the bytes were valid UTF-8 (the string is the text); `base64` otherwise (the string is the exact bytes, base64-encoded) |
+//! | `stdout_truncated`, `stderr_truncated` | bool | the stream passed `--max-output` and was cut there |
+//! | `duration_ms` | integer | wall-clock time from container start to its end, in milliseconds |
+//! | `limits` | object | the limits applied ([`AppliedLimits`]) |
+//! | `error` | string or null | a human message when `status` is not `ok` |
+
+mod text;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::exit_codes;
+use crate::limits::{AppliedLimits, Limits};
+
+pub use text::{describe, status_message};
+
+/// Version of the JSON report format; see the module docs.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How a run ended. Decided by our own deadline, our own output cap and `docker inspect`, never by
+/// what the program printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The program exited 0.
+    Ok,
+    /// Non-zero exit, or death by a signal that none of our limits caused.
+    RuntimeError,
+    /// Our wall-clock deadline passed; the container was killed.
+    Timeout,
+    /// The engine reports the container was OOM-killed.
+    MemoryLimit,
+    /// stdout or stderr passed the cap; the container was killed.
+    OutputLimit,
+    /// The input was refused before anything ran; no container was created.
+    Rejected,
+    /// The engine or image is missing or failed; the program may not have run.
+    SandboxError,
+    /// safe-exec received SIGINT/SIGTERM/SIGHUP (or its caller cancelled) and killed the run.
+    Interrupted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::RuntimeError => "runtime_error",
+            Status::Timeout => "timeout",
+            Status::MemoryLimit => "memory_limit",
+            Status::OutputLimit => "output_limit",
+            Status::Rejected => "rejected",
+            Status::SandboxError => "sandbox_error",
+            Status::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Which output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// What was kept of one output stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// The bytes kept (empty when the caller asked for pass-through only).
+    pub bytes: Vec<u8>,
+    /// Total bytes the program wrote that we read, including any beyond the cap.
+    pub seen: u64,
+    /// The stream passed the cap.
+    pub truncated: bool,
+}
+
+/// Everything known about one run, in domain terms. Rendered by [`RunReport::new`] and
+/// [`describe`], mapped to an exit code by [`Outcome::exit_code`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub duration: Duration,
+    /// A human message for anything but `ok`.
+    pub error: Option<String>,
+    pub limits: Limits,
+    /// Which stream passed the cap, for `output_limit`.
+    pub output_limit_stream: Option<Stream>,
+    /// The signal we received, for `interrupted`.
+    pub interrupt_signal: Option<i32>,
+}
+
+impl Outcome {
+    /// An outcome for a run that never started a program (`rejected`, `sandbox_error`, an early
+    /// `interrupted`).
+    pub fn not_run(status: Status, error: impl Into<String>, limits: Limits) -> Outcome {
+        Outcome {
+            status,
+            exit_code: None,
+            signal: None,
+            stdout: Captured::default(),
+            stderr: Captured::default(),
+            duration: Duration::ZERO,
+            error: Some(error.into()),
+            limits,
+            output_limit_stream: None,
+            interrupt_signal: None,
+        }
+    }
+
+    /// The process exit code `safe-exec run` uses for this outcome (see [`crate::exit_codes`]).
+    pub fn exit_code(&self) -> u8 {
+        match self.status {
+            Status::Ok => exit_codes::SUCCESS,
+            Status::RuntimeError => match (self.exit_code, self.signal) {
+                (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(1),
+                (None, Some(signal)) => exit_codes::for_signal(signal),
+                (None, None) => 1,
+            },
+            Status::Timeout => exit_codes::TIMEOUT,
+            Status::MemoryLimit => exit_codes::MEMORY_LIMIT,
+            Status::OutputLimit => exit_codes::OUTPUT_LIMIT,
+            Status::Rejected => exit_codes::REJECTED,
+            Status::SandboxError => exit_codes::SANDBOX_ERROR,
+            Status::Interrupted => match self.interrupt_signal {
+                Some(signal) => exit_codes::for_signal(signal),
+                None => exit_codes::INTERRUPTED,
+            },
+        }
+    }
+}
+
+/// The `--json` document, schema version [`SCHEMA_VERSION`]. See the module docs for each field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema_version: u32,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stdout_encoding: Encoding,
+    pub stdout_truncated: bool,
+    pub stderr: String,
+    pub stderr_encoding: Encoding,
+    pub stderr_truncated: bool,
+    pub duration_ms: u64,
+    pub limits: AppliedLimits,
+    pub error: Option<String>,
+}
+
+/// How an output string in the report is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    /// The bytes were valid UTF-8; the string is the text itself.
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// The bytes were not valid UTF-8; the string is their standard base64 encoding.
+    #[serde(rename = "base64")]
+    Base64,
+}
+
+impl RunReport {
+    pub fn new(outcome: &Outcome) -> RunReport {
+        let (stdout, stdout_encoding) = encode_output(&outcome.stdout);
+        let (stderr, stderr_encoding) = encode_output(&outcome.stderr);
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            signal: outcome.signal,
+            stdout,
+            stdout_encoding,
+            stdout_truncated: outcome.stdout.truncated,
+            stderr,
+            stderr_encoding,
+            stderr_truncated: outcome.stderr.truncated,
+            duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+            limits: outcome.limits.applied(),
+            error: outcome.error.clone(),
+        }
+    }
+
+    /// The bytes of `stdout` as the program wrote them (decoding base64 when needed).
+    pub fn stdout_bytes(&self) -> Vec<u8> {
+        decode_output(&self.stdout, self.stdout_encoding)
+    }
+
+    /// The bytes of `stderr` as the program wrote them (decoding base64 when needed).
+    pub fn stderr_bytes(&self) -> Vec<u8> {
+        decode_output(&self.stderr, self.stderr_encoding)
+    }
+}
+
+/// Output as a JSON string: text when it is UTF-8, base64 otherwise. A stream we truncated may end
+/// in the middle of a character; those trailing bytes are dropped rather than turning the whole
+/// stream into base64.
+pub fn encode_output(captured: &Captured) -> (String, Encoding) {
+    let bytes = &captured.bytes[..];
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), Encoding::Utf8),
+        Err(error) if captured.truncated && error.error_len().is_none() => (
+            String::from_utf8_lossy(&bytes[..error.valid_up_to()]).into_owned(),
+            Encoding::Utf8,
+        ),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            Encoding::Base64,
+        ),
+    }
+}
+
+fn decode_output(text: &str, encoding: Encoding) -> Vec<u8> {
+    match encoding {
+        Encoding::Utf8 => text.as_bytes().to_vec(),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: Status) -> Outcome {
+        Outcome {
+            status,
+            ..Outcome::not_run(status, "x", Limits::default())
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_table() {
+        assert_eq!(outcome(Status::Ok).exit_code(), 0);
+        assert_eq!(outcome(Status::Timeout).exit_code(), 124);
+        assert_eq!(outcome(Status::SandboxError).exit_code(), 125);
+        assert_eq!(outcome(Status::MemoryLimit).exit_code(), 121);
+        assert_eq!(outcome(Status::OutputLimit).exit_code(), 122);
+        assert_eq!(outcome(Status::Rejected).exit_code(), 123);
+        assert_eq!(outcome(Status::Interrupted).exit_code(), 130);
+        let terminated = Outcome {
+            interrupt_signal: Some(15),
+            ..outcome(Status::Interrupted)
+        };
+        assert_eq!(terminated.exit_code(), 143);
+        let failed = Outcome {
+            exit_code: Some(3),
+            ..outcome(Status::RuntimeError)
+        };
+        assert_eq!(failed.exit_code(), 3);
+        let segfault = Outcome {
+            signal: Some(11),
+            ..outcome(Status::RuntimeError)
+        };
+        assert_eq!(segfault.exit_code(), 139);
+    }
+
+    #[test]
+    fn status_names_match_serde() {
+        for status in [
+            Status::Ok,
+            Status::RuntimeError,
+            Status::Timeout,
+            Status::MemoryLimit,
+            Status::OutputLimit,
+            Status::Rejected,
+            Status::SandboxError,
+            Status::Interrupted,
+        ] {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+    }
+
+    #[test]
+    fn binary_output_is_base64_and_round_trips() {
+        let captured = Captured {
+            bytes: vec![0xff, 0x00, b'a'],
+            seen: 3,
+            truncated: false,
+        };
+        let (text, encoding) = encode_output(&captured);
+        assert_eq!(encoding, Encoding::Base64);
+        assert_eq!(decode_output(&text, encoding), captured.bytes);
+    }
+
+    #[test]
+    fn a_character_cut_by_the_cap_keeps_the_text_readable() {
+        let mut bytes = "héllo".as_bytes().to_vec();
+        bytes.extend_from_slice(&"é".as_bytes()[..1]);
+        let captured = Captured {
+            bytes,
+            seen: 100,
+            truncated: true,
+        };
+        assert_eq!(encode_output(&captured), ("héllo".to_owned(), Encoding::Utf8));
+    }
+
+    #[test]
+    fn report_has_every_documented_field() {
+        let report = RunReport::new(&outcome(Status::Rejected));
+        let value = serde_json::to_value(&report).unwrap();
+        for field in [
+            "schema_version",
+            "status",
+            "exit_code",
+            "signal",
+            "stdout",
+            "stdout_encoding",
+            "stdout_truncated",
+            "stderr",
+            "stderr_encoding",
+            "stderr_truncated",
+            "duration_ms",
+            "limits",
+            "error",
+        ] {
+            assert!(value.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(value["schema_version"], 1);
+        assert_eq!(value["limits"]["memory_bytes"], 134217728);
+    }
+}

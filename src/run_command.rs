@@ -1,0 +1,120 @@
+//! `safe-exec run` and `safe-exec gc`: turn the parsed command line into a validated [`Job`], run
+//! it through the supervisor, and report in text or JSON.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::cli::{GcArgs, RunArgs};
+use crate::exit_codes;
+use crate::limits::Limits;
+use crate::report::{describe, Outcome, RunReport, Status};
+use crate::runner::cancel::{self, CancelToken};
+use crate::runner::{gc, Job, ProgramStdin, RunIo, Sandbox};
+use crate::source::{describe_io, Program, RejectReason};
+
+pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
+    let limits = Limits::default().with(&args.limits.overrides());
+    let sandbox = Sandbox::new(args.image.image.clone());
+    let outcome = match prepare(&args, limits) {
+        Ok(job) => {
+            let token = CancelToken::new();
+            cancel::cancel_on_signals(token.clone(), sandbox.docker().clone())
+                .context("cannot install signal handlers")?;
+            let sweeper = sweep_stale_in_background(&sandbox);
+            let io = if args.json { RunIo::capture() } else { RunIo::passthrough() };
+            let outcome = sandbox.run(job, io, &token);
+            drop(sweeper);
+            outcome
+        }
+        Err(reason) => Outcome::not_run(Status::Rejected, reason.to_string(), limits),
+    };
+    report(&outcome, args.json)?;
+    Ok(outcome.exit_code())
+}
+
+/// The validated job, or why the input is refused. Nothing has been started yet.
+fn prepare(args: &RunArgs, limits: Limits) -> Result<Job, RejectReason> {
+    let max_chars = limits.max_code_chars;
+    let from_stdin = args.code.is_none() && args.file.as_deref().is_none_or(|file| file == Path::new("-"));
+    let program = if let Some(code) = &args.code {
+        use std::os::unix::ffi::OsStrExt;
+        Program::from_bytes(code.as_bytes(), max_chars)?
+    } else if from_stdin {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprintln!("safe-exec: reading the program from standard input; end it with Ctrl-D");
+        }
+        Program::from_reader(stdin.lock(), max_chars, "standard input")?
+    } else {
+        let path = args.file.as_deref().unwrap_or(Path::new("-"));
+        Program::from_file(path, max_chars)?
+    };
+    let stdin = match &args.stdin {
+        Some(path) => ProgramStdin::File(open_stdin_file(path)?),
+        None if from_stdin => ProgramStdin::Empty,
+        None => ProgramStdin::Inherit,
+    };
+    Ok(Job { program, stdin, limits })
+}
+
+fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {
+    let unreadable = |message: String| RejectReason::Unreadable {
+        path: format!("--stdin {}", path.display()),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|error| unreadable(describe_io(&error)))?;
+    match file.metadata() {
+        Ok(metadata) if metadata.is_dir() => Err(unreadable("it is a directory".to_owned())),
+        Ok(_) => Ok(file),
+        Err(error) => Err(unreadable(describe_io(&error))),
+    }
+}
+
+/// Print the outcome: one JSON document on stdout, or one `safe-exec:` line on stderr.
+fn report(outcome: &Outcome, json: bool) -> anyhow::Result<()> {
+    if json {
+        let mut document = serde_json::to_string_pretty(&RunReport::new(outcome))?;
+        document.push('\n');
+        let mut stdout = std::io::stdout().lock();
+        // A reader that went away (`| head`) is not our failure.
+        let written = stdout.write_all(document.as_bytes()).and_then(|()| stdout.flush());
+        if let Err(error) = written {
+            if error.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(error).context("cannot write the JSON report to stdout");
+            }
+        }
+    } else if let Some(line) = describe(outcome) {
+        eprintln!("{line}");
+    }
+    Ok(())
+}
+
+/// Remove containers orphaned by earlier runs whose supervisor was killed, without delaying this
+/// run: nothing piles up on a host that only ever uses `safe-exec run`. The sweep is abandoned if
+/// this run ends first; its removals continue on their own.
+fn sweep_stale_in_background(sandbox: &Sandbox) -> std::thread::JoinHandle<()> {
+    let docker = sandbox.docker().clone();
+    std::thread::spawn(move || {
+        let _ = gc::collect(&docker, gc::Scope::Stale);
+    })
+}
+
+pub fn collect_garbage(args: GcArgs) -> anyhow::Result<u8> {
+    let sandbox = Sandbox::new(None);
+    let scope = if args.all { gc::Scope::All } else { gc::Scope::Stale };
+    match gc::collect(sandbox.docker(), scope) {
+        Ok(removed) => {
+            println!("removed {} container(s)", removed.len());
+            for name in removed {
+                println!("  {name}");
+            }
+            Ok(exit_codes::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("safe-exec: {error}");
+            Ok(exit_codes::SANDBOX_ERROR)
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Calls to the `docker` CLI that always end: each has its own deadline, after which the client
+//! is killed and the call reported as timed out. Errors are classified into what a user can fix.
+//!
+//! Every docker process is put in its own process group, so a Ctrl-C in the terminal reaches
+//! safe-exec alone and we decide what happens to the container.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+/// Environment variable naming the docker client to use (default: `docker` on `PATH`).
+pub const DOCKER_ENV: &str = "SAFE_EXEC_DOCKER";
+
+/// Why the engine could not do what we asked. Messages say what to do next.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    #[error("the docker client `{program}` was not found: install Docker (scripts/setup.sh does) or point {DOCKER_ENV} at it")]
+    CliMissing { program: String },
+    #[error("cannot reach the Docker engine{host}: is dockerd running? Try `docker info` (scripts/setup.sh starts it) ({detail})")]
+    Unreachable { host: String, detail: String },
+    #[error("permission denied talking to the Docker engine: run as root or join the `docker` group ({detail})")]
+    PermissionDenied { detail: String },
+    #[error("runner image `{image}` not found: build it with `scripts/setup.sh` (safe-exec never pulls images)")]
+    ImageMissing { image: String },
+    #[error("`docker {command}` did not answer within {secs} s: the engine may be overloaded or hung; check `docker info`")]
+    Timeout { command: String, secs: u64 },
+    #[error("`docker {command}` failed: {detail}")]
+    Failed { command: String, detail: String },
+    #[error("could not start the docker client `{program}`: {detail}")]
+    Spawn { program: String, detail: String },
+}
+
+/// What a finished docker call printed.
+#[derive(Debug, Clone)]
+pub struct CallOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The docker client we shell out to.
+#[derive(Debug, Clone)]
+pub struct DockerCli {
+    program: OsString,
+}
+
+impl Default for DockerCli {
+    fn default() -> Self {
+        DockerCli::from_env()
+    }
+}
+
+impl DockerCli {
+    /// `$SAFE_EXEC_DOCKER`, or `docker` from `PATH`.
+    pub fn from_env() -> DockerCli {
+        let program = std::env::var_os(DOCKER_ENV)
+            .filter(|value| !value.is_empty())
+            .unwrap_or_else(|| OsString::from("docker"));
+        DockerCli { program }
+    }
+
+    pub fn program(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+
+    /// A `docker ARGS...` command in its own process group with no stdin; the caller adds pipes.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new(&self.program);
+        command.args(args).stdin(Stdio::null()).process_group(0);
+        command
+    }
+
+    /// Spawn `command`, mapping a missing client to [`EngineError::CliMissing`].
+    pub fn spawn(&self, command: &mut Command) -> Result<Child, EngineError> {
+        command.spawn().map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => EngineError::CliMissing {
+                program: self.program(),
+            },
+            _ => EngineError::Spawn {
+                program: self.program(),
+                detail: error.to_string(),
+            },
+        })
+    }
+
+    /// Run `docker ARGS...` to completion within `timeout`, killing the client past it. A non-zero
+    /// exit is classified into an [`EngineError`]; `image` names the image for "no such image".
+    pub fn call(&self, args: &[String], timeout: Duration, image: Option<&str>) -> Result<CallOutput, EngineError> {
+        let output = self.call_unchecked(args, timeout)?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(classify_failure(&subcommand(args), &output.stderr, image))
+        }
+    }
+
+    /// As [`DockerCli::call`], but a non-zero exit is returned, not classified.
+    pub fn call_unchecked(&self, args: &[String], timeout: Duration) -> Result<CallOutput, EngineError> {
+        let mut command = self.command(args);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = self.spawn(&mut command)?;
+        let stdout = read_in_background(child.stdout.take());
+        let stderr = read_in_background(child.stderr.take());
+        let status = match wait_until(&mut child, Instant::now() + timeout) {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(EngineError::Timeout {
+                    command: subcommand(args),
+                    secs: timeout.as_secs().max(1),
+                });
+            }
+        };
+        Ok(CallOutput {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
+    }
+}
+
+/// Wait for `child` until `deadline`; `None` if it is still running then.
+pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => {}
+            // The child was already reaped elsewhere; treat it as gone.
+            Err(_) => return None,
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut text);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    })
+}
+
+fn subcommand(args: &[String]) -> String {
+    args.iter()
+        .take_while(|arg| !arg.starts_with('-'))
+        .take(2)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Turn a failed call's stderr into an error a user can act on.
+pub fn classify_failure(command: &str, stderr: &str, image: Option<&str>) -> EngineError {
+    let detail = stderr.trim().lines().last().unwrap_or("").trim().to_owned();
+    let lower = stderr.to_ascii_lowercase();
+    if lower.contains("cannot connect to the docker daemon")
+        || lower.contains("error during connect")
+        || lower.contains("connection refused")
+        || (lower.contains("dial unix") && lower.contains("no such file"))
+        || lower.contains("is the docker daemon running")
+    {
+        let host = std::env::var("DOCKER_HOST")
+            .map(|host| format!(" at {host}"))
+            .unwrap_or_default();
+        return EngineError::Unreachable { host, detail };
+    }
+    if lower.contains("permission denied") && lower.contains("docker") && lower.contains("sock") {
+        return EngineError::PermissionDenied { detail };
+    }
+    if let Some(image) = image {
+        if lower.contains("no such image") || lower.contains("unable to find image") {
+            return EngineError::ImageMissing {
+                image: image.to_owned(),
+            };
+        }
+    }
+    EngineError::Failed {
+        command: command.to_owned(),
+        detail: if detail.is_empty() {
+            "no error message".to_owned()
+        } else {
+            detail
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_engine_is_recognised() {
+        let stderr = "Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?";
+        assert!(matches!(classify_failure("create", stderr, None), EngineError::Unreachable { .. }));
+        let stderr = "error during connect: Get \"http://x\": dial unix /nonexistent.sock: connect: no such file or directory";
+        assert!(matches!(classify_failure("create", stderr, None), EngineError::Unreachable { .. }));
+    }
+
+    #[test]
+    fn missing_image_names_the_fix() {
+        let stderr = "Error response from daemon: No such image: safe-exec-python:3.11";
+        let error = classify_failure("create", stderr, Some("safe-exec-python:3.11"));
+        assert_eq!(
+            error,
+            EngineError::ImageMissing {
+                image: "safe-exec-python:3.11".into()
+            }
+        );
+        assert!(error.to_string().contains("scripts/setup.sh"));
+    }
+
+    #[test]
+    fn other_failures_keep_docker_s_last_line() {
+        let error = classify_failure("create", "warning\nError response from daemon: Conflict", None);
+        assert_eq!(error.to_string(), "`docker create` failed: Error response from daemon: Conflict");
+    }
+
+    #[test]
+    fn subcommand_stops_at_options() {
+        let args: Vec<String> = ["image", "inspect", "--format", "x"].map(String::from).to_vec();
+        assert_eq!(subcommand(&args), "image inspect");
+        let args: Vec<String> = ["create", "--interactive"].map(String::from).to_vec();
+        assert_eq!(subcommand(&args), "create");
+    }
+
+    #[test]
+    fn missing_client_is_reported_as_such() {
+        let docker = DockerCli {
+            program: "/nonexistent/docker".into(),
+        };
+        let error = docker
+            .call(&["version".to_owned()], Duration::from_secs(5), None)
+            .unwrap_err();
+        assert!(matches!(error, EngineError::CliMissing { .. }));
+    }
+
+    #[test]
+    fn calls_that_hang_are_killed_at_their_deadline() {
+        let docker = DockerCli { program: "sleep".into() };
+        let started = Instant::now();
+        let error = docker
+            .call(&["5".to_owned()], Duration::from_millis(200), None)
+            .unwrap_err();
+        assert!(matches!(error, EngineError::Timeout { .. }));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

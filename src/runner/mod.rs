@@ -1,0 +1,485 @@
+//! The supervisor: the one path by which a program runs.
+//!
+//! [`Sandbox::run`] creates a named, labelled container (`docker create`), starts it attached
+//! (`docker start -ai`), feeds the program and its stdin on one thread, drains stdout and stderr
+//! on one thread each in fixed-size chunks up to the cap, and watches three things: the client
+//! exiting, our own deadline, the output cap and cancellation. Whatever happens, the container is
+//! killed and removed (`docker rm --force`), with [`guard::ContainerGuard`] as the last line of
+//! defence. The status comes from our deadline, our cap and `docker inspect` — never from what the
+//! program printed.
+//!
+//! This module does not print; callers choose where output goes through [`RunIo`].
+
+pub mod cancel;
+pub mod docker_cli;
+pub mod gc;
+pub mod guard;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub use cancel::CancelToken;
+pub use docker_cli::{DockerCli, EngineError};
+
+use crate::limits::Limits;
+use crate::report::{status_message, Captured, Outcome, Status, Stream};
+use crate::sandbox::docker::{CreateArgs, EXPIRY_MARGIN, WATCHDOG_GRACE};
+use crate::sandbox::{protocol_header, ContainerSpec, DEFAULT_IMAGE};
+use crate::source::Program;
+use guard::ContainerGuard;
+
+/// Environment variable: a value for the session label on every container, so a test or CI job
+/// can find exactly its own containers.
+pub const SESSION_ENV: &str = "SAFE_EXEC_LABEL";
+
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// After we kill a container, how long its attached client may take to notice.
+const CLIENT_EXIT_GRACE: Duration = Duration::from_secs(3);
+/// How often the supervisor looks at the client, the clock and the cancel flag.
+const POLL: Duration = Duration::from_millis(5);
+/// Output is read in chunks of this size, never line by line.
+const CHUNK: usize = 8 * 1024;
+
+/// What the program reads on its standard input.
+#[derive(Debug)]
+pub enum ProgramStdin {
+    /// Nothing: the first read gets end-of-file.
+    Empty,
+    /// These bytes, then end-of-file.
+    Bytes(Vec<u8>),
+    /// The contents of an open file, then end-of-file.
+    File(File),
+    /// safe-exec's own standard input, as `python3 script.py` would read it.
+    Inherit,
+}
+
+/// One program to run, with its input and limits. Built only from validated parts.
+#[derive(Debug)]
+pub struct Job {
+    pub program: Program,
+    pub stdin: ProgramStdin,
+    pub limits: Limits,
+}
+
+/// Where the program's output goes while it runs.
+pub struct RunIo {
+    /// Written to as stdout arrives (text mode streams to our own stdout).
+    pub stdout: Option<Box<dyn Write + Send>>,
+    /// Written to as stderr arrives.
+    pub stderr: Option<Box<dyn Write + Send>>,
+    /// Keep the bytes (up to the cap) in the [`Outcome`]; without it only counts are kept.
+    pub keep: bool,
+}
+
+impl RunIo {
+    /// Keep everything in memory (up to the cap): for `--json`, grading and HTTP.
+    pub fn capture() -> RunIo {
+        RunIo {
+            stdout: None,
+            stderr: None,
+            keep: true,
+        }
+    }
+
+    /// Stream to our own stdout and stderr as the bytes arrive, keeping nothing.
+    pub fn passthrough() -> RunIo {
+        RunIo {
+            stdout: Some(Box::new(std::io::stdout())),
+            stderr: Some(Box::new(std::io::stderr())),
+            keep: false,
+        }
+    }
+}
+
+/// The engine, image and labels runs use. Cheap to clone; share one across threads.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    docker: DockerCli,
+    image: String,
+    session: Option<String>,
+}
+
+impl Sandbox {
+    /// A sandbox on `image` (default [`DEFAULT_IMAGE`]), with the docker client from
+    /// `SAFE_EXEC_DOCKER` and the session label from `SAFE_EXEC_LABEL`.
+    pub fn new(image: Option<String>) -> Sandbox {
+        Sandbox {
+            docker: DockerCli::from_env(),
+            image: image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            session: std::env::var(SESSION_ENV)
+                .ok()
+                .filter(|value| is_label_value(value)),
+        }
+    }
+
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+
+    pub fn docker(&self) -> &DockerCli {
+        &self.docker
+    }
+
+    /// Is the engine reachable and the image present? One quick call, for health checks and for
+    /// refusing a batch before it starts.
+    pub fn check_ready(&self) -> Result<(), EngineError> {
+        let args = ["image", "inspect", "--format", "{{.Id}}", self.image.as_str()].map(String::from);
+        self.docker
+            .call(&args, READY_TIMEOUT, Some(&self.image))
+            .map(|_| ())
+    }
+
+    /// Run `job` to its end and say what happened. Never panics on engine trouble: that is a
+    /// `sandbox_error` outcome. Returns `interrupted` as soon as `cancel` is set.
+    pub fn run(&self, job: Job, io: RunIo, cancel: &CancelToken) -> Outcome {
+        let limits = job.limits;
+        if cancel.is_cancelled() {
+            return interrupted_before_start(cancel, limits);
+        }
+        let spec = ContainerSpec {
+            name: unique_name(),
+            image: self.image.clone(),
+            expires_at: gc::unix_now()
+                + (limits.timeout + WATCHDOG_GRACE + EXPIRY_MARGIN).as_secs(),
+            session: self.session.clone(),
+        };
+        let mut container = ContainerGuard::new(self.docker.clone(), spec.name.clone());
+        let create = CreateArgs::build(&spec, &limits);
+        match self.docker.call(&create.0, CREATE_TIMEOUT, Some(&self.image)) {
+            Ok(_) => {}
+            Err(error) => {
+                // A timed-out create may still have made the container: the guard removes it.
+                if !matches!(error, EngineError::Timeout { .. }) {
+                    container.disarm();
+                }
+                return sandbox_error(error, limits);
+            }
+        }
+        let mut outcome = self.supervise(&mut container, job, io, cancel);
+        if let Err(error) = container.remove() {
+            if outcome.status != Status::SandboxError {
+                outcome.status = Status::SandboxError;
+                outcome.error = Some(format!("the run ended but its container could not be removed: {error}"));
+            }
+        }
+        if outcome.error.is_none() {
+            outcome.error = status_message(&outcome);
+        }
+        outcome
+    }
+
+    fn supervise(&self, container: &mut ContainerGuard, job: Job, io: RunIo, cancel: &CancelToken) -> Outcome {
+        let limits = job.limits;
+        let start = ["start", "--attach", "--interactive", container.name()];
+        let mut command = self.docker.command(start);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut client = match self.docker.spawn(&mut command) {
+            Ok(client) => client,
+            Err(error) => return sandbox_error(error, limits),
+        };
+        let (events, watch) = mpsc::channel();
+        if let Some(stdin) = client.stdin.take() {
+            feed(stdin, job.program, job.stdin);
+        }
+        let cap = limits.max_output_bytes;
+        let stdout = client
+            .stdout
+            .take()
+            .map(|pipe| drain(pipe, Stream::Stdout, cap, io.stdout, io.keep, events.clone()));
+        let stderr = client
+            .stderr
+            .take()
+            .map(|pipe| drain(pipe, Stream::Stderr, cap, io.stderr, io.keep, events));
+
+        let ending = watch_run(&mut client, &watch, started + limits.timeout, cancel);
+        let duration = started.elapsed();
+        if !matches!(ending, Ending::Exited) {
+            // Kill first, then collect: the attached client ends once the container is gone.
+            let _ = container.remove();
+            if docker_cli::wait_until(&mut client, Instant::now() + CLIENT_EXIT_GRACE).is_none() {
+                let _ = client.kill();
+                let _ = client.wait();
+            }
+        }
+        let stdout = join_drain(stdout);
+        let stderr = join_drain(stderr);
+        let mut outcome = Outcome {
+            status: Status::Ok,
+            exit_code: None,
+            signal: None,
+            stdout,
+            stderr,
+            duration,
+            error: None,
+            limits,
+            output_limit_stream: None,
+            interrupt_signal: None,
+        };
+        match ending {
+            Ending::Timeout => outcome.status = Status::Timeout,
+            Ending::OutputLimit(stream) => {
+                outcome.status = Status::OutputLimit;
+                outcome.output_limit_stream = Some(stream);
+            }
+            Ending::Cancelled => {
+                outcome.status = Status::Interrupted;
+                outcome.interrupt_signal = cancel.signal();
+                outcome.error = Some(match cancel.signal() {
+                    Some(signal) => format!("interrupted by signal {signal}: the run was stopped and its container removed"),
+                    None => "cancelled: the run was stopped and its container removed".to_owned(),
+                });
+            }
+            Ending::Exited => self.classify_exit(container.name(), &mut outcome),
+        }
+        outcome
+    }
+
+    /// After the container ended by itself: ask the engine how.
+    fn classify_exit(&self, name: &str, outcome: &mut Outcome) {
+        let format = "{{.State.ExitCode}} {{.State.OOMKilled}} {{.State.StartedAt}}";
+        let args = ["inspect", "--type", "container", "--format", format, name].map(String::from);
+        let state = match self.docker.call(&args, INSPECT_TIMEOUT, None) {
+            Ok(output) => output.stdout,
+            Err(error) => {
+                outcome.status = Status::SandboxError;
+                outcome.error = Some(error.to_string());
+                return;
+            }
+        };
+        match parse_state(&state) {
+            Some(ContainerState { started: false, .. }) => {
+                outcome.status = Status::SandboxError;
+                let detail = String::from_utf8_lossy(&outcome.stderr.bytes).trim().to_owned();
+                outcome.error = Some(format!(
+                    "the container was created but never started{}",
+                    if detail.is_empty() { String::new() } else { format!(": {detail}") }
+                ));
+            }
+            Some(ContainerState { oom_killed: true, .. }) => outcome.status = Status::MemoryLimit,
+            Some(ContainerState { exit_code: 0, .. }) => {
+                outcome.status = Status::Ok;
+                outcome.exit_code = Some(0);
+            }
+            Some(ContainerState { exit_code, .. }) => {
+                outcome.status = Status::RuntimeError;
+                // The init process reports death by signal N as 128+N, the shell convention.
+                if (129..=128 + 64).contains(&exit_code) {
+                    outcome.signal = Some(exit_code - 128);
+                } else {
+                    outcome.exit_code = Some(exit_code);
+                }
+            }
+            None => {
+                outcome.status = Status::SandboxError;
+                outcome.error = Some(format!("could not read the container's state from `docker inspect`: {state:?}"));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ContainerState {
+    exit_code: i32,
+    oom_killed: bool,
+    started: bool,
+}
+
+/// `"137 true 2026-11-22T05:00:00.1Z"` → state. Docker's zero time means never started.
+fn parse_state(text: &str) -> Option<ContainerState> {
+    let mut fields = text.split_whitespace();
+    let exit_code = fields.next()?.parse().ok()?;
+    let oom_killed = fields.next()?.parse().ok()?;
+    let started_at = fields.next()?;
+    Some(ContainerState {
+        exit_code,
+        oom_killed,
+        started: !started_at.starts_with("0001-01-01"),
+    })
+}
+
+/// Why the supervisor stopped watching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Exited,
+    Timeout,
+    OutputLimit(Stream),
+    Cancelled,
+}
+
+enum Event {
+    OutputLimit(Stream),
+}
+
+fn watch_run(client: &mut Child, events: &Receiver<Event>, deadline: Instant, cancel: &CancelToken) -> Ending {
+    loop {
+        match events.recv_timeout(POLL) {
+            Ok(Event::OutputLimit(stream)) => return Ending::OutputLimit(stream),
+            Err(RecvTimeoutError::Timeout) => {}
+            // Both readers are done: the client is about to exit. Keep polling it, gently.
+            Err(RecvTimeoutError::Disconnected) => thread::sleep(POLL),
+        }
+        match client.try_wait() {
+            Ok(Some(_)) | Err(_) => return Ending::Exited,
+            Ok(None) => {}
+        }
+        if Instant::now() >= deadline {
+            return Ending::Timeout;
+        }
+        if cancel.is_cancelled() {
+            return Ending::Cancelled;
+        }
+    }
+}
+
+/// Write the protocol header, the source, then the program's stdin, and close the pipe. Runs on
+/// its own thread and is never joined: with [`ProgramStdin::Inherit`] it may wait on a terminal
+/// the program never reads, and it ends with the process.
+fn feed(mut pipe: ChildStdin, program: Program, stdin: ProgramStdin) {
+    let spawned = thread::Builder::new()
+        .name("safe-exec-stdin".into())
+        .spawn(move || {
+            let header = protocol_header(program.filename(), program.source().len());
+            if pipe.write_all(header.as_bytes()).is_err() || pipe.write_all(program.source().as_bytes()).is_err() {
+                return;
+            }
+            let _ = match stdin {
+                ProgramStdin::Empty => Ok(0),
+                ProgramStdin::Bytes(bytes) => pipe.write_all(&bytes).map(|_| 0),
+                ProgramStdin::File(mut file) => std::io::copy(&mut file, &mut pipe),
+                ProgramStdin::Inherit => std::io::copy(&mut std::io::stdin().lock(), &mut pipe),
+            };
+        });
+    // Without the thread the program gets no source and fails visibly; nothing to add here.
+    drop(spawned);
+}
+
+/// Read `pipe` to its end in fixed-size chunks. Up to `cap` bytes are passed on and kept; past
+/// it the supervisor is told once and the rest is read and dropped so the client never blocks.
+fn drain(
+    mut pipe: impl Read + Send + 'static,
+    stream: Stream,
+    cap: u64,
+    mut passthrough: Option<Box<dyn Write + Send>>,
+    keep: bool,
+    events: Sender<Event>,
+) -> JoinHandle<Captured> {
+    thread::spawn(move || {
+        let mut captured = Captured::default();
+        let mut accepted: u64 = 0;
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let read = match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            captured.seen += read as u64;
+            let room = usize::try_from(cap.saturating_sub(accepted)).unwrap_or(usize::MAX);
+            let take = read.min(room);
+            if take > 0 {
+                accepted += take as u64;
+                if keep {
+                    captured.bytes.extend_from_slice(&chunk[..take]);
+                }
+                if let Some(sink) = passthrough.as_mut() {
+                    // A closed reader of our own stdout (`| head`) is not an error: stop passing on.
+                    if sink.write_all(&chunk[..take]).and_then(|()| sink.flush()).is_err() {
+                        passthrough = None;
+                    }
+                }
+            }
+            if take < read && !captured.truncated {
+                captured.truncated = true;
+                let _ = events.send(Event::OutputLimit(stream));
+            }
+        }
+        captured
+    })
+}
+
+fn join_drain(handle: Option<JoinHandle<Captured>>) -> Captured {
+    handle.and_then(|handle| handle.join().ok()).unwrap_or_default()
+}
+
+fn sandbox_error(error: EngineError, limits: Limits) -> Outcome {
+    Outcome::not_run(Status::SandboxError, error.to_string(), limits)
+}
+
+fn interrupted_before_start(cancel: &CancelToken, limits: Limits) -> Outcome {
+    Outcome {
+        interrupt_signal: cancel.signal(),
+        ..Outcome::not_run(Status::Interrupted, "interrupted before the program started", limits)
+    }
+}
+
+/// `safe-exec-<pid>-<counter>-<nanos>`: unique on this host across processes and over time.
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    format!("safe-exec-{}-{count}-{nanos:09}", std::process::id())
+}
+
+fn is_label_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_state_is_parsed() {
+        assert_eq!(
+            parse_state("137 true 2026-11-22T05:00:00.123Z\n"),
+            Some(ContainerState {
+                exit_code: 137,
+                oom_killed: true,
+                started: true
+            })
+        );
+        assert_eq!(
+            parse_state("0 false 0001-01-01T00:00:00Z"),
+            Some(ContainerState {
+                exit_code: 0,
+                oom_killed: false,
+                started: false
+            })
+        );
+        assert_eq!(parse_state("garbage"), None);
+    }
+
+    #[test]
+    fn names_are_unique_and_valid_for_docker() {
+        let names: std::collections::HashSet<String> = (0..1000).map(|_| unique_name()).collect();
+        assert_eq!(names.len(), 1000);
+        assert!(names
+            .iter()
+            .all(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')));
+    }
+
+    #[test]
+    fn session_labels_are_restricted() {
+        assert!(is_label_value("test-123_a.b"));
+        assert!(!is_label_value("a b"));
+        assert!(!is_label_value(""));
+    }
+}

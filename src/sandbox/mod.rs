@@ -1,0 +1,34 @@
+//! What a sandbox is made of: the image, the container's name and labels, and the exact `docker`
+//! arguments that lock it down. Pure data and pure functions; `runner` executes them.
+
+pub mod docker;
+
+pub use docker::{ContainerSpec, CreateArgs};
+
+/// The runner image `scripts/setup.sh` builds from `runner_image/`.
+pub const DEFAULT_IMAGE: &str = "safe-exec-python:3.11";
+
+/// Every container safe-exec creates carries this label (value `1`); `safe-exec gc` and the tests
+/// find ours by it and never touch anything else.
+pub const MANAGED_LABEL: &str = "safe-exec.managed";
+/// Unix time after which a container of ours is certainly orphaned (its run's deadline plus a
+/// margin); `gc` removes such containers.
+pub const EXPIRES_LABEL: &str = "safe-exec.expires";
+/// Optional grouping label, set from `SAFE_EXEC_LABEL`, so a test or CI job can check that exactly
+/// its own containers are gone.
+pub const SESSION_LABEL: &str = "safe-exec.session";
+
+/// The unprivileged user (and group) the program runs as; created in `runner_image/Dockerfile`.
+pub const SANDBOX_UID: u32 = 10001;
+/// Where the program's source is written and its working directory: the only writable place.
+pub const WORKDIR: &str = "/tmp";
+/// Version 1 of the stdin protocol understood by `runner_image/launch.py`.
+pub const PROTOCOL: &str = "SAFE-EXEC/1";
+/// The launcher inside the image.
+pub const LAUNCHER: &str = "/opt/safe-exec/launch.py";
+
+/// The first bytes written to the container's stdin: the header `launch.py` reads before the
+/// source. The program's own stdin follows the source.
+pub fn protocol_header(filename: &str, source_len: usize) -> String {
+    format!("{PROTOCOL} {source_len} {filename}\n")
+}
