@@ -1,0 +1,113 @@
+//! Shared helpers: a `safe_exec()` command with a per-test session label, engine checks, and the
+//! "host is clean" assertion from ../shared/THREATS.md.
+
+#![allow(dead_code)]
+
+use std::process::Command as StdCommand;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use safe_exec::report::RunReport;
+
+/// A fresh session label for one test: containers it creates can be found (and found gone).
+pub struct Session {
+    pub label: String,
+}
+
+impl Session {
+    pub fn new() -> Session {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        require_engine();
+        let label = format!(
+            "test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        Session { label }
+    }
+
+    /// `safe-exec` with this session's label, from the freshly built binary.
+    pub fn safe_exec(&self) -> Command {
+        let mut command = Command::cargo_bin("safe-exec").expect("binary built");
+        command.env("SAFE_EXEC_LABEL", &self.label);
+        command.env_remove("SAFE_EXEC_IMAGE");
+        command.timeout(Duration::from_secs(120));
+        command
+    }
+
+    /// The same, as a std Command (for signal tests that need the child handle).
+    pub fn std_command(&self) -> StdCommand {
+        let mut command = StdCommand::new(assert_cmd::cargo::cargo_bin("safe-exec"));
+        command.env("SAFE_EXEC_LABEL", &self.label);
+        command.env_remove("SAFE_EXEC_IMAGE");
+        command
+    }
+
+    /// Names of containers carrying this session's label.
+    pub fn containers(&self) -> Vec<String> {
+        let output = StdCommand::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=safe-exec.session={}", self.label))
+            .output()
+            .expect("docker ps");
+        assert!(output.status.success(), "docker ps failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// THREATS.md's "clean": no container of ours is left (allowing `within` for removal).
+    pub fn assert_clean_within(&self, within: Duration) {
+        let until = Instant::now() + within;
+        loop {
+            let left = self.containers();
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < until, "containers left behind: {left:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn assert_clean(&self) {
+        self.assert_clean_within(Duration::ZERO);
+    }
+
+    /// Run `code` with `--json` plus `extra` args and parse the single document it prints.
+    pub fn run_json(&self, code: &str, extra: &[&str]) -> (RunReport, i32) {
+        let output = self
+            .safe_exec()
+            .args(["run", "--json", "-c", code])
+            .args(extra)
+            .output()
+            .expect("safe-exec runs");
+        let report = parse_report(&output.stdout);
+        (report, output.status.code().unwrap_or(-1))
+    }
+}
+
+pub fn parse_report(stdout: &[u8]) -> RunReport {
+    serde_json::from_slice(stdout).unwrap_or_else(|error| {
+        panic!(
+            "stdout is not one JSON report ({error}):\n{}",
+            String::from_utf8_lossy(stdout)
+        )
+    })
+}
+
+/// Fail loudly (never skip) when the engine or the image is missing.
+pub fn require_engine() {
+    let info = StdCommand::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", "safe-exec-python:3.11"])
+        .output();
+    match info {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!(
+            "the Docker engine or the runner image is not ready ({}): run `scripts/setup.sh` first",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(error) => panic!("cannot run `docker` ({error}): run `scripts/setup.sh` first"),
+    }
+}

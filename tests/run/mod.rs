@@ -1,0 +1,1 @@
+//! `safe-exec run` against the real engine.

@@ -1,0 +1,6 @@
+//! Integration tests: the real binary against the real Docker engine. One target with modules so
+//! the binary is built once. Tests that need the engine fail (never skip) when it is missing, with
+//! a message saying how to start it.
+
+mod common;
+mod run;
