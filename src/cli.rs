@@ -12,7 +12,12 @@ use crate::limits::{self, LimitOverrides};
 
 /// Run untrusted Python code in a locked-down Docker container and report exactly what happened.
 #[derive(Debug, Parser)]
-#[command(name = "safe-exec", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "safe-exec",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -74,8 +79,10 @@ pub struct ImageArg {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: the program's own code when it ends by itself; 124 timeout, 121 memory limit, \
-122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. See the README.")]
+#[command(
+    after_help = "Exit status: the program's own code when it ends by itself; 124 timeout, 121 memory limit, \
+122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. See the README."
+)]
 pub struct RunArgs {
     /// Python file to run; standard input when absent or `-`
     #[arg(value_name = "FILE", conflicts_with = "code")]
@@ -139,7 +146,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub queue: Option<u32>,
     /// Require `Authorization: Bearer TOKEN` on the API
-    #[arg(long, value_name = "TOKEN", env = "SAFE_EXEC_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SAFE_EXEC_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Requests per minute per client address
     #[arg(long, value_name = "N")]

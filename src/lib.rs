@@ -34,7 +34,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { exit_codes::USAGE } else { exit_codes::SUCCESS });
+            return ExitCode::from(if error.use_stderr() {
+                exit_codes::USAGE
+            } else {
+                exit_codes::SUCCESS
+            });
         }
     };
     let result = match cli.command {

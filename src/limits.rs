@@ -123,7 +123,10 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
     }
     let timeout = Duration::from_secs_f64(secs);
     if timeout > MAX_TIMEOUT {
-        return Err(format!("`{text}`: the timeout can be at most {} seconds", MAX_TIMEOUT.as_secs()));
+        return Err(format!(
+            "`{text}`: the timeout can be at most {} seconds",
+            MAX_TIMEOUT.as_secs()
+        ));
     }
     Ok(timeout)
 }
@@ -154,7 +157,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 pub fn parse_memory(text: &str) -> Result<u64, String> {
     let bytes = parse_size(text)?;
     if bytes < MIN_MEMORY_BYTES {
-        return Err(format!("`{text}`: the memory limit must be at least 6m (Docker's minimum)"));
+        return Err(format!(
+            "`{text}`: the memory limit must be at least 6m (Docker's minimum)"
+        ));
     }
     Ok(bytes)
 }
@@ -162,7 +167,9 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
 pub fn parse_output_size(text: &str) -> Result<u64, String> {
     let bytes = parse_size(text)?;
     if bytes == 0 || bytes > MAX_OUTPUT_BYTES {
-        return Err(format!("`{text}`: the output cap must be between 1 byte and 1g"));
+        return Err(format!(
+            "`{text}`: the output cap must be between 1 byte and 1g"
+        ));
     }
     Ok(bytes)
 }
@@ -172,8 +179,10 @@ pub fn parse_cpus(text: &str) -> Result<f64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a number of CPUs (try `1` or `0.5`)"))?;
-    if !cpus.is_finite() || cpus < 0.01 || cpus > 1024.0 {
-        return Err(format!("`{text}`: CPUs must be between 0.01 and the host's core count"));
+    if !cpus.is_finite() || !(0.01..=1024.0).contains(&cpus) {
+        return Err(format!(
+            "`{text}`: CPUs must be between 0.01 and the host's core count"
+        ));
     }
     Ok(cpus)
 }
@@ -185,7 +194,9 @@ pub fn parse_pids(text: &str) -> Result<u32, String> {
         .map_err(|_| format!("`{text}` is not a whole number of processes"))?;
     // Python itself, the init process and the watchdog need a few.
     if !(8..=MAX_PIDS).contains(&pids) {
-        return Err(format!("`{text}`: the pids limit must be between 8 and {MAX_PIDS}"));
+        return Err(format!(
+            "`{text}`: the pids limit must be between 8 and {MAX_PIDS}"
+        ));
     }
     Ok(pids)
 }
@@ -196,7 +207,9 @@ pub fn parse_code_chars(text: &str) -> Result<usize, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a whole number of characters"))?;
     if !(1..=MAX_CODE_CHARS).contains(&chars) {
-        return Err(format!("`{text}`: the code limit must be between 1 and {MAX_CODE_CHARS} characters"));
+        return Err(format!(
+            "`{text}`: the code limit must be between 1 and {MAX_CODE_CHARS} characters"
+        ));
     }
     Ok(chars)
 }

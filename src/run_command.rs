@@ -23,7 +23,11 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             cancel::cancel_on_signals(token.clone(), sandbox.docker().clone())
                 .context("cannot install signal handlers")?;
             let sweeper = sweep_stale_in_background(&sandbox);
-            let io = if args.json { RunIo::capture() } else { RunIo::passthrough() };
+            let io = if args.json {
+                RunIo::capture()
+            } else {
+                RunIo::passthrough()
+            };
             let outcome = sandbox.run(job, io, &token);
             drop(sweeper);
             outcome
@@ -37,7 +41,11 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
 /// The validated job, or why the input is refused. Nothing has been started yet.
 fn prepare(args: &RunArgs, limits: Limits) -> Result<Job, RejectReason> {
     let max_chars = limits.max_code_chars;
-    let from_stdin = args.code.is_none() && args.file.as_deref().is_none_or(|file| file == Path::new("-"));
+    let from_stdin = args.code.is_none()
+        && args
+            .file
+            .as_deref()
+            .is_none_or(|file| file == Path::new("-"));
     let program = if let Some(code) = &args.code {
         use std::os::unix::ffi::OsStrExt;
         Program::from_bytes(code.as_bytes(), max_chars)?
@@ -56,7 +64,11 @@ fn prepare(args: &RunArgs, limits: Limits) -> Result<Job, RejectReason> {
         None if from_stdin => ProgramStdin::Empty,
         None => ProgramStdin::Inherit,
     };
-    Ok(Job { program, stdin, limits })
+    Ok(Job {
+        program,
+        stdin,
+        limits,
+    })
 }
 
 fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {
@@ -79,7 +91,9 @@ fn report(outcome: &Outcome, json: bool) -> anyhow::Result<()> {
         document.push('\n');
         let mut stdout = std::io::stdout().lock();
         // A reader that went away (`| head`) is not our failure.
-        let written = stdout.write_all(document.as_bytes()).and_then(|()| stdout.flush());
+        let written = stdout
+            .write_all(document.as_bytes())
+            .and_then(|()| stdout.flush());
         if let Err(error) = written {
             if error.kind() != std::io::ErrorKind::BrokenPipe {
                 return Err(error).context("cannot write the JSON report to stdout");
@@ -95,16 +109,20 @@ fn report(outcome: &Outcome, json: bool) -> anyhow::Result<()> {
 /// run: nothing piles up on a host that only ever uses `safe-exec run`. The sweep is abandoned if
 /// this run ends first; its removals continue on their own.
 fn sweep_stale_in_background(sandbox: &Sandbox) -> std::thread::JoinHandle<()> {
-    let docker = sandbox.docker().clone();
+    let sandbox = sandbox.clone();
     std::thread::spawn(move || {
-        let _ = gc::collect(&docker, gc::Scope::Stale);
+        let _ = sandbox.collect_garbage(gc::Scope::Stale);
     })
 }
 
 pub fn collect_garbage(args: GcArgs) -> anyhow::Result<u8> {
     let sandbox = Sandbox::new(None);
-    let scope = if args.all { gc::Scope::All } else { gc::Scope::Stale };
-    match gc::collect(sandbox.docker(), scope) {
+    let scope = if args.all {
+        gc::Scope::All
+    } else {
+        gc::Scope::Stale
+    };
+    match sandbox.collect_garbage(scope) {
         Ok(removed) => {
             println!("removed {} container(s)", removed.len());
             for name in removed {

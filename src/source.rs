@@ -17,7 +17,9 @@ pub enum RejectReason {
     TooLong { chars: usize, limit: usize },
     #[error("code is not valid UTF-8 (first bad byte at offset {offset}): save it as UTF-8")]
     NotUtf8 { offset: usize },
-    #[error("code contains a NUL byte (line {line}, column {column}): Python source cannot contain NUL")]
+    #[error(
+        "code contains a NUL byte (line {line}, column {column}): Python source cannot contain NUL"
+    )]
     NulByte { line: usize, column: usize },
     #[error("no code to run: the program is empty or only whitespace")]
     Empty,
@@ -61,7 +63,10 @@ impl Program {
         }
         let chars = source.chars().count();
         if chars > max_chars {
-            return Err(RejectReason::TooLong { chars, limit: max_chars });
+            return Err(RejectReason::TooLong {
+                chars,
+                limit: max_chars,
+            });
         }
         if source.trim().is_empty() {
             return Err(RejectReason::Empty);
@@ -74,7 +79,11 @@ impl Program {
 
     /// Read and validate a program from `reader`, reading no more than could possibly be valid so
     /// an endless pipe cannot exhaust our memory.
-    pub fn from_reader(reader: impl Read, max_chars: usize, what: &str) -> Result<Program, RejectReason> {
+    pub fn from_reader(
+        reader: impl Read,
+        max_chars: usize,
+        what: &str,
+    ) -> Result<Program, RejectReason> {
         // Four bytes per character at most, plus a BOM and CRs that normalisation removes.
         let budget = (max_chars as u64).saturating_mul(8).saturating_add(16);
         let mut bytes = Vec::new();
@@ -88,7 +97,10 @@ impl Program {
         if bytes.len() as u64 > budget {
             // Certainly too long; count what we have so the message still names the limit.
             let chars = String::from_utf8_lossy(&bytes).chars().count();
-            return Err(RejectReason::TooLong { chars, limit: max_chars });
+            return Err(RejectReason::TooLong {
+                chars,
+                limit: max_chars,
+            });
         }
         Program::from_bytes(&bytes, max_chars)
     }
@@ -102,12 +114,19 @@ impl Program {
             message,
         };
         let file = std::fs::File::open(path).map_err(|error| unreadable(describe_io(&error)))?;
-        let metadata = file.metadata().map_err(|error| unreadable(describe_io(&error)))?;
+        let metadata = file
+            .metadata()
+            .map_err(|error| unreadable(describe_io(&error)))?;
         if metadata.is_dir() {
-            return Err(unreadable("it is a directory, not a Python file".to_owned()));
+            return Err(unreadable(
+                "it is a directory, not a Python file".to_owned(),
+            ));
         }
         let program = Program::from_reader(file, max_chars, &shown)?;
-        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("");
         Ok(program.named(name))
     }
 
@@ -172,16 +191,23 @@ mod tests {
         let over = "x".repeat(5001);
         assert_eq!(
             Program::from_text(&over, 5000),
-            Err(RejectReason::TooLong { chars: 5001, limit: 5000 })
+            Err(RejectReason::TooLong {
+                chars: 5001,
+                limit: 5000
+            })
         );
-        assert!(RejectReason::TooLong { chars: 5001, limit: 5000 }
-            .to_string()
-            .contains("5000"));
+        assert!(RejectReason::TooLong {
+            chars: 5001,
+            limit: 5000
+        }
+        .to_string()
+        .contains("5000"));
     }
 
     #[test]
     fn bom_and_line_endings_are_normalised_before_counting() {
-        let crlf = Program::from_bytes(b"\xef\xbb\xbfprint(1)\r\nprint(2)\rprint(3)\n", 100).unwrap();
+        let crlf =
+            Program::from_bytes(b"\xef\xbb\xbfprint(1)\r\nprint(2)\rprint(3)\n", 100).unwrap();
         assert_eq!(crlf.source(), "print(1)\nprint(2)\nprint(3)\n");
         let five = "x = 1\r\n".repeat(714) + "y=1\r\n"; // 5003 chars with CRs, 4289 without
         assert!(Program::from_text(&five, 5000).is_ok());
@@ -206,23 +232,38 @@ mod tests {
     #[test]
     fn blank_code_is_rejected() {
         assert_eq!(Program::from_text("", 100), Err(RejectReason::Empty));
-        assert_eq!(Program::from_text(" \n\t\r\n", 100), Err(RejectReason::Empty));
+        assert_eq!(
+            Program::from_text(" \n\t\r\n", 100),
+            Err(RejectReason::Empty)
+        );
     }
 
     #[test]
     fn reader_stops_early_on_endless_input() {
         let endless = std::io::repeat(b'x');
         let result = Program::from_reader(endless, 10, "stdin");
-        assert!(matches!(result, Err(RejectReason::TooLong { limit: 10, .. })));
+        assert!(matches!(
+            result,
+            Err(RejectReason::TooLong { limit: 10, .. })
+        ));
     }
 
     #[test]
     fn only_plain_python_names_are_kept() {
         let program = Program::from_text("pass", 10).unwrap();
-        assert_eq!(program.clone().named("solution.py").filename(), "solution.py");
-        assert_eq!(program.clone().named("../x.py").filename(), DEFAULT_FILENAME);
+        assert_eq!(
+            program.clone().named("solution.py").filename(),
+            "solution.py"
+        );
+        assert_eq!(
+            program.clone().named("../x.py").filename(),
+            DEFAULT_FILENAME
+        );
         assert_eq!(program.clone().named("a b.py").filename(), DEFAULT_FILENAME);
-        assert_eq!(program.clone().named(".hidden.py").filename(), DEFAULT_FILENAME);
+        assert_eq!(
+            program.clone().named(".hidden.py").filename(),
+            DEFAULT_FILENAME
+        );
         assert_eq!(program.named("script.txt").filename(), DEFAULT_FILENAME);
     }
 

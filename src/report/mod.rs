@@ -320,7 +320,10 @@ mod tests {
             seen: 100,
             truncated: true,
         };
-        assert_eq!(encode_output(&captured), ("héllo".to_owned(), Encoding::Utf8));
+        assert_eq!(
+            encode_output(&captured),
+            ("héllo".to_owned(), Encoding::Utf8)
+        );
     }
 
     #[test]

@@ -12,7 +12,10 @@ pub fn status_message(outcome: &Outcome) -> Option<String> {
         Status::Ok => None,
         Status::RuntimeError => Some(match (outcome.signal, outcome.exit_code) {
             (Some(signal), _) => {
-                format!("the program was killed by signal {signal} ({})", signal_name(signal))
+                format!(
+                    "the program was killed by signal {signal} ({})",
+                    signal_name(signal)
+                )
             }
             (None, Some(code)) => format!("the program exited with code {code}"),
             (None, None) => "the program failed".to_owned(),
@@ -27,7 +30,9 @@ pub fn status_message(outcome: &Outcome) -> Option<String> {
         )),
         Status::OutputLimit => Some(format!(
             "output limit exceeded: {} passed {} and the program was stopped",
-            outcome.output_limit_stream.map_or("output", |stream| stream.name()),
+            outcome
+                .output_limit_stream
+                .map_or("output", |stream| stream.name()),
             human_bytes(limits.max_output_bytes)
         )),
         Status::Rejected | Status::SandboxError | Status::Interrupted => outcome.error.clone(),

@@ -94,7 +94,12 @@ impl DockerCli {
 
     /// Run `docker ARGS...` to completion within `timeout`, killing the client past it. A non-zero
     /// exit is classified into an [`EngineError`]; `image` names the image for "no such image".
-    pub fn call(&self, args: &[String], timeout: Duration, image: Option<&str>) -> Result<CallOutput, EngineError> {
+    pub fn call(
+        &self,
+        args: &[String],
+        timeout: Duration,
+        image: Option<&str>,
+    ) -> Result<CallOutput, EngineError> {
         let output = self.call_unchecked(args, timeout)?;
         if output.status.success() {
             Ok(output)
@@ -104,7 +109,11 @@ impl DockerCli {
     }
 
     /// As [`DockerCli::call`], but a non-zero exit is returned, not classified.
-    pub fn call_unchecked(&self, args: &[String], timeout: Duration) -> Result<CallOutput, EngineError> {
+    pub fn call_unchecked(
+        &self,
+        args: &[String],
+        timeout: Duration,
+    ) -> Result<CallOutput, EngineError> {
         let mut command = self.command(args);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.spawn(&mut command)?;
@@ -209,9 +218,15 @@ mod tests {
     #[test]
     fn unreachable_engine_is_recognised() {
         let stderr = "Cannot connect to the Docker daemon at unix:///nonexistent.sock. Is the docker daemon running?";
-        assert!(matches!(classify_failure("create", stderr, None), EngineError::Unreachable { .. }));
+        assert!(matches!(
+            classify_failure("create", stderr, None),
+            EngineError::Unreachable { .. }
+        ));
         let stderr = "error during connect: Get \"http://x\": dial unix /nonexistent.sock: connect: no such file or directory";
-        assert!(matches!(classify_failure("create", stderr, None), EngineError::Unreachable { .. }));
+        assert!(matches!(
+            classify_failure("create", stderr, None),
+            EngineError::Unreachable { .. }
+        ));
     }
 
     #[test]
@@ -229,13 +244,22 @@ mod tests {
 
     #[test]
     fn other_failures_keep_docker_s_last_line() {
-        let error = classify_failure("create", "warning\nError response from daemon: Conflict", None);
-        assert_eq!(error.to_string(), "`docker create` failed: Error response from daemon: Conflict");
+        let error = classify_failure(
+            "create",
+            "warning\nError response from daemon: Conflict",
+            None,
+        );
+        assert_eq!(
+            error.to_string(),
+            "`docker create` failed: Error response from daemon: Conflict"
+        );
     }
 
     #[test]
     fn subcommand_stops_at_options() {
-        let args: Vec<String> = ["image", "inspect", "--format", "x"].map(String::from).to_vec();
+        let args: Vec<String> = ["image", "inspect", "--format", "x"]
+            .map(String::from)
+            .to_vec();
         assert_eq!(subcommand(&args), "image inspect");
         let args: Vec<String> = ["create", "--interactive"].map(String::from).to_vec();
         assert_eq!(subcommand(&args), "create");
@@ -254,7 +278,9 @@ mod tests {
 
     #[test]
     fn calls_that_hang_are_killed_at_their_deadline() {
-        let docker = DockerCli { program: "sleep".into() };
+        let docker = DockerCli {
+            program: "sleep".into(),
+        };
         let started = Instant::now();
         let error = docker
             .call(&["5".to_owned()], Duration::from_millis(200), None)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::sandbox::{EXPIRES_LABEL, MANAGED_LABEL};
+use crate::sandbox::{EXPIRES_LABEL, MANAGED_LABEL, SESSION_LABEL};
 
 use super::docker_cli::{DockerCli, EngineError};
 
@@ -20,18 +20,31 @@ pub enum Scope {
     All,
 }
 
-/// Remove our containers in `scope`; returns the names removed.
-pub fn collect(docker: &DockerCli, scope: Scope) -> Result<Vec<String>, EngineError> {
-    let list = [
+/// Remove our containers in `scope` (only those of `session`, when given); returns the names
+/// removed.
+pub fn collect(
+    docker: &DockerCli,
+    session: Option<&str>,
+    scope: Scope,
+) -> Result<Vec<String>, EngineError> {
+    let mut list = [
         "ps",
         "--all",
-        "--no-trunc",
         "--filter",
         &format!("label={MANAGED_LABEL}=1"),
-        "--format",
-        &format!("{{{{.Names}}}}\t{{{{.Label \"{EXPIRES_LABEL}\"}}}}"),
     ]
-    .map(String::from);
+    .map(String::from)
+    .to_vec();
+    if let Some(session) = session {
+        list.extend([
+            "--filter".to_owned(),
+            format!("label={SESSION_LABEL}={session}"),
+        ]);
+    }
+    list.extend([
+        "--format".to_owned(),
+        format!("{{{{.Names}}}}\t{{{{.Label \"{EXPIRES_LABEL}\"}}}}"),
+    ]);
     let listing = docker.call(&list, LIST_TIMEOUT, None)?.stdout;
     let doomed = select(&listing, unix_now(), scope);
     if doomed.is_empty() {
@@ -41,8 +54,17 @@ pub fn collect(docker: &DockerCli, scope: Scope) -> Result<Vec<String>, EngineEr
     remove.extend(doomed.iter().cloned());
     let output = docker.call_unchecked(&remove, REMOVE_TIMEOUT)?;
     // A container another process removed meanwhile is fine; anything else is reported.
-    if !output.status.success() && !output.stderr.lines().all(|line| line.contains("No such container")) {
-        return Err(super::docker_cli::classify_failure("rm", &output.stderr, None));
+    if !output.status.success()
+        && !output
+            .stderr
+            .lines()
+            .all(|line| line.contains("No such container"))
+    {
+        return Err(super::docker_cli::classify_failure(
+            "rm",
+            &output.stderr,
+            None,
+        ));
     }
     Ok(doomed)
 }
@@ -77,8 +99,14 @@ mod tests {
     #[test]
     fn only_expired_containers_are_stale() {
         let listing = "old\t100\nfresh\t300\nbroken\t\nweird\tabc\n";
-        assert_eq!(select(listing, 200, Scope::Stale), ["old", "broken", "weird"]);
-        assert_eq!(select(listing, 200, Scope::All), ["old", "fresh", "broken", "weird"]);
+        assert_eq!(
+            select(listing, 200, Scope::Stale),
+            ["old", "broken", "weird"]
+        );
+        assert_eq!(
+            select(listing, 200, Scope::All),
+            ["old", "fresh", "broken", "weird"]
+        );
         assert!(select("", 200, Scope::All).is_empty());
     }
 }

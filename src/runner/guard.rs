@@ -49,7 +49,11 @@ impl ContainerGuard {
             self.disarm();
             Ok(())
         } else {
-            Err(super::docker_cli::classify_failure("rm", &output.stderr, None))
+            Err(super::docker_cli::classify_failure(
+                "rm",
+                &output.stderr,
+                None,
+            ))
         }
     }
 

@@ -127,10 +127,22 @@ impl Sandbox {
         &self.docker
     }
 
+    /// Remove our containers in `scope` (only this session's, when `SAFE_EXEC_LABEL` is set).
+    pub fn collect_garbage(&self, scope: gc::Scope) -> Result<Vec<String>, EngineError> {
+        gc::collect(&self.docker, self.session.as_deref(), scope)
+    }
+
     /// Is the engine reachable and the image present? One quick call, for health checks and for
     /// refusing a batch before it starts.
     pub fn check_ready(&self) -> Result<(), EngineError> {
-        let args = ["image", "inspect", "--format", "{{.Id}}", self.image.as_str()].map(String::from);
+        let args = [
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            self.image.as_str(),
+        ]
+        .map(String::from);
         self.docker
             .call(&args, READY_TIMEOUT, Some(&self.image))
             .map(|_| ())
@@ -152,7 +164,10 @@ impl Sandbox {
         };
         let mut container = ContainerGuard::new(self.docker.clone(), spec.name.clone());
         let create = CreateArgs::build(&spec, &limits);
-        match self.docker.call(&create.0, CREATE_TIMEOUT, Some(&self.image)) {
+        match self
+            .docker
+            .call(&create.0, CREATE_TIMEOUT, Some(&self.image))
+        {
             Ok(_) => {}
             Err(error) => {
                 // A timed-out create may still have made the container: the guard removes it.
@@ -166,7 +181,9 @@ impl Sandbox {
         if let Err(error) = container.remove() {
             if outcome.status != Status::SandboxError {
                 outcome.status = Status::SandboxError;
-                outcome.error = Some(format!("the run ended but its container could not be removed: {error}"));
+                outcome.error = Some(format!(
+                    "the run ended but its container could not be removed: {error}"
+                ));
             }
         }
         if outcome.error.is_none() {
@@ -175,7 +192,13 @@ impl Sandbox {
         outcome
     }
 
-    fn supervise(&self, container: &mut ContainerGuard, job: Job, io: RunIo, cancel: &CancelToken) -> Outcome {
+    fn supervise(
+        &self,
+        container: &mut ContainerGuard,
+        job: Job,
+        io: RunIo,
+        cancel: &CancelToken,
+    ) -> Outcome {
         let limits = job.limits;
         let start = ["start", "--attach", "--interactive", container.name()];
         let mut command = self.docker.command(start);
@@ -193,10 +216,16 @@ impl Sandbox {
             feed(stdin, job.program, job.stdin);
         }
         let cap = limits.max_output_bytes;
-        let stdout = client
-            .stdout
-            .take()
-            .map(|pipe| drain(pipe, Stream::Stdout, cap, io.stdout, io.keep, events.clone()));
+        let stdout = client.stdout.take().map(|pipe| {
+            drain(
+                pipe,
+                Stream::Stdout,
+                cap,
+                io.stdout,
+                io.keep,
+                events.clone(),
+            )
+        });
         let stderr = client
             .stderr
             .take()
@@ -260,13 +289,21 @@ impl Sandbox {
         match parse_state(&state) {
             Some(ContainerState { started: false, .. }) => {
                 outcome.status = Status::SandboxError;
-                let detail = String::from_utf8_lossy(&outcome.stderr.bytes).trim().to_owned();
+                let detail = String::from_utf8_lossy(&outcome.stderr.bytes)
+                    .trim()
+                    .to_owned();
                 outcome.error = Some(format!(
                     "the container was created but never started{}",
-                    if detail.is_empty() { String::new() } else { format!(": {detail}") }
+                    if detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {detail}")
+                    }
                 ));
             }
-            Some(ContainerState { oom_killed: true, .. }) => outcome.status = Status::MemoryLimit,
+            Some(ContainerState {
+                oom_killed: true, ..
+            }) => outcome.status = Status::MemoryLimit,
             Some(ContainerState { exit_code: 0, .. }) => {
                 outcome.status = Status::Ok;
                 outcome.exit_code = Some(0);
@@ -282,7 +319,9 @@ impl Sandbox {
             }
             None => {
                 outcome.status = Status::SandboxError;
-                outcome.error = Some(format!("could not read the container's state from `docker inspect`: {state:?}"));
+                outcome.error = Some(format!(
+                    "could not read the container's state from `docker inspect`: {state:?}"
+                ));
             }
         }
     }
@@ -321,7 +360,12 @@ enum Event {
     OutputLimit(Stream),
 }
 
-fn watch_run(client: &mut Child, events: &Receiver<Event>, deadline: Instant, cancel: &CancelToken) -> Ending {
+fn watch_run(
+    client: &mut Child,
+    events: &Receiver<Event>,
+    deadline: Instant,
+    cancel: &CancelToken,
+) -> Ending {
     loop {
         match events.recv_timeout(POLL) {
             Ok(Event::OutputLimit(stream)) => return Ending::OutputLimit(stream),
@@ -350,7 +394,9 @@ fn feed(mut pipe: ChildStdin, program: Program, stdin: ProgramStdin) {
         .name("safe-exec-stdin".into())
         .spawn(move || {
             let header = protocol_header(program.filename(), program.source().len());
-            if pipe.write_all(header.as_bytes()).is_err() || pipe.write_all(program.source().as_bytes()).is_err() {
+            if pipe.write_all(header.as_bytes()).is_err()
+                || pipe.write_all(program.source().as_bytes()).is_err()
+            {
                 return;
             }
             let _ = match stdin {
@@ -395,7 +441,11 @@ fn drain(
                 }
                 if let Some(sink) = passthrough.as_mut() {
                     // A closed reader of our own stdout (`| head`) is not an error: stop passing on.
-                    if sink.write_all(&chunk[..take]).and_then(|()| sink.flush()).is_err() {
+                    if sink
+                        .write_all(&chunk[..take])
+                        .and_then(|()| sink.flush())
+                        .is_err()
+                    {
                         passthrough = None;
                     }
                 }
@@ -410,7 +460,9 @@ fn drain(
 }
 
 fn join_drain(handle: Option<JoinHandle<Captured>>) -> Captured {
-    handle.and_then(|handle| handle.join().ok()).unwrap_or_default()
+    handle
+        .and_then(|handle| handle.join().ok())
+        .unwrap_or_default()
 }
 
 fn sandbox_error(error: EngineError, limits: Limits) -> Outcome {
@@ -420,7 +472,11 @@ fn sandbox_error(error: EngineError, limits: Limits) -> Outcome {
 fn interrupted_before_start(cancel: &CancelToken, limits: Limits) -> Outcome {
     Outcome {
         interrupt_signal: cancel.signal(),
-        ..Outcome::not_run(Status::Interrupted, "interrupted before the program started", limits)
+        ..Outcome::not_run(
+            Status::Interrupted,
+            "interrupted before the program started",
+            limits,
+        )
     }
 }
 

@@ -83,8 +83,14 @@ impl CreateArgs {
         push(&["--memory", &memory, "--memory-swap", &memory]);
         push(&["--cpus", &format_cpus(limits.cpus)]);
         push(&["--pids-limit", &limits.pids.to_string()]);
-        push(&["--ulimit", &format!("nofile={MAX_OPEN_FILES}:{MAX_OPEN_FILES}")]);
-        push(&["--ulimit", &format!("fsize={MAX_FILE_BYTES}:{MAX_FILE_BYTES}")]);
+        push(&[
+            "--ulimit",
+            &format!("nofile={MAX_OPEN_FILES}:{MAX_OPEN_FILES}"),
+        ]);
+        push(&[
+            "--ulimit",
+            &format!("fsize={MAX_FILE_BYTES}:{MAX_FILE_BYTES}"),
+        ]);
         push(&["--ulimit", "core=0:0"]);
 
         // Housekeeping: reap zombies and forward signals; never log, never pull.
@@ -124,11 +130,14 @@ mod tests {
 
     /// `flag value` appears as two consecutive arguments.
     fn has_pair(args: &[String], flag: &str, value: &str) -> bool {
-        args.windows(2).any(|pair| pair[0] == flag && pair[1] == value)
+        args.windows(2)
+            .any(|pair| pair[0] == flag && pair[1] == value)
     }
 
     fn image_position(args: &[String]) -> usize {
-        args.iter().position(|arg| arg == "img:1").expect("image present")
+        args.iter()
+            .position(|arg| arg == "img:1")
+            .expect("image present")
     }
 
     #[test]
@@ -140,7 +149,11 @@ mod tests {
         assert!(has_pair(options, "--network", "none"));
         assert!(has_pair(options, "--ipc", "none"));
         assert!(options.contains(&"--read-only".to_owned()));
-        assert!(has_pair(options, "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=16777216,mode=1777"));
+        assert!(has_pair(
+            options,
+            "--tmpfs",
+            "/tmp:rw,nosuid,nodev,noexec,size=16777216,mode=1777"
+        ));
         assert!(has_pair(options, "--user", "10001:10001"));
         assert!(has_pair(options, "--cap-drop", "ALL"));
         assert!(has_pair(options, "--security-opt", "no-new-privileges"));
@@ -216,7 +229,10 @@ mod tests {
             .map(|pair| &pair[1])
             .collect();
         assert_eq!(envs.len(), ENVIRONMENT.len());
-        assert!(envs.iter().all(|env| env.contains('=')), "`-e NAME` would leak the host's value");
+        assert!(
+            envs.iter().all(|env| env.contains('=')),
+            "`-e NAME` would leak the host's value"
+        );
         assert!(envs.contains(&&"PYTHONUNBUFFERED=1".to_owned()));
     }
 
@@ -230,7 +246,15 @@ mod tests {
         let command = &args[image_position(&args) + 1..];
         assert_eq!(
             command,
-            ["timeout", "--signal=KILL", "6", "python3", "-I", "-S", "/opt/safe-exec/launch.py"]
+            [
+                "timeout",
+                "--signal=KILL",
+                "6",
+                "python3",
+                "-I",
+                "-S",
+                "/opt/safe-exec/launch.py"
+            ]
         );
     }
 }

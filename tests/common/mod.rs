@@ -51,11 +51,27 @@ impl Session {
             .arg(format!("label=safe-exec.session={}", self.label))
             .output()
             .expect("docker ps");
-        assert!(output.status.success(), "docker ps failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "docker ps failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout)
             .split_whitespace()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// How many of this session's containers are running.
+    pub fn running_containers(&self) -> usize {
+        let output = StdCommand::new("docker")
+            .args(["ps", "-q", "--filter", "status=running", "--filter"])
+            .arg(format!("label=safe-exec.session={}", self.label))
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .count()
     }
 
     /// THREATS.md's "clean": no container of ours is left (allowing `within` for removal).
@@ -100,7 +116,13 @@ pub fn parse_report(stdout: &[u8]) -> RunReport {
 /// Fail loudly (never skip) when the engine or the image is missing.
 pub fn require_engine() {
     let info = StdCommand::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", "safe-exec-python:3.11"])
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            "safe-exec-python:3.11",
+        ])
         .output();
     match info {
         Ok(output) if output.status.success() => {}

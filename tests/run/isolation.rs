@@ -1,0 +1,195 @@
+//! Escape attempts (THREATS E2–E12), checked from inside the container.
+
+use std::time::Duration;
+
+use safe_exec::report::Status;
+
+use crate::common::Session;
+
+fn run_ok(session: &Session, code: &str) -> String {
+    let (report, exit) = session.run_json(code, &[]);
+    assert_eq!((report.status, exit), (Status::Ok, 0), "{report:?}");
+    report.stdout
+}
+
+#[test]
+fn e2_root_is_read_only_with_no_host_mounts_or_sockets() {
+    let session = Session::new();
+    let mountinfo = run_ok(&session, "print(open('/proc/self/mountinfo').read())");
+    let mounts: Vec<(&str, &str, &str)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let dash = fields.iter().position(|field| *field == "-")?;
+            Some((fields[4], fields[5], fields[dash + 1]))
+        })
+        .collect();
+    let root = mounts
+        .iter()
+        .find(|(point, _, _)| *point == "/")
+        .expect("a root mount");
+    assert!(
+        root.1.split(',').any(|option| option == "ro"),
+        "root is not read-only: {root:?}"
+    );
+    for (point, options, fstype) in &mounts {
+        let writable = options.split(',').any(|option| option == "rw");
+        let allowed = matches!(
+            *fstype,
+            "proc" | "tmpfs" | "sysfs" | "cgroup" | "devpts" | "mqueue" | "overlay"
+        );
+        // The only bind mounts are Docker's generated /etc files and the engine's init binary
+        // (for --init); none may be writable.
+        if !allowed {
+            let expected = [
+                "/etc/hosts",
+                "/etc/hostname",
+                "/etc/resolv.conf",
+                "/sbin/docker-init",
+                "/usr/sbin/docker-init",
+            ];
+            assert!(
+                expected.contains(point) && !writable,
+                "unexpected mount {point} ({fstype}, {options})"
+            );
+        }
+        assert!(
+            !point.contains("docker.sock"),
+            "docker socket mounted at {point}"
+        );
+    }
+    let tmp = mounts
+        .iter()
+        .find(|(point, _, _)| *point == "/tmp")
+        .expect("a /tmp mount");
+    assert_eq!(tmp.2, "tmpfs");
+    for option in ["nosuid", "nodev", "noexec"] {
+        assert!(tmp.1.contains(option), "/tmp lacks {option}: {tmp:?}");
+    }
+    session.assert_clean();
+}
+
+#[test]
+fn e3_shadow_is_unreadable() {
+    let session = Session::new();
+    let out = run_ok(&session, "try:\n    open('/etc/shadow').read()\n    print('read')\nexcept PermissionError:\n    print('PermissionError')");
+    assert_eq!(out, "PermissionError\n");
+    session.assert_clean();
+}
+
+#[test]
+fn e4_the_docker_socket_is_not_there() {
+    let session = Session::new();
+    let out = run_ok(
+        &session,
+        "import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect('/var/run/docker.sock')\n    print('connected')\nexcept FileNotFoundError:\n    print('absent')",
+    );
+    assert_eq!(out, "absent\n");
+    session.assert_clean();
+}
+
+#[test]
+fn e6_no_root_no_capabilities_no_new_privileges_seccomp_on() {
+    let session = Session::new();
+    let out = run_ok(
+        &session,
+        "import os\nprint('uid', os.getuid(), os.geteuid(), os.getgid())\n\
+         try:\n    os.setuid(0)\n    print('setuid worked')\nexcept PermissionError:\n    print('setuid PermissionError')\n\
+         for line in open('/proc/self/status'):\n    if line.split(':')[0] in ('CapEff', 'CapPrm', 'CapBnd', 'NoNewPrivs', 'Seccomp'):\n        print(' '.join(line.split()))",
+    );
+    assert!(out.contains("uid 10001 10001 10001\n"), "{out}");
+    assert!(out.contains("setuid PermissionError\n"), "{out}");
+    assert!(out.contains("CapEff: 0000000000000000\n"), "{out}");
+    assert!(out.contains("CapPrm: 0000000000000000\n"), "{out}");
+    assert!(out.contains("CapBnd: 0000000000000000\n"), "{out}");
+    assert!(out.contains("NoNewPrivs: 1\n"), "{out}");
+    assert!(out.contains("Seccomp: 2\n"), "{out}");
+    session.assert_clean();
+}
+
+#[test]
+fn e11_raw_sockets_are_refused() {
+    let session = Session::new();
+    let out = run_ok(
+        &session,
+        "import socket\ntry:\n    socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\n    print('raw socket')\nexcept PermissionError:\n    print('PermissionError')",
+    );
+    assert_eq!(out, "PermissionError\n");
+    session.assert_clean();
+}
+
+#[test]
+fn e12_no_network_metadata_or_dns_each_failing_fast() {
+    let session = Session::new();
+    let code = r#"
+import socket, time
+for label, action in [
+    ('metadata', lambda: socket.create_connection(('169.254.169.254', 80), timeout=5)),
+    ('dns', lambda: socket.getaddrinfo('example.com', 80)),
+    ('outbound', lambda: socket.create_connection(('1.1.1.1', 53), timeout=5)),
+]:
+    started = time.monotonic()
+    try:
+        action()
+        print(label, 'connected')
+    except OSError as error:
+        print(label, type(error).__name__, time.monotonic() - started < 1.0)
+print(sorted(name for _, name in socket.if_nameindex()))
+"#;
+    let out = run_ok(&session, code);
+    assert!(out.contains("metadata OSError True\n"), "{out}");
+    assert!(out.contains("dns gaierror True\n"), "{out}");
+    assert!(out.contains("outbound OSError True\n"), "{out}");
+    assert!(out.ends_with("['lo']\n"), "only loopback exists: {out}");
+    session.assert_clean();
+}
+
+#[test]
+fn seed_network_and_write_examples_fail_inside_the_sandbox() {
+    let session = Session::new();
+    let network = session
+        .safe_exec()
+        .args(["run", "examples/network.py"])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&network.stdout),
+        String::from_utf8_lossy(&network.stderr)
+    );
+    assert!(!all.contains("connected to"), "{all}");
+    let write = session
+        .safe_exec()
+        .args(["run", "examples/write_file.py"])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&write.stdout),
+        String::from_utf8_lossy(&write.stderr)
+    );
+    assert!(all.contains("Read-only file system"), "{all}");
+    session.assert_clean_within(Duration::from_secs(1));
+}
+
+#[test]
+fn only_our_environment_reaches_the_program() {
+    let session = Session::new();
+    let (report, _) = session.run_json("import os\nprint(sorted(os.environ))", &[]);
+    assert_eq!(
+        report.stdout,
+        "['HOME', 'LANG', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED', 'TMPDIR']\n"
+    );
+    let leaked = session
+        .safe_exec()
+        .env("SECRET_TOKEN", "hunter2")
+        .args([
+            "run",
+            "-c",
+            "import os; print(os.environ.get('SECRET_TOKEN'))",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&leaked.stdout), "None\n");
+    session.assert_clean();
+}

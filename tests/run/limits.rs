@@ -1,0 +1,291 @@
+//! Resource limits (THREATS R1–R14): each ends with the stated report and a clean host.
+
+use std::time::{Duration, Instant};
+
+use safe_exec::report::Status;
+
+use crate::common::Session;
+
+#[test]
+fn r1_r14_infinite_loop_times_out_at_the_limit_keeping_partial_output() {
+    let session = Session::new();
+    let started = Instant::now();
+    let (report, exit) = session.run_json(
+        "print('started')\nwhile True:\n    pass",
+        &["--timeout", "3"],
+    );
+    let elapsed = started.elapsed();
+    assert_eq!((report.status, exit), (Status::Timeout, 124), "{report:?}");
+    assert_eq!(report.stdout, "started\n");
+    assert_eq!((report.exit_code, report.signal), (None, None));
+    assert!(
+        (2500..=3500).contains(&report.duration_ms),
+        "timed out after {} ms",
+        report.duration_ms
+    );
+    assert!(
+        elapsed < Duration::from_secs(6),
+        "the whole run took {elapsed:?}"
+    );
+    assert!(report.error.unwrap().contains("time limit exceeded (3 s)"));
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn r1_text_mode_reports_the_timeout_on_stderr() {
+    let session = Session::new();
+    session
+        .safe_exec()
+        .args(["run", "examples/infinite_loop.py", "--timeout", "2"])
+        .assert()
+        .code(124)
+        .stderr(predicates::str::contains(
+            "safe-exec: time limit exceeded (2 s)",
+        ));
+    session.assert_clean();
+}
+
+#[test]
+fn r2_memory_bomb_is_reported_from_the_engine_not_as_a_timeout() {
+    let session = Session::new();
+    let (report, exit) = session.run_json(
+        "a = []\nwhile True:\n    a.append(bytearray(10 * 1024 * 1024))",
+        &["--timeout", "20"],
+    );
+    assert_eq!(
+        (report.status, exit),
+        (Status::MemoryLimit, 121),
+        "{report:?}"
+    );
+    assert!(report.duration_ms < 15_000);
+    assert!(report.error.unwrap().contains("128 MiB"));
+    session.assert_clean();
+}
+
+#[test]
+fn seed_memory_example_hits_the_memory_limit() {
+    let session = Session::new();
+    session
+        .safe_exec()
+        .args(["run", "examples/memory_bomb.py"])
+        .assert()
+        .code(121)
+        .stderr(predicates::str::contains(
+            "safe-exec: memory limit exceeded (128 MiB)",
+        ));
+    session.assert_clean();
+}
+
+#[test]
+fn r3_fork_bomb_stops_at_the_pids_limit_and_a_normal_run_alongside_passes() {
+    let session = Session::new();
+    let bomb = "import os, time\n\
+                made = 0\n\
+                for _ in range(500):\n\
+                \x20   try:\n\
+                \x20       pid = os.fork()\n\
+                \x20   except OSError as error:\n\
+                \x20       print('fork failed', error.errno, 'after', made, flush=True)\n\
+                \x20       break\n\
+                \x20   if pid == 0:\n\
+                \x20       time.sleep(60)\n\
+                \x20       os._exit(0)\n\
+                \x20   made += 1\n\
+                while True:\n\
+                \x20   time.sleep(1)\n";
+    let neighbour = {
+        let session_label = session.label.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("safe-exec"))
+                .args(["run", "-c", "print('neighbour ok')"])
+                .env("SAFE_EXEC_LABEL", session_label)
+                .output()
+                .unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            )
+        })
+    };
+    let (report, exit) = session.run_json(bomb, &["--timeout", "4"]);
+    assert_eq!((report.status, exit), (Status::Timeout, 124), "{report:?}");
+    assert!(
+        report.stdout.starts_with("fork failed 11 after "),
+        "{}",
+        report.stdout
+    );
+    let made: u32 = report
+        .stdout
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(made < 64, "forked {made} children past a limit of 64");
+    assert_eq!(
+        neighbour.join().unwrap(),
+        (Some(0), "neighbour ok\n".to_owned())
+    );
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn r4_thread_bomb_is_a_runtime_error() {
+    let session = Session::new();
+    let (report, exit) = session.run_json(
+        "import threading, time\nthreads = []\nwhile True:\n    t = threading.Thread(target=time.sleep, args=(60,), daemon=True)\n    t.start()\n    threads.append(t)",
+        &[],
+    );
+    assert_eq!(
+        (report.status, exit, report.exit_code),
+        (Status::RuntimeError, 1, Some(1)),
+        "{report:?}"
+    );
+    assert!(
+        report.stderr.contains("can't start new thread"),
+        "{}",
+        report.stderr
+    );
+    session.assert_clean();
+}
+
+#[test]
+fn r5_stdout_flood_stops_at_the_cap() {
+    let session = Session::new();
+    let (report, exit) =
+        session.run_json("while True:\n    print('A' * 1000)", &["--timeout", "20"]);
+    assert_eq!(
+        (report.status, exit),
+        (Status::OutputLimit, 122),
+        "{}",
+        report.error.unwrap_or_default()
+    );
+    assert!(report.stdout_truncated && !report.stderr_truncated);
+    assert_eq!(report.stdout.len(), 1024 * 1024);
+    assert!(
+        report.duration_ms < 5_000,
+        "took {} ms to stop a flood",
+        report.duration_ms
+    );
+    assert!(report.error.unwrap().contains("stdout passed 1 MiB"));
+    session.assert_clean();
+}
+
+#[test]
+fn r5_text_mode_passes_exactly_the_cap_through() {
+    let session = Session::new();
+    let output = session
+        .safe_exec()
+        .args([
+            "run",
+            "--max-output",
+            "64k",
+            "-c",
+            "while True:\n    print('A' * 1000)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(122));
+    assert_eq!(output.stdout.len(), 64 * 1024);
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("safe-exec: output limit exceeded: stdout passed 64 KiB"));
+    session.assert_clean();
+}
+
+#[test]
+fn r6_stderr_flood_has_its_own_cap_and_no_deadlock() {
+    let session = Session::new();
+    let (report, exit) = session.run_json(
+        "import sys\nprint('before')\nwhile True:\n    sys.stderr.write('E' * 4096)",
+        &["--max-output", "256k", "--timeout", "20"],
+    );
+    assert_eq!((report.status, exit), (Status::OutputLimit, 122));
+    assert!(report.stderr_truncated && !report.stdout_truncated);
+    assert_eq!(report.stdout, "before\n");
+    assert_eq!(report.stderr.len(), 256 * 1024);
+    session.assert_clean();
+}
+
+#[test]
+fn r8_writes_fail_cleanly_not_with_oom() {
+    let session = Session::new();
+    let code = r#"
+import errno, os
+def attempt(label, fn):
+    try:
+        fn()
+        print(label, 'ok')
+    except OSError as error:
+        print(label, errno.errorcode[error.errno])
+def fill_tmp():
+    for n in range(100):
+        with open('/tmp/fill%d' % n, 'wb') as f:
+            for _ in range(7):
+                f.write(b'x' * (1024 * 1024))
+def big_file():
+    with open('/tmp/big', 'wb') as f:
+        for _ in range(20):
+            f.write(b'x' * (1024 * 1024))
+attempt('root', lambda: open('/x', 'w').write('x'))
+attempt('etc', lambda: open('/etc/hacked', 'w').write('x'))
+attempt('shm', lambda: open('/dev/shm/x', 'w').write('x'))
+attempt('big', big_file)
+for n in os.listdir('/tmp'):
+    if n.startswith('big'): os.remove('/tmp/' + n)
+attempt('fill', fill_tmp)
+"#;
+    let (report, exit) = session.run_json(code, &[]);
+    assert_eq!((report.status, exit), (Status::Ok, 0), "{report:?}");
+    let lines: Vec<&str> = report.stdout.lines().collect();
+    assert!(
+        lines[0] == "root EROFS" || lines[0] == "root EACCES",
+        "{lines:?}"
+    );
+    assert!(
+        lines[1] == "etc EROFS" || lines[1] == "etc EACCES",
+        "{lines:?}"
+    );
+    assert!(
+        lines[2] == "shm ENOENT" || lines[2] == "shm EROFS",
+        "{lines:?}"
+    );
+    assert_eq!(lines[3], "big EFBIG");
+    assert_eq!(lines[4], "fill ENOSPC");
+    session.assert_clean();
+}
+
+#[test]
+fn r9_open_files_stop_at_the_nofile_limit() {
+    let session = Session::new();
+    let (report, exit) = session.run_json(
+        "files = []\ntry:\n    while True:\n        files.append(open('/dev/null'))\nexcept OSError as error:\n    print(error.strerror, len(files) < 256)",
+        &[],
+    );
+    assert_eq!((report.status, exit), (Status::Ok, 0));
+    assert_eq!(report.stdout, "Too many open files True\n");
+    session.assert_clean();
+}
+
+#[test]
+fn r10_sleeping_forever_is_a_wall_clock_timeout() {
+    let session = Session::new();
+    let (report, exit) = session.run_json("import time\ntime.sleep(1e9)", &["--timeout", "2"]);
+    assert_eq!((report.status, exit), (Status::Timeout, 124));
+    assert!(
+        (1500..=2500).contains(&report.duration_ms),
+        "{}",
+        report.duration_ms
+    );
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn r13_unreaped_children_do_not_hang_the_run() {
+    let session = Session::new();
+    let code = "import os, time\nmade = 0\nfor _ in range(70):\n    try:\n        pid = os.fork()\n    except OSError:\n        print('fork error')\n        break\n    if pid == 0:\n        os._exit(0)\n    made += 1\ntime.sleep(1)\nprint('made', made)";
+    let (report, exit) = session.run_json(code, &["--timeout", "8"]);
+    assert_eq!((report.status, exit), (Status::Ok, 0), "{report:?}");
+    assert!(report.stdout.contains("made "), "{}", report.stdout);
+    session.assert_clean();
+}

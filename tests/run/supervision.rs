@@ -1,0 +1,322 @@
+//! Supervision: signals, engine failures, SIGKILL of safe-exec itself, garbage collection and many
+//! runs in a row (THREATS C2, C3, C7 and the sandbox_error rows of the issue).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+use safe_exec::report::Status;
+
+use crate::common::{parse_report, Session};
+
+const READY_PROGRAM: &str = "import time\nprint('ready', flush=True)\nwhile True:\n    try:\n        time.sleep(100)\n    except KeyboardInterrupt:\n        print('caught', flush=True)";
+
+/// Start `safe-exec run` on a program that prints `ready`, and wait for that line.
+fn start_ready(
+    session: &Session,
+    extra: &[&str],
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = session
+        .std_command()
+        .args(["run", "-c", READY_PROGRAM])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    if !extra.contains(&"--json") {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+    } else {
+        // Output is only visible at the end in JSON mode: wait until the container runs, then
+        // leave Python ample time to print.
+        wait_for(Duration::from_secs(20), || session.running_containers() > 0);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    (child, stdout)
+}
+
+fn wait_for(within: Duration, mut condition: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !condition() {
+        assert!(
+            Instant::now() < until,
+            "condition not met within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &std::process::Child, signal: &str) {
+    let status = StdCommand::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> i32 {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < until,
+            "safe-exec did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn c3_ctrl_c_kills_the_container_and_exits_130_even_when_the_program_catches_it() {
+    let session = Session::new();
+    let (mut child, _stdout) = start_ready(&session, &[]);
+    let sent = Instant::now();
+    signal(&child, "INT");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(2)), 130);
+    session.assert_clean_within(Duration::from_secs(2).saturating_sub(sent.elapsed()));
+}
+
+#[test]
+fn c3_interrupted_json_run_reports_partial_output() {
+    let session = Session::new();
+    let (mut child, mut stdout) = start_ready(&session, &["--json"]);
+    signal(&child, "INT");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(3)), 130);
+    let mut document = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut document).unwrap();
+    let report = parse_report(&document);
+    assert_eq!(report.status, Status::Interrupted);
+    assert_eq!(report.stdout, "ready\n");
+    session.assert_clean();
+}
+
+#[test]
+fn sigterm_is_handled_like_ctrl_c_with_128_plus_15() {
+    let session = Session::new();
+    let (mut child, _stdout) = start_ready(&session, &[]);
+    signal(&child, "TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(3)), 143);
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn sigkill_of_safe_exec_still_ends_the_container_by_its_deadline() {
+    let session = Session::new();
+    let (mut child, _stdout) = start_ready(&session, &["--timeout", "2"]);
+    let killed = Instant::now();
+    signal(&child, "KILL");
+    let _ = child.wait();
+    let running = || session.running_containers() > 0;
+    assert!(
+        running(),
+        "the container outlives its killed supervisor for now"
+    );
+    // Deadline (2 s) + the watchdog's grace (3 s), measured from container start.
+    wait_for(Duration::from_secs(8), || !running());
+    assert!(killed.elapsed() < Duration::from_secs(8));
+    // What is left is an exited container of ours: gc removes it.
+    session
+        .safe_exec()
+        .args(["gc", "--all"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed 1 container"));
+    session.assert_clean();
+}
+
+#[test]
+fn gc_removes_only_our_stale_containers() {
+    let session = Session::new();
+    let create = |labels: &[String]| {
+        let mut command = StdCommand::new("docker");
+        command.arg("create");
+        for label in labels {
+            command.args(["--label", label]);
+        }
+        let output = command
+            .args(["safe-exec-python:3.11", "true"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let session_label = format!("safe-exec.session={}", session.label);
+    let stale = create(&[
+        "safe-exec.managed=1".into(),
+        "safe-exec.expires=1".into(),
+        session_label.clone(),
+    ]);
+    let fresh = create(&[
+        "safe-exec.managed=1".into(),
+        "safe-exec.expires=99999999999".into(),
+        session_label.clone(),
+    ]);
+    let foreign = create(&[format!("not-safe-exec={}", session.label), session_label]);
+    session
+        .safe_exec()
+        .arg("gc")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed 1 container"));
+    let exists = |id: &str| {
+        StdCommand::new("docker")
+            .args(["inspect", "--type", "container", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!exists(&stale));
+    assert!(exists(&fresh));
+    assert!(exists(&foreign));
+    StdCommand::new("docker")
+        .args(["rm", "-f", &fresh, &foreign])
+        .output()
+        .unwrap();
+    session.assert_clean();
+}
+
+#[test]
+fn c7_missing_image_is_a_sandbox_error_naming_the_fix_without_pulling() {
+    let session = Session::new();
+    let started = Instant::now();
+    let output = session
+        .safe_exec()
+        .args([
+            "run",
+            "--json",
+            "--image",
+            "safe-exec-missing:0",
+            "-c",
+            "print(1)",
+        ])
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(output.status.code(), Some(125));
+    let report = parse_report(&output.stdout);
+    assert_eq!(report.status, Status::SandboxError);
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("safe-exec-missing:0") && error.contains("scripts/setup.sh"),
+        "{error}"
+    );
+    let images = StdCommand::new("docker")
+        .args(["images", "-q", "safe-exec-missing"])
+        .output()
+        .unwrap();
+    assert!(images.stdout.is_empty(), "nothing was pulled");
+    session.assert_clean();
+}
+
+#[test]
+fn unreachable_engine_is_a_sandbox_error_within_5_seconds() {
+    let session = Session::new();
+    let started = Instant::now();
+    session
+        .safe_exec()
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .args(["run", "-c", "print(1)"])
+        .assert()
+        .code(125)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "cannot reach the Docker engine at unix:///nonexistent.sock",
+        ))
+        .stderr(predicate::str::contains("dockerd"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    session.assert_clean();
+}
+
+#[test]
+fn missing_docker_client_is_a_sandbox_error_and_nothing_runs_on_the_host() {
+    let session = Session::new();
+    let marker = tempfile::tempdir().unwrap();
+    let touch = format!("open('{}/ran-on-host', 'w')", marker.path().display());
+    session
+        .safe_exec()
+        .env("PATH", "/nonexistent")
+        .args(["run", "-c", &touch])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "docker client `docker` was not found",
+        ));
+    session
+        .safe_exec()
+        .env("SAFE_EXEC_DOCKER", "/nonexistent/docker")
+        .args(["run", "--json", "-c", &touch])
+        .assert()
+        .code(125)
+        .stdout(predicate::str::contains("\"sandbox_error\""));
+    assert!(!marker.path().join("ran-on-host").exists());
+}
+
+#[test]
+fn c2_many_runs_in_a_row_never_clash_and_touch_only_our_containers() {
+    let session = Session::new();
+    let foreign = StdCommand::new("docker")
+        .args([
+            "create",
+            "--label",
+            &format!("bystander={}", session.label),
+            "safe-exec-python:3.11",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    let foreign = String::from_utf8_lossy(&foreign.stdout).trim().to_owned();
+    let runs_per_thread = 15;
+    let threads: Vec<_> = (0..4)
+        .map(|thread| {
+            let label = session.label.clone();
+            std::thread::spawn(move || {
+                for run in 0..runs_per_thread {
+                    let output = StdCommand::new(assert_cmd::cargo::cargo_bin("safe-exec"))
+                        .args(["run", "-c", &format!("print({thread} * 1000 + {run})")])
+                        .env("SAFE_EXEC_LABEL", &label)
+                        .output()
+                        .unwrap();
+                    assert_eq!(
+                        output.status.code(),
+                        Some(0),
+                        "{}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    assert_eq!(
+                        String::from_utf8_lossy(&output.stdout),
+                        format!("{}\n", thread * 1000 + run)
+                    );
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let still_there = StdCommand::new("docker")
+        .args(["inspect", "--type", "container", &foreign])
+        .output()
+        .unwrap();
+    assert!(
+        still_there.status.success(),
+        "a container that is not ours was touched"
+    );
+    StdCommand::new("docker")
+        .args(["rm", "-f", &foreign])
+        .output()
+        .unwrap();
+    session.assert_clean();
+}
