@@ -308,6 +308,10 @@ impl Sandbox {
                 outcome.status = Status::Ok;
                 outcome.exit_code = Some(0);
             }
+            // The in-container watchdog fired: our deadline had passed, whoever noticed first.
+            Some(ContainerState { exit_code: 137, .. }) if outcome.duration >= outcome.limits.timeout => {
+                outcome.status = Status::Timeout;
+            }
             Some(ContainerState { exit_code, .. }) => {
                 outcome.status = Status::RuntimeError;
                 // The init process reports death by signal N as 128+N, the shell convention.

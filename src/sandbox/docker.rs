@@ -17,9 +17,10 @@ pub const TMPFS_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 /// Open file descriptors per process (RLIMIT_NOFILE).
 pub const MAX_OPEN_FILES: u32 = 256;
-/// The in-container watchdog fires this long after our own deadline: it only matters when the
-/// supervisor itself is gone (killed with SIGKILL), and must never beat it otherwise.
-pub const WATCHDOG_GRACE: Duration = Duration::from_secs(3);
+/// The in-container watchdog fires this long after our own deadline. It only matters when the
+/// supervisor itself is gone (killed with SIGKILL); its clock also starts later than ours (at
+/// container start), so in practice it never beats the supervisor.
+pub const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
 /// How long after its deadline an orphaned container is considered stale by `gc`.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
@@ -249,7 +250,7 @@ mod tests {
             [
                 "timeout",
                 "--signal=KILL",
-                "6",
+                "4",
                 "python3",
                 "-I",
                 "-S",
