@@ -34,8 +34,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         }
         Err(reason) => Outcome::not_run(Status::Rejected, reason.to_string(), limits),
     };
-    report(&outcome, args.json)?;
-    Ok(outcome.exit_code())
+    let exit_code = outcome.exit_code();
+    report(outcome, args.json)?;
+    Ok(exit_code)
 }
 
 /// The validated job, or why the input is refused. Nothing has been started yet.
@@ -85,34 +86,49 @@ fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {
 }
 
 /// Print the outcome: one JSON document on stdout, or one `safe-exec:` line on stderr.
-fn report(outcome: &Outcome, json: bool) -> anyhow::Result<()> {
+fn report(outcome: Outcome, json: bool) -> anyhow::Result<()> {
     if json {
-        let mut document = serde_json::to_string_pretty(&RunReport::new(outcome))?;
-        document.push('\n');
-        let mut stdout = std::io::stdout().lock();
-        // A reader that went away (`| head`) is not our failure.
-        let written = stdout
-            .write_all(document.as_bytes())
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        let written = serde_json::to_writer_pretty(&mut stdout, &RunReport::from(outcome))
+            .map_err(std::io::Error::from)
+            .and_then(|()| stdout.write_all(b"\n"))
             .and_then(|()| stdout.flush());
+        // A reader that went away (`| head`) is not our failure.
         if let Err(error) = written {
             if error.kind() != std::io::ErrorKind::BrokenPipe {
                 return Err(error).context("cannot write the JSON report to stdout");
             }
         }
-    } else if let Some(line) = describe(outcome) {
+    } else if let Some(line) = describe(&outcome) {
         eprintln!("{line}");
     }
     Ok(())
 }
 
-/// Remove containers orphaned by earlier runs whose supervisor was killed, without delaying this
-/// run: nothing piles up on a host that only ever uses `safe-exec run`. The sweep is abandoned if
-/// this run ends first; its removals continue on their own.
-fn sweep_stale_in_background(sandbox: &Sandbox) -> std::thread::JoinHandle<()> {
+/// Remove containers orphaned by earlier runs whose supervisor was killed, so nothing piles up on
+/// a host that only ever uses `safe-exec run`. At most once a minute per user (a stamp file's
+/// age decides), and off the critical path: the sweep is abandoned if this run ends first, and
+/// the removals it started finish on their own.
+fn sweep_stale_in_background(sandbox: &Sandbox) -> Option<std::thread::JoinHandle<()>> {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    let stamp = std::env::temp_dir().join(format!("safe-exec-gc-{}.stamp", effective_uid()));
+    let due = std::fs::metadata(&stamp)
+        .and_then(|metadata| metadata.modified())
+        .map_or(true, |modified| {
+            modified.elapsed().map_or(true, |age| age >= EVERY)
+        });
+    if !due || std::fs::write(&stamp, b"").is_err() {
+        return None;
+    }
     let sandbox = sandbox.clone();
-    std::thread::spawn(move || {
+    Some(std::thread::spawn(move || {
         let _ = sandbox.collect_garbage(gc::Scope::Stale);
-    })
+    }))
+}
+
+fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |metadata| metadata.uid())
 }
 
 pub fn collect_garbage(args: GcArgs) -> anyhow::Result<u8> {

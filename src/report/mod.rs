@@ -188,23 +188,7 @@ pub enum Encoding {
 
 impl RunReport {
     pub fn new(outcome: &Outcome) -> RunReport {
-        let (stdout, stdout_encoding) = encode_output(&outcome.stdout);
-        let (stderr, stderr_encoding) = encode_output(&outcome.stderr);
-        RunReport {
-            schema_version: SCHEMA_VERSION,
-            status: outcome.status,
-            exit_code: outcome.exit_code,
-            signal: outcome.signal,
-            stdout,
-            stdout_encoding,
-            stdout_truncated: outcome.stdout.truncated,
-            stderr,
-            stderr_encoding,
-            stderr_truncated: outcome.stderr.truncated,
-            duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-            limits: outcome.limits.applied(),
-            error: outcome.error.clone(),
-        }
+        RunReport::from(outcome.clone())
     }
 
     /// The bytes of `stdout` as the program wrote them (decoding base64 when needed).
@@ -218,20 +202,55 @@ impl RunReport {
     }
 }
 
+/// Moves the output into the report without copying it when it is UTF-8 (a 64 MiB cap must not
+/// cost three times that in memory).
+impl From<Outcome> for RunReport {
+    fn from(outcome: Outcome) -> RunReport {
+        let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
+        let (stdout_truncated, stderr_truncated) =
+            (outcome.stdout.truncated, outcome.stderr.truncated);
+        let (stdout, stdout_encoding) = encode_output(outcome.stdout);
+        let (stderr, stderr_encoding) = encode_output(outcome.stderr);
+        RunReport {
+            schema_version: SCHEMA_VERSION,
+            status: outcome.status,
+            exit_code: outcome.exit_code,
+            signal: outcome.signal,
+            stdout,
+            stdout_encoding,
+            stdout_truncated,
+            stderr,
+            stderr_encoding,
+            stderr_truncated,
+            duration_ms,
+            limits: outcome.limits.applied(),
+            error: outcome.error,
+        }
+    }
+}
+
 /// Output as a JSON string: text when it is UTF-8, base64 otherwise. A stream we truncated may end
 /// in the middle of a character; those trailing bytes are dropped rather than turning the whole
 /// stream into base64.
-pub fn encode_output(captured: &Captured) -> (String, Encoding) {
-    let bytes = &captured.bytes[..];
-    match std::str::from_utf8(bytes) {
-        Ok(text) => (text.to_owned(), Encoding::Utf8),
-        Err(error) if captured.truncated && error.error_len().is_none() => (
-            String::from_utf8_lossy(&bytes[..error.valid_up_to()]).into_owned(),
+pub fn encode_output(captured: Captured) -> (String, Encoding) {
+    let mut bytes = captured.bytes;
+    match std::str::from_utf8(&bytes) {
+        Ok(_) => {}
+        Err(error) if captured.truncated && error.error_len().is_none() => {
+            bytes.truncate(error.valid_up_to())
+        }
+        Err(_) => {
+            return (
+                base64::engine::general_purpose::STANDARD.encode(&bytes),
+                Encoding::Base64,
+            )
+        }
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => (text, Encoding::Utf8),
+        Err(error) => (
+            String::from_utf8_lossy(error.as_bytes()).into_owned(),
             Encoding::Utf8,
-        ),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(bytes),
-            Encoding::Base64,
         ),
     }
 }
@@ -306,7 +325,7 @@ mod tests {
             seen: 3,
             truncated: false,
         };
-        let (text, encoding) = encode_output(&captured);
+        let (text, encoding) = encode_output(captured.clone());
         assert_eq!(encoding, Encoding::Base64);
         assert_eq!(decode_output(&text, encoding), captured.bytes);
     }
@@ -321,7 +340,7 @@ mod tests {
             truncated: true,
         };
         assert_eq!(
-            encode_output(&captured),
+            encode_output(captured),
             ("héllo".to_owned(), Encoding::Utf8)
         );
     }

@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -114,21 +115,31 @@ impl DockerCli {
         args: &[String],
         timeout: Duration,
     ) -> Result<CallOutput, EngineError> {
+        let deadline = Instant::now() + timeout;
         let mut command = self.command(args);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.spawn(&mut command)?;
-        let stdout = read_in_background(child.stdout.take());
-        let stderr = read_in_background(child.stderr.take());
-        let status = match wait_until(&mut child, Instant::now() + timeout) {
-            Some(status) => status,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(EngineError::Timeout {
-                    command: subcommand(args),
-                    secs: timeout.as_secs().max(1),
-                });
-            }
+        // Both pipes reaching end-of-file is how we learn, without polling, that the client is
+        // done; only then do we reap it.
+        let (done, finished) = mpsc::channel();
+        let stdout = read_in_background(child.stdout.take(), done.clone());
+        let stderr = read_in_background(child.stderr.take(), done);
+        let pipes_closed = (0..2).all(|_| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            finished.recv_timeout(left).is_ok()
+        });
+        let status = if pipes_closed {
+            wait_until(&mut child, deadline)
+        } else {
+            None
+        };
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(EngineError::Timeout {
+                command: subcommand(args),
+                secs: timeout.as_secs().max(1),
+            });
         };
         Ok(CallOutput {
             status,
@@ -140,7 +151,7 @@ impl DockerCli {
 
 /// Wait for `child` until `deadline`; `None` if it is still running then.
 pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Duration::from_micros(200);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
@@ -157,12 +168,16 @@ pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     }
 }
 
-fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+fn read_in_background(
+    pipe: Option<impl Read + Send + 'static>,
+    done: mpsc::Sender<()>,
+) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut text = Vec::new();
         if let Some(mut pipe) = pipe {
             let _ = pipe.read_to_end(&mut text);
         }
+        let _ = done.send(());
         String::from_utf8_lossy(&text).into_owned()
     })
 }

@@ -309,7 +309,9 @@ impl Sandbox {
                 outcome.exit_code = Some(0);
             }
             // The in-container watchdog fired: our deadline had passed, whoever noticed first.
-            Some(ContainerState { exit_code: 137, .. }) if outcome.duration >= outcome.limits.timeout => {
+            Some(ContainerState { exit_code: 137, .. })
+                if outcome.duration >= outcome.limits.timeout =>
+            {
                 outcome.status = Status::Timeout;
             }
             Some(ContainerState { exit_code, .. }) => {
