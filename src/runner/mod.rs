@@ -276,7 +276,8 @@ impl Sandbox {
 
     /// After the container ended by itself: ask the engine how.
     fn classify_exit(&self, name: &str, outcome: &mut Outcome) {
-        let format = "{{.State.ExitCode}} {{.State.OOMKilled}} {{.State.StartedAt}}";
+        let format =
+            "{{.State.ExitCode}} {{.State.OOMKilled}} {{.State.StartedAt}} {{.State.Running}}";
         let args = ["inspect", "--type", "container", "--format", format, name].map(String::from);
         let state = match self.docker.call(&args, INSPECT_TIMEOUT, None) {
             Ok(output) => output.stdout,
@@ -287,6 +288,10 @@ impl Sandbox {
             }
         };
         match parse_state(&state) {
+            Some(ContainerState { running: true, .. }) => {
+                outcome.status = Status::SandboxError;
+                outcome.error = Some("the docker client ended while the program was still running; the container was removed".to_owned());
+            }
             Some(ContainerState { started: false, .. }) => {
                 outcome.status = Status::SandboxError;
                 let detail = String::from_utf8_lossy(&outcome.stderr.bytes)
@@ -338,18 +343,21 @@ struct ContainerState {
     exit_code: i32,
     oom_killed: bool,
     started: bool,
+    running: bool,
 }
 
-/// `"137 true 2026-11-22T05:00:00.1Z"` → state. Docker's zero time means never started.
+/// `"137 true 2026-11-22T05:00:00.1Z false"` → state. Docker's zero time means never started.
 fn parse_state(text: &str) -> Option<ContainerState> {
     let mut fields = text.split_whitespace();
     let exit_code = fields.next()?.parse().ok()?;
     let oom_killed = fields.next()?.parse().ok()?;
     let started_at = fields.next()?;
+    let running = fields.next()?.parse().ok()?;
     Some(ContainerState {
         exit_code,
         oom_killed,
         started: !started_at.starts_with("0001-01-01"),
+        running,
     })
 }
 
@@ -511,20 +519,27 @@ mod tests {
     #[test]
     fn container_state_is_parsed() {
         assert_eq!(
-            parse_state("137 true 2026-11-22T05:00:00.123Z\n"),
+            parse_state("137 true 2026-11-22T05:00:00.123Z false\n"),
             Some(ContainerState {
                 exit_code: 137,
                 oom_killed: true,
-                started: true
+                started: true,
+                running: false,
             })
         );
         assert_eq!(
-            parse_state("0 false 0001-01-01T00:00:00Z"),
+            parse_state("0 false 0001-01-01T00:00:00Z false"),
             Some(ContainerState {
                 exit_code: 0,
                 oom_killed: false,
-                started: false
+                started: false,
+                running: false,
             })
+        );
+        assert!(
+            parse_state("0 false 2026-11-22T05:00:00Z true")
+                .unwrap()
+                .running
         );
         assert_eq!(parse_state("garbage"), None);
     }

@@ -279,7 +279,8 @@ fn c2_many_runs_in_a_row_never_clash_and_touch_only_our_containers() {
         .output()
         .unwrap();
     let foreign = String::from_utf8_lossy(&foreign.stdout).trim().to_owned();
-    let runs_per_thread = 15;
+    // THREATS C2: 1000 runs in a loop, four at a time.
+    let runs_per_thread = 250;
     let threads: Vec<_> = (0..4)
         .map(|thread| {
             let label = session.label.clone();
@@ -319,5 +320,23 @@ fn c2_many_runs_in_a_row_never_clash_and_touch_only_our_containers() {
         .args(["rm", "-f", &foreign])
         .output()
         .unwrap();
+    session.assert_clean();
+}
+
+#[test]
+fn a_dying_docker_client_is_a_sandbox_error_and_the_container_is_removed() {
+    let session = Session::new();
+    let (mut child, _stdout) = start_ready(&session, &[]);
+    let clients = StdCommand::new("pgrep")
+        .args(["-P", &child.id().to_string(), "-f", "start --attach"])
+        .output()
+        .unwrap();
+    let client = String::from_utf8_lossy(&clients.stdout).trim().to_owned();
+    assert!(!client.is_empty(), "the attached docker client is a child of safe-exec");
+    StdCommand::new("kill").args(["-KILL", &client]).status().unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 125);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("docker client ended while the program was still running"), "{stderr}");
     session.assert_clean();
 }
