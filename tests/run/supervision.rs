@@ -332,11 +332,20 @@ fn a_dying_docker_client_is_a_sandbox_error_and_the_container_is_removed() {
         .output()
         .unwrap();
     let client = String::from_utf8_lossy(&clients.stdout).trim().to_owned();
-    assert!(!client.is_empty(), "the attached docker client is a child of safe-exec");
-    StdCommand::new("kill").args(["-KILL", &client]).status().unwrap();
+    assert!(
+        !client.is_empty(),
+        "the attached docker client is a child of safe-exec"
+    );
+    StdCommand::new("kill")
+        .args(["-KILL", &client])
+        .status()
+        .unwrap();
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 125);
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains("docker client ended while the program was still running"), "{stderr}");
+    assert!(
+        stderr.contains("docker client ended while the program was still running"),
+        "{stderr}"
+    );
     session.assert_clean();
 }
