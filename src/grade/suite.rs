@@ -1012,13 +1012,15 @@ impl ProblemYaml {
             Some(Value::String(text)) if text.split_whitespace().next() == Some("custom") => {
                 return Err(unsupported("custom-validator"));
             }
-            Some(Value::Mapping(map)) => {
-                if map.values().any(|value| value.as_bool() == Some(true)) {
-                    return Err(unsupported(
-                        "custom-validator (interactive, multi-pass or scoring)",
-                    ));
-                }
+            Some(Value::Mapping(map))
+                if map.values().any(|value| value.as_bool() == Some(true)) =>
+            {
+                return Err(unsupported(
+                    "custom-validator (interactive, multi-pass or scoring)",
+                ));
             }
+            // 2023-07 style `validation: {interaction: false, ...}`: the default validator.
+            Some(Value::Mapping(_)) => {}
             Some(_) => {
                 return Err(malformed(
                     file,
