@@ -269,14 +269,18 @@ impl Batch<'_> {
         Next::Wait
     }
 
+    /// What an item is, briefly (a progress line is narrow): file name and case.
     fn label(&self, item: Item) -> String {
+        let file = |sub: usize| {
+            let path = &self.submissions[sub].path;
+            path.file_name().map_or_else(
+                || path.display().to_string(),
+                |name| name.to_string_lossy().into_owned(),
+            )
+        };
         match item {
-            Item::Check(sub) => format!("{} (compile check)", self.submissions[sub].path.display()),
-            Item::Case(sub, case) => format!(
-                "{} {}",
-                self.submissions[sub].path.display(),
-                self.suite.cases[case].name
-            ),
+            Item::Check(sub) => format!("{} (compile check)", file(sub)),
+            Item::Case(sub, case) => format!("{} {}", file(sub), self.suite.cases[case].name),
         }
     }
 
