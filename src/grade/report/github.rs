@@ -21,6 +21,8 @@ use crate::grade::verdict::Verdict;
 
 /// At most this many `::error` annotations per batch (GitHub shows 10 per step).
 pub const MAX_ANNOTATIONS: usize = 5;
+/// GitHub refuses step summaries over 1 MiB; details stop once this much is written.
+const MAX_SUMMARY_BYTES: usize = 512 * 1024;
 /// At most this many failed cases are detailed per submission in the summary.
 const MAX_CASES_IN_SUMMARY: usize = 10;
 
@@ -89,6 +91,10 @@ pub fn summary(suite: &Suite, results: &[SubmissionResult]) -> String {
                 "- … and {} more failed cases",
                 failed.len() - MAX_CASES_IN_SUMMARY
             );
+        }
+        if md.len() > MAX_SUMMARY_BYTES {
+            md.push_str("\n*The summary is cut here to stay within GitHub's size limit; the other reports have everything.*\n");
+            break;
         }
     }
     md
@@ -258,6 +264,17 @@ mod tests {
         assert!(!md.contains("SECRET"));
         // The RTE output has a run of four backticks: the fence is five long.
         assert!(md.contains("`````text\n"), "{md}");
+    }
+
+    #[test]
+    fn summary_stays_within_github_s_limit() {
+        let suite = fixture::suite();
+        let results = fixture::results(&suite);
+        let many: Vec<SubmissionResult> =
+            std::iter::repeat(results[1].clone()).take(2000).collect();
+        let md = summary(&suite, &many);
+        assert!(md.len() < 1024 * 1024, "{} bytes", md.len());
+        assert!(md.contains("The summary is cut here"));
     }
 
     #[test]
