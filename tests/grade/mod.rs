@@ -50,8 +50,11 @@ fn by_name<'a>(report: &'a GradeReport, name: &str) -> &'a SubmissionReport {
         .unwrap_or_else(|| panic!("{name} not in the report"))
 }
 
+/// Files of a suite: (relative path, contents).
+type Files<'a> = &'a [(&'a str, &'a [u8])];
+
 /// A suite on disk from (relative path, contents).
-fn suite_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+fn suite_dir(files: Files) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (path, contents) in files {
         let path = dir.path().join(path);
@@ -362,7 +365,8 @@ fn comparison_flags_and_bare_directories_end_to_end() {
 fn malformed_suites_are_refused_before_anything_runs() {
     let session = Session::new();
     let ac = Path::new(env!("CARGO_MANIFEST_DIR")).join(submission("ac"));
-    let cases: [(&[(&str, &[u8])], &str, &str); 5] = [
+    // (suite files, the file the message must name, what it must say)
+    let cases: [(Files, &str, &str); 5] = [
         (
             &[("1.in", b"1"), ("2.in", b"1"), ("2.ans", b"1")],
             "1.in",
