@@ -3,4 +3,5 @@
 //! a message saying how to start it.
 
 mod common;
+mod grade;
 mod run;

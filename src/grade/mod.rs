@@ -1,7 +1,506 @@
-//! `safe-exec grade`: batch grading against Kattis-format test suites. (In progress.)
+//! `safe-exec grade SUITE SUBMISSION...`: grade Python submissions against a Kattis-format test
+//! suite, every case in its own fresh sandbox, and report for people, CI and course tools.
+//!
+//! Rooms:
+//!
+//! - [`suite`]: parse and validate the suite (Kattis package or bare directory);
+//! - [`compare`]: the Kattis default output validator;
+//! - [`compile`]: the in-sandbox compile check run once per submission;
+//! - [`verdict`]: outcome + comparison → verdict, with redaction of secret cases;
+//! - [`score`]: group and submission scores;
+//! - [`batch`]: the worker pool that runs everything through [`Sandbox::run`];
+//! - [`report`]: table, JSON, JUnit, Gradescope, GitHub step summary.
+//!
+//! Order of business: paths are checked (exit [`exit_codes::MISSING_PATH`]), the suite is
+//! validated (exit [`exit_codes::MALFORMED_SUITE`]), the engine is asked whether it is ready
+//! (exit [`exit_codes::SANDBOX_ERROR`]); only then does anything run. Exit codes afterwards: 0
+//! when every submission is accepted (or with `--exit-zero`), [`exit_codes::GRADE_NOT_ACCEPTED`]
+//! when one is not, [`exit_codes::SANDBOX_ERROR`] when a case ended in a judge error (even with
+//! `--exit-zero`: the grades are not trustworthy), 130 (128+N) when interrupted, in which case no
+//! report is written and no container is left.
+
+pub mod batch;
+pub mod compare;
+pub mod compile;
+pub mod report;
+pub mod score;
+pub mod suite;
+pub mod verdict;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use thiserror::Error;
 
 use crate::cli::GradeArgs;
+use crate::exit_codes;
+use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
+use crate::runner::{cancel, CancelToken, EngineError, Sandbox};
+use crate::source::{describe_io, Program, RejectReason};
+use batch::{Batch, Progress, Submission};
+use score::SubmissionResult;
+use suite::{Suite, SuiteError};
+use verdict::Verdict;
 
-pub fn execute(_args: GradeArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`safe-exec grade` is not implemented yet")
+/// What `grade` was asked to do, in domain terms (no clap types past this point).
+#[derive(Debug, Clone)]
+pub struct GradeOptions {
+    pub suite: PathBuf,
+    pub submissions: Vec<PathBuf>,
+    pub jobs: usize,
+    pub json: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub gradescope: Option<PathBuf>,
+    pub fail_fast: bool,
+    pub exit_zero: bool,
+    pub limits: LimitOverrides,
+    pub image: Option<String>,
+}
+
+impl GradeOptions {
+    pub fn from_args(args: GradeArgs) -> GradeOptions {
+        GradeOptions {
+            limits: args.limits.overrides(),
+            image: args.image.image,
+            suite: args.suite,
+            submissions: args.submissions,
+            jobs: args.jobs.map_or_else(default_jobs, |jobs| jobs as usize),
+            json: args.json,
+            junit: args.junit,
+            gradescope: args.gradescope,
+            fail_fast: args.fail_fast,
+            exit_zero: args.exit_zero,
+        }
+    }
+}
+
+/// The number of CPUs, the default for `--jobs`.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |cpus| cpus.get())
+}
+
+/// Why grading did not start (or its reports could not be written). Each maps to an exit code.
+#[derive(Debug, Error)]
+pub enum GradeError {
+    #[error("--gradescope writes the result of one submission, but {0} were given: grade them one at a time")]
+    GradescopeNeedsOne(usize),
+    #[error("submission {path}: {message}")]
+    Submission { path: PathBuf, message: String },
+    #[error("cannot write {flag} {path}: {message}")]
+    ReportPath {
+        flag: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error(transparent)]
+    Suite(#[from] SuiteError),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+}
+
+impl GradeError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GradeError::GradescopeNeedsOne(_) => exit_codes::USAGE,
+            GradeError::Submission { .. } | GradeError::ReportPath { .. } => {
+                exit_codes::MISSING_PATH
+            }
+            GradeError::Suite(error) => error.exit_code(),
+            GradeError::Engine(_) => exit_codes::SANDBOX_ERROR,
+        }
+    }
+}
+
+pub fn execute(args: GradeArgs) -> anyhow::Result<u8> {
+    let options = GradeOptions::from_args(args);
+    match grade(&options) {
+        Ok(code) => Ok(code),
+        Err(error) => {
+            eprintln!("safe-exec: {error}");
+            Ok(error.exit_code())
+        }
+    }
+}
+
+/// Everything checked before any container exists.
+struct Prepared {
+    suite: Suite,
+    submissions: Vec<Submission>,
+    limits: Limits,
+}
+
+fn prepare(options: &GradeOptions) -> Result<Prepared, GradeError> {
+    if options.gradescope.is_some() && options.submissions.len() != 1 {
+        return Err(GradeError::GradescopeNeedsOne(options.submissions.len()));
+    }
+    // Paths first: a typo in a path is reported as such before the suite's contents are judged.
+    if !options.suite.exists() {
+        return Err(SuiteError::NotFound {
+            path: options.suite.clone(),
+        }
+        .into());
+    }
+    for path in &options.submissions {
+        check_submission_path(path)?;
+    }
+    for (flag, path) in [
+        ("--json", &options.json),
+        ("--junit", &options.junit),
+        ("--gradescope", &options.gradescope),
+    ] {
+        if let Some(path) = path {
+            check_report_path(flag, path)?;
+        }
+    }
+    let suite = Suite::load(&options.suite)?;
+    let limits = case_limits(&suite.limits, &options.limits);
+    let submissions = options
+        .submissions
+        .iter()
+        .map(|path| {
+            let program = match Program::from_file(path, limits.max_code_chars) {
+                Err(RejectReason::Unreadable { message, .. }) => {
+                    return Err(GradeError::Submission {
+                        path: path.clone(),
+                        message,
+                    })
+                }
+                program => program,
+            };
+            Ok(Submission {
+                path: path.clone(),
+                program,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Prepared {
+        suite,
+        submissions,
+        limits,
+    })
+}
+
+/// Added to a suite's `time_limit` to get the wall-clock limit of a run, which counts from the
+/// container's start: creating namespaces, starting the init process and the interpreter take a
+/// few hundred milliseconds, more on a loaded machine, and must not turn a correct solution into
+/// a TLE. `--timeout` sets the wall-clock limit exactly, with no allowance.
+pub const STARTUP_ALLOWANCE: Duration = Duration::from_secs(1);
+
+/// The limits every case runs with: defaults, then the suite's own (its time limit plus
+/// [`STARTUP_ALLOWANCE`]), then the command line's.
+pub fn case_limits(suite: &LimitOverrides, command_line: &LimitOverrides) -> Limits {
+    let mut from_suite = *suite;
+    from_suite.timeout = suite
+        .timeout
+        .map(|limit| (limit + STARTUP_ALLOWANCE).min(crate::limits::MAX_TIMEOUT));
+    Limits::default().with(&from_suite).with(command_line)
+}
+
+fn check_submission_path(path: &Path) -> Result<(), GradeError> {
+    let problem = |message: String| GradeError::Submission {
+        path: path.to_path_buf(),
+        message,
+    };
+    let metadata = std::fs::metadata(path).map_err(|error| problem(describe_io(&error)))?;
+    if metadata.is_dir() {
+        return Err(problem(
+            "it is a directory: pass the submission's .py file".to_owned(),
+        ));
+    }
+    std::fs::File::open(path).map_err(|error| problem(describe_io(&error)))?;
+    Ok(())
+}
+
+fn check_report_path(flag: &'static str, path: &Path) -> Result<(), GradeError> {
+    let problem = |message: &str| GradeError::ReportPath {
+        flag,
+        path: path.to_path_buf(),
+        message: message.to_owned(),
+    };
+    if path.is_dir() {
+        return Err(problem("it is a directory: give a file name"));
+    }
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    if parent.is_some_and(|parent| !parent.is_dir()) {
+        return Err(problem("its directory does not exist: create it first"));
+    }
+    Ok(())
+}
+
+fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
+    let Prepared {
+        suite,
+        submissions,
+        limits,
+    } = prepare(options)?;
+    let sandbox = Sandbox::new(options.image.clone());
+    sandbox.check_ready()?;
+
+    let token = CancelToken::new();
+    cancel::cancel_on_signals(token.clone(), sandbox.docker().clone()).map_err(|error| {
+        EngineError::Failed {
+            command: "(signal handlers)".to_owned(),
+            detail: error.to_string(),
+        }
+    })?;
+    let jobs = options.jobs.max(1);
+    eprintln!(
+        "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} wall-clock{}, {} memory",
+        submissions.len(),
+        suite.cases.len(),
+        suite.name.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>(),
+        human_secs(limits.timeout),
+        match suite.limits.timeout {
+            Some(limit) if options.limits.timeout.is_none() => format!(
+                " (time_limit {} + {} start-up)",
+                human_secs(limit),
+                human_secs(STARTUP_ALLOWANCE)
+            ),
+            _ => String::new(),
+        },
+        human_bytes(limits.memory_bytes)
+    );
+    let batch = Batch {
+        suite: &suite,
+        submissions,
+        limits,
+        jobs,
+        fail_fast: options.fail_fast,
+    };
+    let bar = Bar::new();
+    let outcome = batch.run(&sandbox, &token, &bar);
+    bar.0.finish_and_clear();
+    let results = match outcome {
+        Ok(results) => results,
+        Err(interrupted) => {
+            eprintln!(
+                "safe-exec: interrupted after {} of {} runs; every container was removed and no report was written",
+                interrupted.finished, interrupted.total
+            );
+            return Ok(interrupted
+                .signal
+                .map_or(exit_codes::INTERRUPTED, exit_codes::for_signal));
+        }
+    };
+    write_reports(options, &suite, &limits, &results)?;
+    Ok(exit_code(&results, options.exit_zero))
+}
+
+/// The exit code for a finished batch; see the module docs.
+pub fn exit_code(results: &[SubmissionResult], exit_zero: bool) -> u8 {
+    let judge_error = results
+        .iter()
+        .any(|result| result.cases.iter().any(|case| case.verdict == Verdict::JE));
+    if judge_error {
+        exit_codes::SANDBOX_ERROR
+    } else if exit_zero || results.iter().all(SubmissionResult::accepted) {
+        exit_codes::SUCCESS
+    } else {
+        exit_codes::GRADE_NOT_ACCEPTED
+    }
+}
+
+fn write_reports(
+    options: &GradeOptions,
+    suite: &Suite,
+    limits: &Limits,
+    results: &[SubmissionResult],
+) -> Result<(), GradeError> {
+    let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|value| value == "true");
+    let table = report::table::render(suite, results);
+    let mut stdout_text = if github {
+        report::github::stop_commands(&report::github::new_token(), &table)
+    } else {
+        table
+    };
+    if github {
+        for line in report::github::annotations(results) {
+            stdout_text.push_str(&line);
+            stdout_text.push('\n');
+        }
+    }
+    print_stdout(&stdout_text);
+
+    let write = |flag: &'static str, path: &Path, text: String| {
+        std::fs::write(path, text).map_err(|error| GradeError::ReportPath {
+            flag,
+            path: path.to_path_buf(),
+            message: describe_io(&error),
+        })
+    };
+    if let Some(path) = &options.json {
+        write(
+            "--json",
+            path,
+            report::json::GradeReport::new(suite, limits, results).to_json(),
+        )?;
+    }
+    if let Some(path) = &options.junit {
+        write("--junit", path, report::junit::render(suite, results))?;
+    }
+    if let Some(path) = &options.gradescope {
+        write(
+            "--gradescope",
+            path,
+            report::gradescope::render(suite, &results[0]),
+        )?;
+    }
+    if github {
+        if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|path| !path.is_empty())
+        {
+            let summary = report::github::summary(suite, results);
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(summary.as_bytes()));
+            if let Err(error) = appended {
+                // The grades stand; a summary we could not append is worth a warning, not a failure.
+                eprintln!(
+                    "safe-exec: warning: cannot append to $GITHUB_STEP_SUMMARY ({}): {}",
+                    PathBuf::from(path).display(),
+                    describe_io(&error)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Print to stdout; a reader that went away (`| head`) is not our failure.
+fn print_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// The live progress bar on stderr (hidden when stderr is not a terminal).
+struct Bar(ProgressBar);
+
+impl Bar {
+    fn new() -> Bar {
+        if !std::io::stderr().is_terminal() {
+            return Bar(ProgressBar::hidden());
+        }
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed}] {bar:30} {pos}/{len} runs  {wide_msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Bar(bar)
+    }
+}
+
+impl Progress for Bar {
+    fn started(&self, total: u64) {
+        self.0.set_length(total);
+    }
+
+    fn finished(&self, label: &str) {
+        self.0.set_message(
+            label
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect::<String>(),
+        );
+        self.0.inc(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grade::verdict::CaseResult;
+
+    fn result(verdicts: &[Verdict]) -> SubmissionResult {
+        SubmissionResult {
+            path: "x.py".into(),
+            verdict: Verdict::worst(verdicts.iter().copied()),
+            score: 0.0,
+            max_score: 100.0,
+            message: None,
+            cases: verdicts
+                .iter()
+                .map(|&verdict| CaseResult::not_run(verdict, ""))
+                .collect(),
+            case_scores: vec![0.0; verdicts.len()],
+            groups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_docs() {
+        use Verdict::*;
+        assert_eq!(
+            exit_code(&[result(&[AC]), result(&[AC, AC])], false),
+            exit_codes::SUCCESS
+        );
+        assert_eq!(
+            exit_code(&[result(&[AC]), result(&[WA])], false),
+            exit_codes::GRADE_NOT_ACCEPTED
+        );
+        assert_eq!(
+            exit_code(&[result(&[CE])], false),
+            exit_codes::GRADE_NOT_ACCEPTED
+        );
+        assert_eq!(exit_code(&[result(&[WA])], true), exit_codes::SUCCESS);
+        assert_eq!(
+            exit_code(&[result(&[AC, JE])], false),
+            exit_codes::SANDBOX_ERROR
+        );
+        assert_eq!(exit_code(&[result(&[JE])], true), exit_codes::SANDBOX_ERROR);
+    }
+
+    #[test]
+    fn suite_time_limits_get_the_startup_allowance_command_line_ones_do_not() {
+        let suite = LimitOverrides {
+            timeout: Some(Duration::from_secs(2)),
+            memory_bytes: Some(64 << 20),
+            ..LimitOverrides::default()
+        };
+        let limits = case_limits(&suite, &LimitOverrides::default());
+        assert_eq!(limits.timeout, Duration::from_secs(3));
+        assert_eq!(limits.memory_bytes, 64 << 20);
+        let command_line = LimitOverrides {
+            timeout: Some(Duration::from_millis(1500)),
+            memory_bytes: Some(256 << 20),
+            ..LimitOverrides::default()
+        };
+        let limits = case_limits(&suite, &command_line);
+        assert_eq!(limits.timeout, Duration::from_millis(1500));
+        assert_eq!(limits.memory_bytes, 256 << 20);
+        let defaults = case_limits(&LimitOverrides::default(), &LimitOverrides::default());
+        assert_eq!(defaults, Limits::default());
+    }
+
+    #[test]
+    fn pre_run_errors_map_to_their_exit_codes() {
+        assert_eq!(
+            GradeError::GradescopeNeedsOne(2).exit_code(),
+            exit_codes::USAGE
+        );
+        let missing = GradeError::Submission {
+            path: "x.py".into(),
+            message: "no such file".into(),
+        };
+        assert_eq!(missing.exit_code(), exit_codes::MISSING_PATH);
+        assert_eq!(missing.to_string(), "submission x.py: no such file");
+        let malformed = GradeError::Suite(SuiteError::Malformed {
+            file: "s/1.in".into(),
+            problem: "x".into(),
+        });
+        assert_eq!(malformed.exit_code(), exit_codes::MALFORMED_SUITE);
+        let engine = GradeError::Engine(EngineError::ImageMissing { image: "i".into() });
+        assert_eq!(engine.exit_code(), exit_codes::SANDBOX_ERROR);
+        assert!(check_report_path("--json", Path::new("/nonexistent/dir/x.json")).is_err());
+        assert!(check_report_path("--json", Path::new("/")).is_err());
+        assert!(check_report_path("--json", Path::new("report.json")).is_ok());
+    }
 }

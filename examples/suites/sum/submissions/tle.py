@@ -1,0 +1,3 @@
+# Time limit exceeded: never finishes.
+while True:
+    pass

@@ -1,0 +1,677 @@
+//! The Kattis default output validator, reimplemented: is a submission's output an acceptable
+//! answer?
+//!
+//! This follows the problem package format's "default output validator specification" (and the
+//! reference implementation in Kattis problemtools, `default_validator.cc`) exactly:
+//!
+//! - Both files are read as single-byte characters and split into tokens on runs of whitespace:
+//!   space, form feed, line feed, carriage return, horizontal tab, vertical tab. The amount and
+//!   kind of whitespace is ignored, including leading and trailing whitespace; the number of
+//!   tokens must agree.
+//! - Tokens compare **case-insensitively** by default (ASCII `A`–`Z` equal `a`–`z`); with
+//!   `case_sensitive` they must be identical byte for byte.
+//! - `space_change_sensitive`: every whitespace sequence (leading and trailing too) must match the
+//!   answer's in type and amount.
+//! - `float_absolute_tolerance ε`, `float_relative_tolerance ε`, `float_tolerance ε` (both): each
+//!   answer token that is a decimal floating-point number (`[+-]? (d* . d+ | d+ . | d+) ([eE]
+//!   [+-]? d+)?`) is compared numerically, and integers count as floats. The output token must be
+//!   a float too, within `|s-a| ≤ ε` (absolute) or `|s-a| ≤ ε|a|` (relative); with both, within
+//!   either. Answer tokens that are not floats compare as strings.
+//!
+//! Where the reference C implementation leans on `sscanf`, the spec's grammar is used instead:
+//! hexadecimal floats (`0x1p3`) are compared as strings. Values too large for a double (`1e999`)
+//! are not floats, as in the reference.
+//!
+//! This module is pure: bytes in, a verdict out. Whether a mismatch may be shown in full (samples,
+//! `full_feedback`) or only by position (secret cases) is decided by the caller through
+//! [`Mismatch::describe`].
+
+use std::fmt;
+
+use thiserror::Error;
+
+/// The validator arguments in effect for one case (`output_validator_args`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CompareOptions {
+    pub case_sensitive: bool,
+    pub space_change_sensitive: bool,
+    pub float_absolute_tolerance: Option<f64>,
+    pub float_relative_tolerance: Option<f64>,
+}
+
+impl CompareOptions {
+    fn uses_floats(&self) -> bool {
+        self.float_absolute_tolerance.is_some() || self.float_relative_tolerance.is_some()
+    }
+}
+
+/// Why a list of validator arguments is refused. Reported as a malformed suite.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FlagError {
+    #[error(
+        "unknown output validator argument `{0}`: the default validator takes case_sensitive, \
+         space_change_sensitive, float_tolerance ε, float_relative_tolerance ε, float_absolute_tolerance ε \
+         (custom validators are not supported)"
+    )]
+    Unknown(String),
+    #[error("`{flag}` needs a number after it (e.g. `{flag} 1e-6`)")]
+    MissingValue { flag: String },
+    #[error("`{flag} {value}`: the tolerance must be a non-negative decimal number (e.g. 1e-6)")]
+    BadValue { flag: String, value: String },
+    #[error("`{0}` is given twice: give each argument once")]
+    Repeated(String),
+    #[error("`float_tolerance` cannot be combined with `float_relative_tolerance` or `float_absolute_tolerance`: use either the short-hand or the two separate ones")]
+    Conflicting,
+}
+
+/// Parse `output_validator_args` (e.g. `["float_tolerance", "1e-6", "case_sensitive"]`).
+pub fn parse_flags<S: AsRef<str>>(args: &[S]) -> Result<CompareOptions, FlagError> {
+    let mut options = CompareOptions::default();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut args = args.iter().map(AsRef::as_ref);
+    while let Some(flag) = args.next() {
+        let name = match flag {
+            "case_sensitive" => {
+                options.case_sensitive = true;
+                "case_sensitive"
+            }
+            "space_change_sensitive" => {
+                options.space_change_sensitive = true;
+                "space_change_sensitive"
+            }
+            "float_tolerance" | "float_relative_tolerance" | "float_absolute_tolerance" => {
+                let value = args.next().ok_or_else(|| FlagError::MissingValue {
+                    flag: flag.to_owned(),
+                })?;
+                let tolerance = parse_float(value.as_bytes())
+                    .filter(|tolerance| *tolerance >= 0.0)
+                    .ok_or_else(|| FlagError::BadValue {
+                        flag: flag.to_owned(),
+                        value: value.to_owned(),
+                    })?;
+                if flag != "float_absolute_tolerance" {
+                    options.float_relative_tolerance = Some(tolerance);
+                }
+                if flag != "float_relative_tolerance" {
+                    options.float_absolute_tolerance = Some(tolerance);
+                }
+                flag
+            }
+            other => return Err(FlagError::Unknown(other.to_owned())),
+        };
+        if seen.contains(&name) {
+            return Err(FlagError::Repeated(name.to_owned()));
+        }
+        seen.push(name);
+    }
+    if seen.contains(&"float_tolerance")
+        && (seen.contains(&"float_relative_tolerance")
+            || seen.contains(&"float_absolute_tolerance"))
+    {
+        return Err(FlagError::Conflicting);
+    }
+    Ok(options)
+}
+
+/// Where and how the output first disagreed with the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mismatch {
+    /// 1-based line of the submission's output where the difference was found.
+    pub output_line: usize,
+    /// 1-based line of the answer file at the same point.
+    pub answer_line: usize,
+    pub kind: MismatchKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MismatchKind {
+    /// `space_change_sensitive`: a whitespace character differs (`None`: end of file).
+    SpaceChange {
+        expected: Option<u8>,
+        got: Option<u8>,
+    },
+    /// Two string tokens differ.
+    Token { expected: Vec<u8>, got: Vec<u8> },
+    /// The answer has a float here; the output token is not one.
+    NotAFloat { expected: Vec<u8>, got: Vec<u8> },
+    /// Both are floats, too far apart.
+    FloatDifference {
+        expected: Vec<u8>,
+        got: Vec<u8>,
+        difference: f64,
+    },
+    /// The output ended while the answer has more tokens.
+    OutputEnded {
+        output_was_empty: bool,
+        expected: Vec<u8>,
+    },
+    /// The output has tokens after the answer's last one.
+    TrailingOutput { got: Vec<u8> },
+}
+
+impl Mismatch {
+    /// A one-line description. With `reveal` false nothing of the expected answer is shown (not a
+    /// token, not a count): only where in the submission's own output it went wrong.
+    pub fn describe(&self, reveal: bool) -> String {
+        if !reveal {
+            return match self.kind {
+                MismatchKind::OutputEnded { .. } => {
+                    format!(
+                        "wrong answer: the output is incomplete (it ends on line {})",
+                        self.output_line
+                    )
+                }
+                _ => format!("wrong answer on line {} of the output", self.output_line),
+            };
+        }
+        let at = format!(
+            "line {} of the output (line {} of the answer)",
+            self.output_line, self.answer_line
+        );
+        match &self.kind {
+            MismatchKind::SpaceChange { expected, got } => format!(
+                "wrong answer on {at}: whitespace differs: expected {}, got {}",
+                show_space(*expected),
+                show_space(*got)
+            ),
+            MismatchKind::Token { expected, got } => format!(
+                "wrong answer on {at}: expected {}, got {}",
+                Token(expected),
+                Token(got)
+            ),
+            MismatchKind::NotAFloat { expected, got } => format!(
+                "wrong answer on {at}: expected the number {}, got {}, which is not a number",
+                Token(expected),
+                Token(got)
+            ),
+            MismatchKind::FloatDifference {
+                expected,
+                got,
+                difference,
+            } => format!(
+                "wrong answer on {at}: expected {}, got {}: difference {difference:e} is more than the tolerance",
+                Token(expected),
+                Token(got)
+            ),
+            MismatchKind::OutputEnded {
+                output_was_empty,
+                expected,
+            } => format!(
+                "wrong answer on {at}: the output {} but the answer continues with {}",
+                if *output_was_empty { "is empty" } else { "ended" },
+                Token(expected)
+            ),
+            MismatchKind::TrailingOutput { got } => {
+                format!("wrong answer on {at}: unexpected output after the answer's end: {}", Token(got))
+            }
+        }
+    }
+}
+
+/// A token for a message: lossy UTF-8, escaped, shortened.
+struct Token<'a>(&'a [u8]);
+
+impl fmt::Display for Token<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 40;
+        let text = String::from_utf8_lossy(self.0);
+        let shown: String = text.chars().take(MAX).collect();
+        let escaped: String = shown.chars().flat_map(char::escape_debug).collect();
+        if text.chars().count() > MAX {
+            write!(f, "`{escaped}…`")
+        } else {
+            write!(f, "`{escaped}`")
+        }
+    }
+}
+
+fn show_space(byte: Option<u8>) -> String {
+    match byte {
+        None => "end of output".to_owned(),
+        Some(b' ') => "a space".to_owned(),
+        Some(b'\n') => "a newline".to_owned(),
+        Some(b'\t') => "a tab".to_owned(),
+        Some(b'\r') => "a carriage return".to_owned(),
+        Some(other) if is_space(other) => format!("whitespace byte 0x{other:02x}"),
+        Some(other) => format!("`{}`", char::from(other).escape_debug()),
+    }
+}
+
+/// The whitespace of the spec: space, form feed, line feed, carriage return, tab, vertical tab.
+fn is_space(byte: u8) -> bool {
+    matches!(byte, b' ' | 0x0c | b'\n' | b'\r' | b'\t' | 0x0b)
+}
+
+/// A token per the spec's float grammar, as a finite double; `None` otherwise.
+pub fn parse_float(token: &[u8]) -> Option<f64> {
+    let mut at = 0;
+    let digits = |at: &mut usize| {
+        let start = *at;
+        while token.get(*at).is_some_and(u8::is_ascii_digit) {
+            *at += 1;
+        }
+        *at - start
+    };
+    if matches!(token.first(), Some(b'+' | b'-')) {
+        at += 1;
+    }
+    let before = digits(&mut at);
+    let after = if token.get(at) == Some(&b'.') {
+        at += 1;
+        digits(&mut at)
+    } else {
+        0
+    };
+    if before + after == 0 {
+        return None;
+    }
+    if matches!(token.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        if matches!(token.get(at), Some(b'+' | b'-')) {
+            at += 1;
+        }
+        if digits(&mut at) == 0 {
+            return None;
+        }
+    }
+    if at != token.len() {
+        return None;
+    }
+    // The grammar is a subset of what Rust parses (ASCII only, so from_utf8 cannot fail).
+    let value: f64 = std::str::from_utf8(token).ok()?.parse().ok()?;
+    value.is_finite().then_some(value)
+}
+
+/// Compare the submission's `output` with the `answer` file under `options`.
+pub fn compare(answer: &[u8], output: &[u8], options: &CompareOptions) -> Result<(), Mismatch> {
+    let mut cursor = Cursor {
+        answer,
+        output,
+        a: 0,
+        o: 0,
+        answer_line: 1,
+        output_line: 1,
+    };
+    let mut tokens = 0usize;
+    loop {
+        cursor.skip_answer_space(options.space_change_sensitive)?;
+        cursor.skip_output_space(options.space_change_sensitive)?;
+        let Some(expected) = cursor.answer_token() else {
+            break;
+        };
+        let Some(got) = cursor.output_token() else {
+            return Err(cursor.mismatch(MismatchKind::OutputEnded {
+                output_was_empty: tokens == 0 && cursor.o == 0,
+                expected: expected.to_vec(),
+            }));
+        };
+        if let Some(kind) = compare_tokens(expected, got, options) {
+            return Err(cursor.mismatch(kind));
+        }
+        tokens += 1;
+        cursor.a += expected.len();
+        cursor.o += got.len();
+    }
+    match cursor.output_token() {
+        Some(got) => Err(cursor.mismatch(MismatchKind::TrailingOutput { got: got.to_vec() })),
+        None => Ok(()),
+    }
+}
+
+fn compare_tokens(expected: &[u8], got: &[u8], options: &CompareOptions) -> Option<MismatchKind> {
+    if options.uses_floats() {
+        if let Some(a) = parse_float(expected) {
+            let Some(s) = parse_float(got) else {
+                return Some(MismatchKind::NotAFloat {
+                    expected: expected.to_vec(),
+                    got: got.to_vec(),
+                });
+            };
+            let difference = (a - s).abs();
+            let absolute_ok = options
+                .float_absolute_tolerance
+                .is_some_and(|epsilon| difference <= epsilon);
+            let relative_ok = options
+                .float_relative_tolerance
+                .is_some_and(|epsilon| difference <= epsilon * a.abs());
+            return (!absolute_ok && !relative_ok).then(|| MismatchKind::FloatDifference {
+                expected: expected.to_vec(),
+                got: got.to_vec(),
+                difference,
+            });
+        }
+    }
+    let equal = if options.case_sensitive {
+        expected == got
+    } else {
+        expected.eq_ignore_ascii_case(got)
+    };
+    (!equal).then(|| MismatchKind::Token {
+        expected: expected.to_vec(),
+        got: got.to_vec(),
+    })
+}
+
+struct Cursor<'a> {
+    answer: &'a [u8],
+    output: &'a [u8],
+    a: usize,
+    o: usize,
+    answer_line: usize,
+    output_line: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn mismatch(&self, kind: MismatchKind) -> Mismatch {
+        Mismatch {
+            output_line: self.output_line,
+            answer_line: self.answer_line,
+            kind,
+        }
+    }
+
+    /// Skip the answer's whitespace; when space-sensitive the output must have the same bytes.
+    fn skip_answer_space(&mut self, sensitive: bool) -> Result<(), Mismatch> {
+        while let Some(&expected) = self.answer.get(self.a).filter(|byte| is_space(**byte)) {
+            if sensitive {
+                let got = self.output.get(self.o).copied();
+                if got != Some(expected) {
+                    return Err(self.mismatch(MismatchKind::SpaceChange {
+                        expected: Some(expected),
+                        got,
+                    }));
+                }
+                self.advance_output();
+            }
+            if expected == b'\n' {
+                self.answer_line += 1;
+            }
+            self.a += 1;
+        }
+        Ok(())
+    }
+
+    /// Skip the output's whitespace; when space-sensitive there must be none left to skip.
+    fn skip_output_space(&mut self, sensitive: bool) -> Result<(), Mismatch> {
+        while let Some(&got) = self.output.get(self.o).filter(|byte| is_space(**byte)) {
+            if sensitive {
+                let expected = self.answer.get(self.a).copied();
+                return Err(self.mismatch(MismatchKind::SpaceChange {
+                    expected,
+                    got: Some(got),
+                }));
+            }
+            self.advance_output();
+        }
+        Ok(())
+    }
+
+    fn advance_output(&mut self) {
+        if self.output.get(self.o) == Some(&b'\n') {
+            self.output_line += 1;
+        }
+        self.o += 1;
+    }
+
+    fn answer_token(&self) -> Option<&'a [u8]> {
+        token_at(self.answer, self.a)
+    }
+
+    /// The output's next token; its whitespace was skipped already.
+    fn output_token(&self) -> Option<&'a [u8]> {
+        token_at(self.output, self.o)
+    }
+}
+
+fn token_at(bytes: &[u8], start: usize) -> Option<&[u8]> {
+    let rest = bytes.get(start..)?;
+    let len = rest.iter().take_while(|byte| !is_space(**byte)).count();
+    (len > 0).then(|| &rest[..len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> CompareOptions {
+        parse_flags(args).unwrap()
+    }
+
+    fn ok(answer: &str, output: &str, args: &[&str]) -> bool {
+        compare(answer.as_bytes(), output.as_bytes(), &flags(args)).is_ok()
+    }
+
+    #[test]
+    fn whitespace_is_only_a_separator_by_default() {
+        assert!(ok("1 2\n3\n", "1 2\n3\n", &[]));
+        assert!(ok("1 2\n3\n", "  1\t\t2 3", &[]));
+        assert!(ok("1 2\n3\n", "1\r\n2\r\n3\r\n\n\n", &[]));
+        assert!(ok("A B", " A  B \t\n", &[]));
+        assert!(ok("", "", &[]));
+        assert!(ok("", " \n\t", &[]));
+        assert!(ok("x\x0b\x0cy", "x y", &[]));
+        assert!(!ok("1 2", "12", &[]));
+        assert!(!ok("A B", "A B X", &[]));
+        assert!(!ok("A B", "X A B", &[]));
+        assert!(!ok("A B", "A", &[]));
+        assert!(!ok("", "0", &[]));
+        assert!(!ok("A B", "A B\n\n\n X", &[]));
+    }
+
+    #[test]
+    fn tokens_are_case_insensitive_unless_case_sensitive() {
+        assert!(ok("Yes", "YES", &[]));
+        assert!(ok("Hello World", "hello world", &[]));
+        assert!(!ok("Yes", "YES", &["case_sensitive"]));
+        assert!(ok("Yes", "Yes", &["case_sensitive"]));
+        // Only ASCII letters fold: these are different bytes.
+        assert!(!ok("É", "é", &[]));
+        assert!(ok("é", "é", &[]));
+    }
+
+    #[test]
+    fn space_change_sensitive_requires_identical_whitespace() {
+        let strict = ["space_change_sensitive"];
+        assert!(ok("1 2\n", "1 2\n", &strict));
+        assert!(!ok("1 2\n", "1  2\n", &strict));
+        assert!(!ok("1 2\n", "1\t2\n", &strict));
+        assert!(!ok("1 2\n", "1 2", &strict), "missing trailing newline");
+        assert!(!ok("1 2\n", "1 2\n\n", &strict), "extra trailing newline");
+        assert!(!ok("1 2\n", " 1 2\n", &strict), "leading space");
+        assert!(!ok("1 2\n", "1 2\r\n", &strict));
+        assert!(ok("", "", &strict));
+        assert!(!ok("", " ", &strict));
+        // Case still folds unless asked.
+        assert!(ok("a b\n", "A B\n", &strict));
+        let error = compare(b"1 2\n", b"1  2\n", &flags(&strict)).unwrap_err();
+        assert!(matches!(
+            error.kind,
+            MismatchKind::SpaceChange {
+                expected: None | Some(b'2'),
+                got: Some(b' ')
+            }
+        ));
+    }
+
+    #[test]
+    fn absolute_tolerance() {
+        let abs = ["float_absolute_tolerance", "0.01"];
+        assert!(ok("1.000", "1.009", &abs));
+        assert!(ok("1.000", "0.991", &abs));
+        assert!(!ok("1.000", "1.02", &abs));
+        assert!(ok("1000", "1000.005", &abs));
+        assert!(!ok("1e6", "1000000.5", &abs));
+        // Integers are floats too once a tolerance is set.
+        assert!(ok("3", "3.0", &abs));
+        assert!(ok("3", "+3e0", &abs));
+        assert!(!ok("3", "three", &abs));
+    }
+
+    #[test]
+    fn relative_tolerance() {
+        let rel = ["float_relative_tolerance", "1e-3"];
+        assert!(ok("1000", "1000.9", &rel));
+        assert!(!ok("1000", "1001.1", &rel));
+        assert!(ok("0.001", "0.0010009", &rel));
+        assert!(
+            !ok("0", "1e-300", &rel),
+            "relative tolerance of zero is zero"
+        );
+        assert!(ok("0", "0.0", &rel));
+    }
+
+    #[test]
+    fn float_tolerance_is_either_of_both() {
+        let both = ["float_tolerance", "1e-6"];
+        assert!(ok("0", "1e-7", &both), "within absolute");
+        assert!(ok("1e9", "1000000500", &both), "within relative");
+        assert!(!ok("1e9", "1000002000", &both));
+        assert!(!ok("0", "1e-5", &both));
+        assert_eq!(
+            flags(&both),
+            CompareOptions {
+                float_absolute_tolerance: Some(1e-6),
+                float_relative_tolerance: Some(1e-6),
+                ..CompareOptions::default()
+            }
+        );
+    }
+
+    #[test]
+    fn floats_are_strings_without_a_tolerance_and_non_floats_stay_strings() {
+        assert!(!ok("1.0", "1.00", &[]));
+        assert!(ok("1.0", "1.0", &[]));
+        let abs = ["float_absolute_tolerance", "0.5"];
+        assert!(ok("abc 1", "ABC 1.2", &abs));
+        assert!(!ok("abc", "abd", &abs));
+        // Hex is not in the spec's grammar: compared as a string.
+        assert!(!ok("0x10", "16", &abs));
+        // Too large for a double: not a float, compared as a string.
+        assert!(ok("1e999", "1E999", &abs));
+        assert!(!ok("1e999", "1e998", &abs));
+        let error = compare(b"2.5", b"nan", &flags(&abs)).unwrap_err();
+        assert!(matches!(error.kind, MismatchKind::NotAFloat { .. }));
+        let error = compare(b"2.5", b"inf", &flags(&abs)).unwrap_err();
+        assert!(matches!(error.kind, MismatchKind::NotAFloat { .. }));
+    }
+
+    #[test]
+    fn float_grammar_follows_the_spec() {
+        for good in [
+            "0", "-1", "+2", "1.", ".5", "1.5", "1e5", "1E-5", "-.5e+3", "007",
+        ] {
+            assert!(parse_float(good.as_bytes()).is_some(), "{good}");
+        }
+        for bad in [
+            "", ".", "e5", "1e", "1e+", "--1", "1.2.3", "inf", "nan", "0x1p3", "1_000", "1,5", " 1",
+        ] {
+            assert!(parse_float(bad.as_bytes()).is_none(), "{bad}");
+        }
+        assert_eq!(parse_float(b"-.5e+3"), Some(-500.0));
+    }
+
+    #[test]
+    fn flags_are_validated() {
+        assert_eq!(parse_flags::<&str>(&[]), Ok(CompareOptions::default()));
+        assert!(flags(&["case_sensitive", "space_change_sensitive"]).case_sensitive);
+        assert_eq!(
+            parse_flags(&["ignore_case"]),
+            Err(FlagError::Unknown("ignore_case".into()))
+        );
+        assert!(matches!(
+            parse_flags(&["float_tolerance"]),
+            Err(FlagError::MissingValue { .. })
+        ));
+        assert!(matches!(
+            parse_flags(&["float_tolerance", "x"]),
+            Err(FlagError::BadValue { .. })
+        ));
+        assert!(matches!(
+            parse_flags(&["float_tolerance", "-1"]),
+            Err(FlagError::BadValue { .. })
+        ));
+        assert_eq!(
+            parse_flags(&["case_sensitive", "case_sensitive"]),
+            Err(FlagError::Repeated("case_sensitive".into()))
+        );
+        assert_eq!(
+            parse_flags(&["float_tolerance", "1", "float_absolute_tolerance", "1"]),
+            Err(FlagError::Conflicting)
+        );
+        let both = flags(&[
+            "float_absolute_tolerance",
+            "1",
+            "float_relative_tolerance",
+            "2",
+        ]);
+        assert_eq!(both.float_absolute_tolerance, Some(1.0));
+        assert_eq!(both.float_relative_tolerance, Some(2.0));
+    }
+
+    #[test]
+    fn mismatches_are_located_by_line() {
+        let error = compare(b"a\nb\nc\n", b"a\nb\nx\n", &flags(&[])).unwrap_err();
+        assert_eq!((error.output_line, error.answer_line), (3, 3));
+        assert!(matches!(error.kind, MismatchKind::Token { .. }));
+        let error = compare(b"a b c", b"a\n\nb\nx", &flags(&[])).unwrap_err();
+        assert_eq!((error.output_line, error.answer_line), (4, 1));
+        let error = compare(b"1\n2\n", b"1\n", &flags(&[])).unwrap_err();
+        assert!(matches!(
+            error.kind,
+            MismatchKind::OutputEnded {
+                output_was_empty: false,
+                ..
+            }
+        ));
+        let error = compare(b"1\n", b"", &flags(&[])).unwrap_err();
+        assert!(matches!(
+            error.kind,
+            MismatchKind::OutputEnded {
+                output_was_empty: true,
+                ..
+            }
+        ));
+        let error = compare(b"1\n", b"1\n2\n", &flags(&[])).unwrap_err();
+        assert_eq!(
+            error.kind,
+            MismatchKind::TrailingOutput { got: b"2".to_vec() }
+        );
+        assert_eq!(error.output_line, 2);
+    }
+
+    #[test]
+    fn redacted_descriptions_reveal_nothing_of_the_answer() {
+        let cases: [(&[u8], &[u8], &[&str]); 5] = [
+            (b"SECRET42", b"guess", &[]),
+            (b"SECRET42 more", b"SECRET42", &[]),
+            (b"1.5", b"SECRET", &["float_tolerance", "0.1"]),
+            (b"SECRET\n", b"SECRET \n", &["space_change_sensitive"]),
+            (b"x", b"x SECRET", &[]),
+        ];
+        for (answer, output, args) in cases {
+            let error = compare(answer, output, &flags(args)).unwrap_err();
+            let full = error.describe(true);
+            let redacted = error.describe(false);
+            assert!(redacted.starts_with("wrong answer"), "{redacted}");
+            assert!(
+                !redacted.contains("SECRET")
+                    && !redacted.contains("more")
+                    && !redacted.contains("1.5")
+            );
+            assert!(full.contains("line"), "{full}");
+        }
+        let error = compare(b"SECRET42", b"guess", &flags(&[])).unwrap_err();
+        assert!(error.describe(true).contains("`SECRET42`"));
+    }
+
+    #[test]
+    fn tokens_in_messages_are_escaped_and_shortened() {
+        let long = "y".repeat(100);
+        let error = compare(b"x", format!("{long}\u{1b}").as_bytes(), &flags(&[])).unwrap_err();
+        let message = error.describe(true);
+        assert!(message.contains('…'));
+        assert!(!message.contains('\u{1b}'));
+        let error = compare(b"x", b"\xff\x07", &flags(&[])).unwrap_err();
+        assert!(error.describe(true).contains("\\u{7}"));
+    }
+}

@@ -1,0 +1,608 @@
+//! `safe-exec grade` against the real engine: every verdict from the example submissions,
+//! comparison flags end to end, malformed suites and missing paths refused before anything runs,
+//! an unavailable engine, `--jobs` not changing results, `--fail-fast`, the reports parsed back,
+//! and an interrupted batch leaving nothing behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use safe_exec::grade::report::gradescope;
+use safe_exec::grade::report::json::{GradeReport, SubmissionReport};
+use safe_exec::grade::verdict::Verdict;
+
+use crate::common::Session;
+
+const SUITE: &str = "examples/suites/sum";
+
+fn submission(name: &str) -> String {
+    format!("{SUITE}/submissions/{name}.py")
+}
+
+/// Run `safe-exec grade ARGS` from the package root.
+fn grade(session: &Session, args: &[&str]) -> Output {
+    session
+        .safe_exec()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("grade")
+        .args(args)
+        .output()
+        .expect("safe-exec runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn read_json(path: &Path) -> GradeReport {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("no report at {}: {error}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|error| panic!("not a grade report ({error}):\n{text}"))
+}
+
+fn by_name<'a>(report: &'a GradeReport, name: &str) -> &'a SubmissionReport {
+    report
+        .submissions
+        .iter()
+        .find(|sub| sub.submission.ends_with(&format!("/{name}.py")))
+        .unwrap_or_else(|| panic!("{name} not in the report"))
+}
+
+/// Files of a suite: (relative path, contents).
+type Files<'a> = &'a [(&'a str, &'a [u8])];
+
+/// A suite on disk from (relative path, contents).
+fn suite_dir(files: Files) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, contents) in files {
+        let path = dir.path().join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
+    dir
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn every_example_submission_gets_its_verdict() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("grade.json");
+    let junit = out.path().join("grade.xml");
+    let names = ["ac", "wa", "partial", "tle", "mle", "ole", "rte", "ce"];
+    let subs: Vec<String> = names.iter().map(|name| submission(name)).collect();
+    let mut args = vec![
+        SUITE,
+        "--jobs",
+        "2",
+        "--json",
+        path_str(&json),
+        "--junit",
+        path_str(&junit),
+    ];
+    args.extend(subs.iter().map(String::as_str));
+    let output = grade(&session, &args);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    session.assert_clean_within(Duration::from_secs(2));
+
+    let report = read_json(&json);
+    assert_eq!(report.format_version, 1);
+    assert_eq!(report.suite.name, "Sum of Numbers");
+    assert_eq!(
+        report.suite.limits.timeout_secs, 2.0,
+        "time_limit 1 s + 1 s start-up allowance"
+    );
+    let expect = [
+        ("ac", Verdict::AC, 100.0),
+        ("wa", Verdict::WA, 0.0),
+        ("partial", Verdict::WA, 40.0),
+        ("tle", Verdict::TLE, 0.0),
+        ("mle", Verdict::MLE, 0.0),
+        ("ole", Verdict::OLE, 0.0),
+        ("rte", Verdict::RTE, 0.0),
+        ("ce", Verdict::CE, 0.0),
+    ];
+    for (name, verdict, score) in expect {
+        let sub = by_name(&report, name);
+        assert_eq!(
+            (sub.verdict, sub.score, sub.max_score),
+            (verdict, score, 100.0),
+            "{name}: {sub:#?}"
+        );
+        assert_eq!(sub.cases.len(), 5);
+    }
+    // Results come back in command-line order.
+    let order: Vec<&str> = report
+        .submissions
+        .iter()
+        .map(|sub| sub.submission.as_str())
+        .collect();
+    assert_eq!(order, subs.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // Every case records time, exit code or signal and a message.
+    let tle = by_name(&report, "tle");
+    assert!(tle
+        .cases
+        .iter()
+        .all(|case| case.verdict == Verdict::TLE && case.time_s.unwrap() >= 2.0));
+    let rte = by_name(&report, "rte");
+    assert!(rte.cases.iter().all(|case| case.exit_code == Some(1)));
+    // Samples show everything; secret cases nothing of the answer.
+    let sample = &rte.cases[0];
+    assert!(sample
+        .feedback
+        .as_ref()
+        .unwrap()
+        .stderr
+        .contains("IndexError"));
+    let partial = by_name(&report, "partial");
+    let secret = partial
+        .cases
+        .iter()
+        .find(|case| case.name == "secret/2-large/02")
+        .unwrap();
+    assert_eq!(secret.verdict, Verdict::WA);
+    assert!(secret.feedback.is_none());
+    assert_eq!(secret.message, "wrong answer on line 1 of the output");
+    let answer = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(SUITE)
+            .join("data/secret/2-large/02.ans"),
+    )
+    .unwrap();
+    let text = fs::read_to_string(&json).unwrap();
+    assert!(
+        !text.contains(answer.trim()),
+        "a secret answer leaked into the JSON report"
+    );
+    assert_eq!(
+        partial.cases[3].hint.as_deref(),
+        Some("the numbers are spread over several lines")
+    );
+    // CE was found once, in the sandbox, and no case ran.
+    let ce = by_name(&report, "ce");
+    assert!(
+        ce.message.as_deref().unwrap().contains("SyntaxError"),
+        "{ce:#?}"
+    );
+    assert!(ce
+        .cases
+        .iter()
+        .all(|case| case.verdict == Verdict::CE && case.time_s.is_none()));
+
+    let xml = fs::read_to_string(&junit).unwrap();
+    let document = roxmltree::Document::parse(&xml).unwrap();
+    let suites: Vec<_> = document
+        .root_element()
+        .children()
+        .filter(|node| node.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 8);
+    let tle_suite = suites
+        .iter()
+        .find(|node| node.attribute("name") == Some(subs[3].as_str()))
+        .unwrap();
+    let failures: Vec<_> = tle_suite
+        .descendants()
+        .filter(|node| node.has_tag_name("failure"))
+        .collect();
+    assert_eq!(failures.len(), 5);
+    assert!(failures
+        .iter()
+        .all(|node| node.attribute("type") == Some("TLE")));
+    assert!(!xml.contains(answer.trim()));
+}
+
+#[test]
+fn jobs_do_not_change_the_results() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let mut reports = Vec::new();
+    for jobs in ["1", "2"] {
+        let json = out.path().join(format!("jobs{jobs}.json"));
+        let (ac, partial, rte, ce) = (
+            submission("ac"),
+            submission("partial"),
+            submission("rte"),
+            submission("ce"),
+        );
+        let output = grade(
+            &session,
+            &[
+                SUITE,
+                &ac,
+                &partial,
+                &rte,
+                &ce,
+                "--jobs",
+                jobs,
+                "--json",
+                path_str(&json),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let mut report = read_json(&json);
+        for sub in &mut report.submissions {
+            sub.time_s = None;
+            for case in &mut sub.cases {
+                case.time_s = None;
+            }
+        }
+        reports.push(report);
+    }
+    assert_eq!(reports[0], reports[1]);
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn fail_fast_stops_a_submission_at_its_first_failure() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("grade.json");
+    let output = grade(
+        &session,
+        &[
+            SUITE,
+            &submission("wa"),
+            &submission("ac"),
+            "--fail-fast",
+            "--jobs",
+            "2",
+            "--json",
+            path_str(&json),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = read_json(&json);
+    let verdicts: Vec<Verdict> = by_name(&report, "wa")
+        .cases
+        .iter()
+        .map(|case| case.verdict)
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::AC,
+            Verdict::AC,
+            Verdict::WA,
+            Verdict::Skipped,
+            Verdict::Skipped
+        ]
+    );
+    assert_eq!(by_name(&report, "wa").verdict, Verdict::WA);
+    assert_eq!(
+        by_name(&report, "ac").verdict,
+        Verdict::AC,
+        "other submissions go on"
+    );
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn comparison_flags_and_bare_directories_end_to_end() {
+    let session = Session::new();
+    // Each case's input is what to print; the answers differ from it only as each flag allows.
+    let suite = suite_dir(&[
+        ("float.in", b"3.14159\n"),
+        ("float.ans", b"3.1416\n"),
+        (
+            "float.yaml",
+            b"output_validator_args: [float_absolute_tolerance, \"1e-3\"]\n",
+        ),
+        ("case.in", b"YES\n"),
+        ("case.ans", b"yes\n"),
+        ("strict.in", b"YES\n"),
+        ("strict.ans", b"yes\n"),
+        (
+            "strict.yaml",
+            b"output_validator_args: [case_sensitive]\nfull_feedback: true\n",
+        ),
+        ("space.in", b"a  b\n"),
+        ("space.ans", b"a b\n"),
+    ]);
+    let subs = tempfile::tempdir().unwrap();
+    let echo = subs.path().join("echo.py");
+    fs::write(&echo, "import sys\nsys.stdout.write(sys.stdin.read())\n").unwrap();
+    let latin1 = subs.path().join("latin1.py");
+    fs::write(&latin1, b"print('caf\xe9')\n").unwrap();
+    let json = subs.path().join("grade.json");
+    let output = grade(
+        &session,
+        &[
+            path_str(suite.path()),
+            path_str(&echo),
+            path_str(&latin1),
+            "--json",
+            path_str(&json),
+            "--jobs",
+            "2",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = read_json(&json);
+    assert_eq!(report.suite.kind, "directory");
+    assert_eq!(
+        report.suite.cases,
+        [
+            "secret/case",
+            "secret/float",
+            "secret/space",
+            "secret/strict"
+        ]
+    );
+    let verdicts: Vec<Verdict> = report.submissions[0]
+        .cases
+        .iter()
+        .map(|case| case.verdict)
+        .collect();
+    assert_eq!(
+        verdicts,
+        [Verdict::AC, Verdict::AC, Verdict::AC, Verdict::WA]
+    );
+    let strict = &report.submissions[0].cases[3];
+    assert!(
+        strict.message.contains("expected `yes`, got `YES`"),
+        "{}",
+        strict.message
+    );
+    assert_eq!(report.submissions[0].score, 75.0);
+    // Not UTF-8: a compile error with the reason, and nothing of it ran.
+    let latin1 = &report.submissions[1];
+    assert_eq!(latin1.verdict, Verdict::CE);
+    assert!(
+        latin1.message.as_deref().unwrap().contains("UTF-8"),
+        "{latin1:#?}"
+    );
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn malformed_suites_are_refused_before_anything_runs() {
+    let session = Session::new();
+    let ac = Path::new(env!("CARGO_MANIFEST_DIR")).join(submission("ac"));
+    // (suite files, the file the message must name, what it must say)
+    let cases: [(Files, &str, &str); 5] = [
+        (
+            &[("1.in", b"1"), ("2.in", b"1"), ("2.ans", b"1")],
+            "1.in",
+            "no matching 1.ans",
+        ),
+        (
+            &[
+                ("problem.yaml", b"limits: [\n"),
+                ("data/secret/1.in", b""),
+                ("data/secret/1.ans", b""),
+            ],
+            "problem.yaml",
+            "bad YAML",
+        ),
+        (
+            &[
+                ("problem.yaml", b"limits:\n  timelimit: 1\n"),
+                ("data/secret/1.in", b""),
+                ("data/secret/1.ans", b""),
+            ],
+            "problem.yaml",
+            "unknown field `timelimit`",
+        ),
+        (
+            &[
+                ("g/test_group.yaml", b"points: 3\n"),
+                ("g/1.in", b""),
+                ("g/1.ans", b""),
+            ],
+            "test_group.yaml",
+            "unknown field `points`",
+        ),
+        (
+            &[
+                ("test_group.yaml", b"output_validator_args: [ignore_case]\n"),
+                ("1.in", b""),
+                ("1.ans", b""),
+            ],
+            "test_group.yaml",
+            "ignore_case",
+        ),
+    ];
+    for (files, file, problem) in cases {
+        let suite = suite_dir(files);
+        let output = grade(&session, &[path_str(suite.path()), path_str(&ac)]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(65), "{message}");
+        assert!(
+            message.contains("malformed suite")
+                && message.contains(file)
+                && message.contains(problem),
+            "{message}"
+        );
+        assert!(output.stdout.is_empty());
+    }
+    assert!(
+        session.containers().is_empty(),
+        "nothing may run for a malformed suite"
+    );
+}
+
+#[test]
+fn missing_paths_are_refused_before_anything_runs() {
+    let session = Session::new();
+    let ac = submission("ac");
+    let missing_report = "/nonexistent/dir/grade.json";
+    for (args, mentions) in [
+        (
+            vec!["examples/suites/nope", ac.as_str()],
+            "examples/suites/nope",
+        ),
+        (vec![SUITE, "examples/nope.py"], "examples/nope.py"),
+        (vec![SUITE, "examples"], "directory"),
+        (
+            vec![SUITE, ac.as_str(), "--json", missing_report],
+            missing_report,
+        ),
+    ] {
+        let output = grade(&session, &args);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(66), "{args:?}: {message}");
+        assert!(message.contains(mentions), "{message}");
+    }
+    let two = grade(&session, &[SUITE, &ac, &ac, "--gradescope", "/tmp/x.json"]);
+    assert_eq!(two.status.code(), Some(2), "{}", stderr(&two));
+    assert!(session.containers().is_empty());
+}
+
+#[test]
+fn an_unavailable_engine_is_reported_before_grading() {
+    let session = Session::new();
+    let ac = submission("ac");
+    let output = session
+        .safe_exec()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SAFE_EXEC_DOCKER", "/nonexistent/docker")
+        .args(["grade", SUITE, &ac])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        stderr(&output).contains("/nonexistent/docker"),
+        "{}",
+        stderr(&output)
+    );
+    let output = grade(
+        &session,
+        &[SUITE, &ac, "--image", "safe-exec-no-such-image:0"],
+    );
+    assert_eq!(output.status.code(), Some(125));
+    assert!(
+        stderr(&output).contains("scripts/setup.sh"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(output.stdout.is_empty(), "nothing graded");
+    assert!(session.containers().is_empty());
+}
+
+#[test]
+fn gradescope_github_and_exit_zero() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let results = out.path().join("results.json");
+    let summary = out.path().join("summary.md");
+    fs::write(&summary, "earlier steps\n").unwrap();
+    let output = session
+        .safe_exec()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args([
+            "grade",
+            SUITE,
+            &submission("partial"),
+            "--exit-zero",
+            "--gradescope",
+            path_str(&results),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "--exit-zero: {}",
+        stderr(&output)
+    );
+    let gradescope: gradescope::Results =
+        serde_json::from_str(&fs::read_to_string(&results).unwrap()).unwrap();
+    assert_eq!(gradescope.score, 40.0);
+    let scored: f64 = gradescope.tests.iter().filter_map(|test| test.score).sum();
+    assert_eq!(scored, 40.0);
+    assert!(gradescope
+        .tests
+        .iter()
+        .any(|test| test.name == "secret/2-large/02" && test.status == "failed"));
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let token = stdout
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("::stop-commands::"))
+        .unwrap_or_else(|| panic!("log not protected:\n{stdout}"));
+    assert!(token.len() >= 32);
+    assert!(stdout.contains(&format!(
+        "::{token}::\n::error file=examples/suites/sum/submissions/partial.py"
+    )));
+    let markdown = fs::read_to_string(&summary).unwrap();
+    assert!(
+        markdown.starts_with("earlier steps\n### safe-exec grade: Sum of Numbers"),
+        "appended: {markdown}"
+    );
+    assert!(markdown.contains("| ❌ WA | 40 / 100 |"), "{markdown}");
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn an_interrupted_batch_leaves_nothing_running() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("grade.json");
+    let mut child = session
+        .std_command()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "grade",
+            SUITE,
+            &submission("tle"),
+            &submission("tle"),
+            "--jobs",
+            "2",
+            "--json",
+        ])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until its runs are under way.
+    let started = Instant::now();
+    while session.containers().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no container ever started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "grade did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(130));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    session.assert_clean_within(Duration::from_secs(2));
+    assert!(
+        !PathBuf::from(&json).exists(),
+        "no report after an interrupted batch"
+    );
+    let mut message = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut message).unwrap();
+    assert!(message.contains("interrupted"), "{message}");
+}
