@@ -103,11 +103,13 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Output is compared as the Kattis default validator does: tokens split on whitespace, \
+#[command(
+    after_help = "Output is compared as the Kattis default validator does: tokens split on whitespace, \
 case-INsensitive unless the suite sets `case_sensitive`. A suite's time_limit gets 1 s added for container start-up.
 
 Exit status: 0 every submission accepted (or --exit-zero), 1 some not accepted, 65 malformed suite, 66 missing path, \
-125 engine unavailable or a judge error, 130 interrupted, 2 usage. See docs/grade.md.")]
+125 engine unavailable or a judge error, 130 interrupted, 2 usage. See docs/grade.md."
+)]
 pub struct GradeArgs {
     /// Test suite: a Kattis problem package, or a directory of NAME.in + NAME.ans
     #[arg(value_name = "SUITE")]

@@ -270,8 +270,7 @@ mod tests {
     fn summary_stays_within_github_s_limit() {
         let suite = fixture::suite();
         let results = fixture::results(&suite);
-        let many: Vec<SubmissionResult> =
-            std::iter::repeat(results[1].clone()).take(2000).collect();
+        let many: Vec<SubmissionResult> = std::iter::repeat_n(results[1].clone(), 2000).collect();
         let md = summary(&suite, &many);
         assert!(md.len() < 1024 * 1024, "{} bytes", md.len());
         assert!(md.contains("The summary is cut here"));
@@ -323,7 +322,7 @@ mod tests {
             "{}",
             lines[1]
         );
-        let many: Vec<SubmissionResult> = std::iter::repeat(results[1].clone()).take(8).collect();
+        let many: Vec<SubmissionResult> = std::iter::repeat_n(results[1].clone(), 8).collect();
         let lines = annotations(&many);
         assert_eq!(lines.len(), MAX_ANNOTATIONS + 1);
         assert!(lines.last().unwrap().starts_with("::notice::3 more"));
