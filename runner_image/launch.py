@@ -1,7 +1,7 @@
 """safe-exec launcher: receives the program on stdin, then becomes it.
 
 Runs inside the sandbox as the unprivileged user, started by safe-exec as
-``timeout --signal=KILL N python3 -I -S /opt/safe-exec/launch.py``.
+``python3 -I -S /opt/safe-exec/launch.py --code-wait W --watchdog N``.
 
 Protocol (version 1), on standard input:
 
@@ -11,15 +11,25 @@ Protocol (version 1), on standard input:
 
 The launcher reads the header and the source with unbuffered ``os.read`` so it
 never consumes a byte of the program's stdin, writes the source to
-``/tmp/<filename>`` and ``execve``s Python on it: the program is a real script
-(``__main__``, ``__file__``, tracebacks with source lines) and inherits fd 0
-positioned exactly at its own input. Because the code travels over the
+``/tmp/<filename>``, writes the start marker (STARTED below) to stderr, and
+``execve``s ``timeout --signal=KILL N python3 -u -B /tmp/<filename>``: the
+program is a real script (``__main__``, ``__file__``, tracebacks with source
+lines) and inherits fd 0 positioned exactly at its own input.
+
+Timing. The marker is the first thing on stderr, written before the program
+exists, so safe-exec strips it and starts the program's clock when it arrives:
+container start-up does not eat into the time limit. The watchdog (``timeout``,
+N seconds, a little more than the limit) ends the container by itself even if
+safe-exec is killed: it is the init process's only child, so if the program
+kills it, init exits and takes every process with it. Waiting for the code is
+bounded by an alarm (W seconds). Because the code travels over the
 container's stdin, no host path is mounted, a remote engine works, and a
 container started before its code is known can receive it the same way.
 """
 
 import os
 import re
+import signal
 import sys
 
 PROTOCOL = b"SAFE-EXEC/1"
@@ -39,6 +49,7 @@ ENV_ALLOWED = (
     "PYTHONIOENCODING",
 )
 PROTOCOL_ERROR = 125
+STARTED = b"\x00safe-exec:started\n"
 
 
 def fail(message):
@@ -71,10 +82,29 @@ def read_exactly(count):
     return b"".join(chunks)
 
 
+def parse_arguments(argv):
+    options = dict(zip(argv[0::2], argv[1::2]))
+    try:
+        code_wait = int(options["--code-wait"])
+        watchdog = float(options["--watchdog"])
+    except (KeyError, ValueError):
+        fail("usage: launch.py --code-wait SECS --watchdog SECS")
+    if code_wait <= 0 or not watchdog > 0:
+        fail("--code-wait and --watchdog must be positive")
+    return code_wait, "%g" % watchdog
+
+
 def main():
+    # TRANSITION: an older supervisor passes no arguments and wraps us in its own watchdog.
+    legacy = not sys.argv[1:]
+    code_wait, watchdog = (30, None) if legacy else parse_arguments(sys.argv[1:])
+    # Nobody sends the code (its supervisor died): SIGALRM's default action ends us.
+    signal.alarm(code_wait)
     parts = read_header().split(b" ")
     if len(parts) != 3 or parts[0] != PROTOCOL:
         fail("unsupported protocol (expected %s): rebuild the runner image" % PROTOCOL.decode())
+    if not parts[1].isdigit():
+        fail("malformed program header")
     try:
         size = int(parts[1])
         filename = parts[2].decode("ascii")
@@ -91,7 +121,12 @@ def main():
     os.close(fd)
     env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
     os.chdir(WORKDIR)
-    os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
+    signal.alarm(0)
+    if legacy:
+        os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
+    os.write(2, STARTED)
+    command = ["timeout", "--signal=KILL", watchdog, sys.executable, "-u", "-B", path]
+    os.execvpe("timeout", command, env)
 
 
 main()

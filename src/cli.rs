@@ -105,7 +105,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Output is compared as the Kattis default validator does: tokens split on whitespace, \
-case-INsensitive unless the suite sets `case_sensitive`. A suite's time_limit gets 1 s added for container start-up.
+case-INsensitive unless the suite sets `case_sensitive`. Time limits count from the program's start, not the container's.
 
 Exit status: 0 every submission accepted (or --exit-zero), 1 some not accepted, 65 malformed suite, 66 missing path, \
 125 engine unavailable or a judge error, 130 interrupted, 2 usage. See docs/grade.md."

@@ -182,20 +182,11 @@ fn prepare(options: &GradeOptions) -> Result<Prepared, GradeError> {
     })
 }
 
-/// Added to a suite's `time_limit` to get the wall-clock limit of a run, which counts from the
-/// container's start: creating namespaces, starting the init process and the interpreter take a
-/// few hundred milliseconds, more on a loaded machine, and must not turn a correct solution into
-/// a TLE. `--timeout` sets the wall-clock limit exactly, with no allowance.
-pub const STARTUP_ALLOWANCE: Duration = Duration::from_secs(1);
-
-/// The limits every case runs with: defaults, then the suite's own (its time limit plus
-/// [`STARTUP_ALLOWANCE`]), then the command line's.
+/// The limits every case runs with: defaults, then the suite's own, then the command line's. The
+/// time limit counts from the program's start (the runner's start marker), so a suite's
+/// `time_limit` applies as written: container start-up is not charged to the submission.
 pub fn case_limits(suite: &LimitOverrides, command_line: &LimitOverrides) -> Limits {
-    let mut from_suite = *suite;
-    from_suite.timeout = suite
-        .timeout
-        .map(|limit| (limit + STARTUP_ALLOWANCE).min(crate::limits::MAX_TIMEOUT));
-    Limits::default().with(&from_suite).with(command_line)
+    Limits::default().with(suite).with(command_line)
 }
 
 fn check_submission_path(path: &Path) -> Result<(), GradeError> {
@@ -249,19 +240,11 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     })?;
     let jobs = options.jobs.max(1);
     eprintln!(
-        "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} wall-clock{}, {} memory",
+        "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} wall-clock, {} memory",
         submissions.len(),
         suite.cases.len(),
         suite.name.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>(),
         human_secs(limits.timeout),
-        match suite.limits.timeout {
-            Some(limit) if options.limits.timeout.is_none() => format!(
-                " (time_limit {} + {} start-up)",
-                human_secs(limit),
-                human_secs(STARTUP_ALLOWANCE)
-            ),
-            _ => String::new(),
-        },
         human_bytes(limits.memory_bytes)
     );
     let batch = Batch {
@@ -459,14 +442,14 @@ mod tests {
     }
 
     #[test]
-    fn suite_time_limits_get_the_startup_allowance_command_line_ones_do_not() {
+    fn command_line_limits_override_the_suite_s() {
         let suite = LimitOverrides {
             timeout: Some(Duration::from_secs(2)),
             memory_bytes: Some(64 << 20),
             ..LimitOverrides::default()
         };
         let limits = case_limits(&suite, &LimitOverrides::default());
-        assert_eq!(limits.timeout, Duration::from_secs(3));
+        assert_eq!(limits.timeout, Duration::from_secs(2));
         assert_eq!(limits.memory_bytes, 64 << 20);
         let command_line = LimitOverrides {
             timeout: Some(Duration::from_millis(1500)),

@@ -29,7 +29,9 @@ pub use docker_cli::{DockerCli, EngineError};
 use crate::limits::Limits;
 use crate::report::{status_message, Captured, Outcome, Status, Stream};
 use crate::sandbox::docker::{CreateArgs, EXPIRY_MARGIN, WATCHDOG_GRACE};
-use crate::sandbox::{protocol_header, ContainerSpec, DEFAULT_IMAGE};
+use crate::sandbox::{
+    protocol_header, ContainerSpec, CODE_WAIT_SECS, DEFAULT_IMAGE, STARTED_MARKER,
+};
 use crate::source::Program;
 use guard::ContainerGuard;
 
@@ -40,6 +42,9 @@ pub const SESSION_ENV: &str = "SAFE_EXEC_LABEL";
 const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the container may take to start the program (the launcher's marker) before the run
+/// is a sandbox error: the engine is overloaded or broken, the program is not at fault.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// After we kill a container, how long its attached client may take to notice.
 const CLIENT_EXIT_GRACE: Duration = Duration::from_secs(3);
 /// How often the supervisor looks at the client, the clock and the cancel flag.
@@ -159,6 +164,7 @@ impl Sandbox {
             name: unique_name(),
             image: self.image.clone(),
             expires_at: gc::unix_now()
+                + CODE_WAIT_SECS
                 + (limits.timeout + WATCHDOG_GRACE + EXPIRY_MARGIN).as_secs(),
             session: self.session.clone(),
         };
@@ -217,22 +223,18 @@ impl Sandbox {
         }
         let cap = limits.max_output_bytes;
         let stdout = client.stdout.take().map(|pipe| {
-            drain(
-                pipe,
-                Stream::Stdout,
-                cap,
-                io.stdout,
-                io.keep,
-                events.clone(),
-            )
+            let sink = Sink::new(Stream::Stdout, cap, io.stdout, io.keep, events.clone());
+            drain(pipe, sink, None)
         });
-        let stderr = client
-            .stderr
-            .take()
-            .map(|pipe| drain(pipe, Stream::Stderr, cap, io.stderr, io.keep, events));
+        let stderr = client.stderr.take().map(|pipe| {
+            let sink = Sink::new(Stream::Stderr, cap, io.stderr, io.keep, events);
+            drain(pipe, sink, Some(STARTED_MARKER))
+        });
 
-        let ending = watch_run(&mut client, &watch, started + limits.timeout, cancel);
-        let duration = started.elapsed();
+        let (ending, program_started) =
+            watch_run(&mut client, &watch, started, limits.timeout, cancel);
+        // The program's own run time; container start-up is not part of it.
+        let duration = program_started.unwrap_or(started).elapsed();
         if !matches!(ending, Ending::Exited) {
             // Kill first, then collect: the attached client ends once the container is gone.
             let _ = container.remove();
@@ -257,6 +259,13 @@ impl Sandbox {
         };
         match ending {
             Ending::Timeout => outcome.status = Status::Timeout,
+            Ending::StartupTimeout => {
+                outcome.status = Status::SandboxError;
+                outcome.error = Some(format!(
+                    "the container did not start the program within {} s: the engine may be overloaded or broken; check `docker info`",
+                    STARTUP_TIMEOUT.as_secs()
+                ));
+            }
             Ending::OutputLimit(stream) => {
                 outcome.status = Status::OutputLimit;
                 outcome.output_limit_stream = Some(stream);
@@ -366,36 +375,56 @@ fn parse_state(text: &str) -> Option<ContainerState> {
 enum Ending {
     Exited,
     Timeout,
+    StartupTimeout,
     OutputLimit(Stream),
     Cancelled,
 }
 
 enum Event {
+    /// The launcher's start marker arrived: the program starts now.
+    Started(Instant),
     OutputLimit(Stream),
 }
 
+/// Watch the attached client until it exits or we must stop it. The deadline is the time limit
+/// counted from the program's start marker; until that arrives, the container gets
+/// [`STARTUP_TIMEOUT`] on top. Returns why we stopped and when the program started.
 fn watch_run(
     client: &mut Child,
     events: &Receiver<Event>,
-    deadline: Instant,
+    spawned: Instant,
+    timeout: Duration,
     cancel: &CancelToken,
-) -> Ending {
+) -> (Ending, Option<Instant>) {
+    let mut program_started = None;
+    let mut deadline = spawned + timeout + STARTUP_TIMEOUT;
     loop {
         match events.recv_timeout(POLL) {
-            Ok(Event::OutputLimit(stream)) => return Ending::OutputLimit(stream),
+            Ok(Event::Started(at)) => {
+                program_started = Some(at);
+                deadline = at + timeout;
+            }
+            Ok(Event::OutputLimit(stream)) => {
+                return (Ending::OutputLimit(stream), program_started)
+            }
             Err(RecvTimeoutError::Timeout) => {}
             // Both readers are done: the client is about to exit. Keep polling it, gently.
             Err(RecvTimeoutError::Disconnected) => thread::sleep(POLL),
         }
         match client.try_wait() {
-            Ok(Some(_)) | Err(_) => return Ending::Exited,
+            Ok(Some(_)) | Err(_) => return (Ending::Exited, program_started),
             Ok(None) => {}
         }
         if Instant::now() >= deadline {
-            return Ending::Timeout;
+            let ending = if program_started.is_some() {
+                Ending::Timeout
+            } else {
+                Ending::StartupTimeout
+            };
+            return (ending, program_started);
         }
         if cancel.is_cancelled() {
-            return Ending::Cancelled;
+            return (Ending::Cancelled, program_started);
         }
     }
 }
@@ -424,19 +453,75 @@ fn feed(mut pipe: ChildStdin, program: Program, stdin: ProgramStdin) {
     drop(spawned);
 }
 
-/// Read `pipe` to its end in fixed-size chunks. Up to `cap` bytes are passed on and kept; past
-/// it the supervisor is told once and the rest is read and dropped so the client never blocks.
-fn drain(
-    mut pipe: impl Read + Send + 'static,
+/// Where one output stream goes: up to `cap` bytes are passed on and kept; past it the supervisor
+/// is told once and the rest is dropped.
+struct Sink {
     stream: Stream,
     cap: u64,
-    mut passthrough: Option<Box<dyn Write + Send>>,
+    accepted: u64,
+    passthrough: Option<Box<dyn Write + Send>>,
     keep: bool,
+    captured: Captured,
     events: Sender<Event>,
+}
+
+impl Sink {
+    fn new(
+        stream: Stream,
+        cap: u64,
+        passthrough: Option<Box<dyn Write + Send>>,
+        keep: bool,
+        events: Sender<Event>,
+    ) -> Sink {
+        Sink {
+            stream,
+            cap,
+            accepted: 0,
+            passthrough,
+            keep,
+            captured: Captured::default(),
+            events,
+        }
+    }
+
+    fn accept(&mut self, bytes: &[u8]) {
+        self.captured.seen += bytes.len() as u64;
+        let room = usize::try_from(self.cap.saturating_sub(self.accepted)).unwrap_or(usize::MAX);
+        let take = bytes.len().min(room);
+        if take > 0 {
+            self.accepted += take as u64;
+            if self.keep {
+                self.captured.bytes.extend_from_slice(&bytes[..take]);
+            }
+            if let Some(sink) = self.passthrough.as_mut() {
+                // A closed reader of our own stdout (`| head`) is not an error: stop passing on.
+                if sink
+                    .write_all(&bytes[..take])
+                    .and_then(|()| sink.flush())
+                    .is_err()
+                {
+                    self.passthrough = None;
+                }
+            }
+        }
+        if take < bytes.len() && !self.captured.truncated {
+            self.captured.truncated = true;
+            let _ = self.events.send(Event::OutputLimit(self.stream));
+        }
+    }
+}
+
+/// Read `pipe` to its end in fixed-size chunks into `sink`, so the client never blocks on a full
+/// pipe. When `marker` is given and the stream starts with it, it is stripped and reported as
+/// [`Event::Started`]; a stream that starts otherwise is all output.
+fn drain(
+    mut pipe: impl Read + Send + 'static,
+    mut sink: Sink,
+    marker: Option<&'static [u8]>,
 ) -> JoinHandle<Captured> {
     thread::spawn(move || {
-        let mut captured = Captured::default();
-        let mut accepted: u64 = 0;
+        let mut marker = marker;
+        let mut matched = 0;
         let mut chunk = vec![0u8; CHUNK];
         loop {
             let read = match pipe.read(&mut chunk) {
@@ -445,31 +530,28 @@ fn drain(
                 Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
-            captured.seen += read as u64;
-            let room = usize::try_from(cap.saturating_sub(accepted)).unwrap_or(usize::MAX);
-            let take = read.min(room);
-            if take > 0 {
-                accepted += take as u64;
-                if keep {
-                    captured.bytes.extend_from_slice(&chunk[..take]);
-                }
-                if let Some(sink) = passthrough.as_mut() {
-                    // A closed reader of our own stdout (`| head`) is not an error: stop passing on.
-                    if sink
-                        .write_all(&chunk[..take])
-                        .and_then(|()| sink.flush())
-                        .is_err()
-                    {
-                        passthrough = None;
+            let mut bytes = &chunk[..read];
+            if let Some(expected) = marker {
+                let n = bytes.len().min(expected.len() - matched);
+                if bytes[..n] == expected[matched..matched + n] {
+                    matched += n;
+                    bytes = &bytes[n..];
+                    if matched < expected.len() {
+                        continue;
                     }
+                    let _ = sink.events.send(Event::Started(Instant::now()));
+                } else {
+                    // Not the marker after all: what matched so far was output.
+                    sink.accept(&expected[..matched]);
                 }
+                marker = None;
             }
-            if take < read && !captured.truncated {
-                captured.truncated = true;
-                let _ = events.send(Event::OutputLimit(stream));
-            }
+            sink.accept(bytes);
         }
-        captured
+        if let Some(expected) = marker {
+            sink.accept(&expected[..matched]);
+        }
+        sink.captured
     })
 }
 
@@ -542,6 +624,72 @@ mod tests {
                 .running
         );
         assert_eq!(parse_state("garbage"), None);
+    }
+
+    /// A reader that hands out one byte per read, to split the marker across chunks.
+    struct Trickle(std::io::Cursor<Vec<u8>>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let len = buf.len().min(1);
+            self.0.read(&mut buf[..len])
+        }
+    }
+
+    fn drain_bytes(input: &[u8], cap: u64, trickle: bool) -> (Captured, Vec<&'static str>) {
+        let (events, watch) = mpsc::channel();
+        let sink = Sink::new(Stream::Stderr, cap, None, true, events);
+        let cursor = std::io::Cursor::new(input.to_vec());
+        let captured = if trickle {
+            drain(Trickle(cursor), sink, Some(STARTED_MARKER))
+                .join()
+                .unwrap()
+        } else {
+            drain(cursor, sink, Some(STARTED_MARKER)).join().unwrap()
+        };
+        let seen = watch
+            .try_iter()
+            .map(|event| match event {
+                Event::Started(_) => "started",
+                Event::OutputLimit(_) => "limit",
+            })
+            .collect();
+        (captured, seen)
+    }
+
+    #[test]
+    fn the_start_marker_is_stripped_and_reported_however_it_is_split() {
+        let mut input = STARTED_MARKER.to_vec();
+        input.extend_from_slice(b"Traceback\n");
+        for trickle in [false, true] {
+            let (captured, events) = drain_bytes(&input, 1024, trickle);
+            assert_eq!(captured.bytes, b"Traceback\n");
+            assert_eq!(events, ["started"]);
+        }
+    }
+
+    #[test]
+    fn a_stream_without_the_marker_is_all_output() {
+        for input in [
+            &b"safe-exec launcher: malformed"[..],
+            &STARTED_MARKER[..5],
+            b"",
+        ] {
+            let (captured, events) = drain_bytes(input, 1024, true);
+            assert_eq!(captured.bytes, input);
+            assert!(events.is_empty());
+        }
+    }
+
+    #[test]
+    fn output_past_the_cap_is_counted_reported_once_and_dropped() {
+        let mut input = STARTED_MARKER.to_vec();
+        input.extend_from_slice(&[b'x'; 100]);
+        let (captured, events) = drain_bytes(&input, 10, false);
+        assert_eq!(captured.bytes, [b'x'; 10]);
+        assert_eq!(captured.seen, 100);
+        assert!(captured.truncated);
+        assert_eq!(events, ["started", "limit"]);
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::limits::Limits;
 
-use super::{EXPIRES_LABEL, LAUNCHER, MANAGED_LABEL, SANDBOX_UID, SESSION_LABEL, WORKDIR};
+use super::{
+    CODE_WAIT_SECS, EXPIRES_LABEL, LAUNCHER, MANAGED_LABEL, SANDBOX_UID, SESSION_LABEL, WORKDIR,
+};
 
 /// Size of the only writable filesystem, `/tmp`. Its pages count against the memory limit.
 pub const TMPFS_BYTES: u64 = 16 * 1024 * 1024;
@@ -17,9 +19,9 @@ pub const TMPFS_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 /// Open file descriptors per process (RLIMIT_NOFILE).
 pub const MAX_OPEN_FILES: u32 = 256;
-/// The in-container watchdog fires this long after our own deadline. It only matters when the
-/// supervisor itself is gone (killed with SIGKILL); its clock also starts later than ours (at
-/// container start), so in practice it never beats the supervisor.
+/// The in-container watchdog fires this long after the time limit. Its clock starts just before
+/// the program's (the launcher writes the start marker, then execs it), so the grace covers the
+/// marker's trip to the supervisor; it only decides anything when the supervisor itself is gone.
 pub const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
 /// How long after its deadline an orphaned container is considered stale by `gc`.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
@@ -101,11 +103,16 @@ impl CreateArgs {
         }
 
         push(&[&spec.image]);
-        // The watchdog makes the container end by itself even if we are killed with SIGKILL:
-        // when it fires (or is killed) the init process exits and takes every process with it.
-        let watchdog_secs = (limits.timeout + WATCHDOG_GRACE).as_secs_f64().ceil() as u64;
-        push(&["timeout", "--signal=KILL", &watchdog_secs.to_string()]);
+        // The launcher receives the code, then becomes `timeout --signal=KILL N python3 ...`: the
+        // watchdog ends the container by itself even if we are killed with SIGKILL.
+        let watchdog = format!("{}", (limits.timeout + WATCHDOG_GRACE).as_secs_f64());
         push(&["python3", "-I", "-S", LAUNCHER]);
+        push(&[
+            "--code-wait",
+            &CODE_WAIT_SECS.to_string(),
+            "--watchdog",
+            &watchdog,
+        ]);
         CreateArgs(args)
     }
 }
@@ -238,7 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn command_is_the_watchdog_then_the_launcher() {
+    fn command_is_the_launcher_with_its_watchdog() {
         let limits = Limits {
             timeout: Duration::from_millis(2500),
             ..Limits::default()
@@ -248,13 +255,14 @@ mod tests {
         assert_eq!(
             command,
             [
-                "timeout",
-                "--signal=KILL",
-                "4",
                 "python3",
                 "-I",
                 "-S",
-                "/opt/safe-exec/launch.py"
+                "/opt/safe-exec/launch.py",
+                "--code-wait",
+                "30",
+                "--watchdog",
+                "3.5"
             ]
         );
     }

@@ -26,6 +26,13 @@ pub const WORKDIR: &str = "/tmp";
 pub const PROTOCOL: &str = "SAFE-EXEC/1";
 /// The launcher inside the image.
 pub const LAUNCHER: &str = "/opt/safe-exec/launch.py";
+/// The launcher writes this to stderr just before it becomes the program. It is the first thing on
+/// stderr (the program does not exist yet), so the supervisor strips it and starts the program's
+/// clock when it arrives: container start-up does not count against the time limit.
+pub const STARTED_MARKER: &[u8] = b"\0safe-exec:started\n";
+/// How long the launcher waits for its code before giving up (bounds a container whose
+/// supervisor died before sending it).
+pub const CODE_WAIT_SECS: u64 = 30;
 
 /// The first bytes written to the container's stdin: the header `launch.py` reads before the
 /// source. The program's own stdin follows the source.
