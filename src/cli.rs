@@ -12,7 +12,12 @@ use crate::limits::{self, LimitOverrides};
 
 /// Run untrusted Python code in a locked-down Docker container and report exactly what happened.
 #[derive(Debug, Parser)]
-#[command(name = "safe-exec", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "safe-exec",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -74,8 +79,10 @@ pub struct ImageArg {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Exit status: the program's own code when it ends by itself; 124 timeout, 121 memory limit, \
-122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. See the README.")]
+#[command(
+    after_help = "Exit status: the program's own code when it ends by itself; 124 timeout, 121 memory limit, \
+122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. See the README."
+)]
 pub struct RunArgs {
     /// Python file to run; standard input when absent or `-`
     #[arg(value_name = "FILE", conflicts_with = "code")]
@@ -128,8 +135,10 @@ pub struct GradeArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Endpoints: POST /run (the original API), POST /api/v1/runs (the `run --json` document), \
-GET /healthz, GET /openapi.json, GET / (the web page). See docs/serve.md.")]
+#[command(
+    after_help = "Endpoints: POST /run (the original API), POST /api/v1/runs (the `run --json` document), \
+GET /healthz, GET /openapi.json, GET / (the web page). See docs/serve.md."
+)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port); a non-loopback address needs --token
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
@@ -141,7 +150,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
     pub queue: Option<u32>,
     /// Require `Authorization: Bearer TOKEN` on the API (at least 16 characters)
-    #[arg(long, value_name = "TOKEN", env = "SAFE_EXEC_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SAFE_EXEC_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Run requests per minute per client address (an IPv6 /64 counts as one); 0 turns it off
     /// [default: 60]

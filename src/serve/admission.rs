@@ -254,7 +254,9 @@ impl Drop for Registration<'_> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -284,7 +286,10 @@ mod tests {
         assert_eq!(ClientKey::of(a), ClientKey::of(b));
         assert_ne!(ClientKey::of(a), ClientKey::of(c));
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(ClientKey::of(mapped), ClientKey::of("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            ClientKey::of(mapped),
+            ClientKey::of("192.0.2.1".parse().unwrap())
+        );
     }
 
     #[tokio::test]

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{
+    CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -131,6 +133,9 @@ pub struct Answer {
     pub body: Value,
     pub retry_after: Option<u64>,
     pub authenticate: bool,
+    /// Close the connection after answering: the request body was not (fully) read, so the
+    /// connection cannot carry another request.
+    pub close: bool,
 }
 
 impl Answer {
@@ -140,12 +145,16 @@ impl Answer {
             body,
             retry_after: None,
             authenticate: false,
+            close: false,
         }
     }
 
     /// `{"error": message, "status": "error"}`, the error shape of both endpoints.
     fn error(status: StatusCode, message: impl Into<String>) -> Answer {
-        Answer::new(status, json!({ "error": message.into(), "status": "error" }))
+        Answer::new(
+            status,
+            json!({ "error": message.into(), "status": "error" }),
+        )
     }
 
     fn retry_after(mut self, secs: u64) -> Answer {
@@ -163,7 +172,13 @@ impl IntoResponse for Answer {
             headers.insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         if self.authenticate {
-            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"safe-exec\""));
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"safe-exec\""),
+            );
+        }
+        if self.close {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -172,10 +187,15 @@ impl IntoResponse for Answer {
 /// Why a request was answered before any code was looked at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Refused {
-    RateLimited { retry_secs: u64, per_minute: u32 },
+    RateLimited {
+        retry_secs: u64,
+        per_minute: u32,
+    },
     Unauthorized,
     WrongContentType,
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
     BodyTimeout,
     BodyUnreadable,
     NotUtf8,
@@ -184,12 +204,30 @@ enum Refused {
     MissingCode,
     CodeNotString,
     StdinNotString,
-    Busy { max_concurrent: usize, queue: usize, retry_secs: u64 },
+    Busy {
+        max_concurrent: usize,
+        queue: usize,
+        retry_secs: u64,
+    },
     Stopping,
 }
 
 impl Refused {
     fn answer(&self, flavor: Flavor) -> Answer {
+        let mut answer = self.answer_body(flavor);
+        answer.close = matches!(
+            self,
+            Refused::RateLimited { .. }
+                | Refused::Unauthorized
+                | Refused::WrongContentType
+                | Refused::TooLarge { .. }
+                | Refused::BodyTimeout
+                | Refused::BodyUnreadable
+        );
+        answer
+    }
+
+    fn answer_body(&self, flavor: Flavor) -> Answer {
         use StatusCode as S;
         match self {
             Refused::RateLimited { retry_secs, per_minute } => Answer::error(
@@ -269,18 +307,30 @@ async fn run_v1(
 }
 
 fn client_ip(peer: Option<Extension<Peer>>) -> IpAddr {
-    peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(Peer(addr))| {
-        addr.ip().to_canonical()
-    })
+    peer.map_or(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        |Extension(Peer(addr))| addr.ip().to_canonical(),
+    )
 }
 
-async fn handle_run(state: Arc<AppState>, client: IpAddr, headers: HeaderMap, body: Body, flavor: Flavor) -> Response {
+async fn handle_run(
+    state: Arc<AppState>,
+    client: IpAddr,
+    headers: HeaderMap,
+    body: Body,
+    flavor: Flavor,
+) -> Response {
     let arrived = SystemTime::now();
     if let Some(limiter) = &state.rate_limiter {
         if let Err(wait) = limiter.check(client, Instant::now()) {
             let retry_secs = wait.as_secs_f64().ceil() as u64;
             let per_minute = state.rate_limit;
-            return Refused::RateLimited { retry_secs, per_minute }.answer(flavor).into_response();
+            return Refused::RateLimited {
+                retry_secs,
+                per_minute,
+            }
+            .answer(flavor)
+            .into_response();
         }
     }
     if !state.auth.token_ok(&headers) {
@@ -361,8 +411,8 @@ async fn handle_run(state: Arc<AppState>, client: IpAddr, headers: HeaderMap, bo
             runner.sandbox.run(job, RunIo::capture(), &token)
         };
         if outcome.status == Status::SandboxError {
-            eprintln!(
-                "safe-exec serve: a run failed in the sandbox: {}",
+            say!(
+                "a run failed in the sandbox: {}",
                 outcome.error.as_deref().unwrap_or("unknown error")
             );
         }
@@ -380,7 +430,7 @@ async fn handle_run(state: Arc<AppState>, client: IpAddr, headers: HeaderMap, bo
     match answer {
         Ok(answer) => answer.into_response(),
         Err(error) => {
-            eprintln!("safe-exec serve: a run's thread failed: {error}");
+            say!("a run's thread failed: {error}");
             Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
         }
     }
@@ -452,7 +502,11 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// Check the content type, read the body within its size and time limits, and parse it.
-async fn read_request(headers: &HeaderMap, body: Body, limit: usize) -> Result<RunRequest, Refused> {
+async fn read_request(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<RunRequest, Refused> {
     if !is_json(headers) {
         return Err(Refused::WrongContentType);
     }
@@ -494,7 +548,8 @@ async fn collect_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Refused> 
 
 fn parse_request(bytes: &[u8]) -> Result<RunRequest, Refused> {
     let text = std::str::from_utf8(bytes).map_err(|_| Refused::NotUtf8)?;
-    let value: Value = serde_json::from_str(text).map_err(|error| Refused::BadJson(error.to_string()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|error| Refused::BadJson(error.to_string()))?;
     let Value::Object(mut fields) = value else {
         return Err(Refused::NotObject);
     };
@@ -513,11 +568,20 @@ fn parse_request(bytes: &[u8]) -> Result<RunRequest, Refused> {
 
 /// `application/json`, or any `application/*+json`, parameters allowed.
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+    let Some(value) = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The answer for code refused by [`Program::from_text`]. No container was created.
@@ -526,7 +590,9 @@ fn rejected_answer(reason: &RejectReason, flavor: Flavor, limits: Limits) -> Ans
         Flavor::Compat => Answer::error(
             StatusCode::BAD_REQUEST,
             match reason {
-                RejectReason::TooLong { limit, .. } => format!("Code too long ({limit} characters max)"),
+                RejectReason::TooLong { limit, .. } => {
+                    format!("Code too long ({limit} characters max)")
+                }
                 RejectReason::NulByte { line, column } => {
                     format!("Code contains a NUL byte (line {line}, column {column})")
                 }
@@ -557,9 +623,11 @@ pub fn outcome_answer(outcome: &Outcome, hint: Option<&str>, flavor: Flavor) -> 
         Flavor::Compat => compat_answer(outcome, hint),
         Flavor::V1 => {
             let status = match outcome.status {
-                Status::Ok | Status::RuntimeError | Status::Timeout | Status::MemoryLimit | Status::OutputLimit => {
-                    StatusCode::OK
-                }
+                Status::Ok
+                | Status::RuntimeError
+                | Status::Timeout
+                | Status::MemoryLimit
+                | Status::OutputLimit => StatusCode::OK,
                 Status::Rejected => StatusCode::BAD_REQUEST,
                 Status::SandboxError | Status::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
             };
@@ -641,8 +709,14 @@ fn compat_answer(outcome: &Outcome, hint: Option<&str>) -> Answer {
         fields.insert("signal".to_owned(), Value::from(signal));
     }
     if outcome.status == Status::OutputLimit {
-        fields.insert("stdout_truncated".to_owned(), Value::from(outcome.stdout.truncated));
-        fields.insert("stderr_truncated".to_owned(), Value::from(outcome.stderr.truncated));
+        fields.insert(
+            "stdout_truncated".to_owned(),
+            Value::from(outcome.stdout.truncated),
+        );
+        fields.insert(
+            "stderr_truncated".to_owned(),
+            Value::from(outcome.stderr.truncated),
+        );
     }
     if let Some(hint) = hint {
         fields.insert("hint".to_owned(), Value::from(hint));
@@ -725,7 +799,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    Answer::error(StatusCode::NOT_FOUND, format!("Not found: {method} {}", uri.path())).into_response()
+    Answer::error(
+        StatusCode::NOT_FOUND,
+        format!("Not found: {method} {}", uri.path()),
+    )
+    .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
@@ -781,7 +859,10 @@ mod tests {
     fn limits_have_their_own_messages_and_codes() {
         let timeout = outcome_answer(&ran(Status::Timeout, "started\n"), None, Flavor::Compat);
         assert_eq!(timeout.status, StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(timeout.body["error"], "Execution timed out after 10 seconds");
+        assert_eq!(
+            timeout.body["error"],
+            "Execution timed out after 10 seconds"
+        );
         assert_eq!(timeout.body["output"], "started\n");
         let memory = outcome_answer(&ran(Status::MemoryLimit, ""), None, Flavor::Compat);
         assert_eq!(memory.status, StatusCode::BAD_REQUEST);
@@ -794,9 +875,16 @@ mod tests {
         flood.stdout.truncated = true;
         let output = outcome_answer(&flood, None, Flavor::Compat);
         assert_eq!(output.status, StatusCode::BAD_REQUEST);
-        assert!(output.body["error"].as_str().unwrap().starts_with("Output limit exceeded: stdout passed 1 MiB"));
+        assert!(output.body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Output limit exceeded: stdout passed 1 MiB"));
         assert_eq!(output.body["stdout_truncated"], true);
-        let failed = outcome_answer(&ran(Status::RuntimeError, ""), Some("Network access is disabled"), Flavor::Compat);
+        let failed = outcome_answer(
+            &ran(Status::RuntimeError, ""),
+            Some("Network access is disabled"),
+            Flavor::Compat,
+        );
         assert_eq!(failed.body["error"], "Execution failed");
         assert_eq!(failed.body["hint"], "Network access is disabled");
     }
@@ -812,7 +900,11 @@ mod tests {
             let answer = outcome_answer(&outcome, None, flavor);
             assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
             assert!(answer.retry_after.is_some());
-            assert!(!answer.body.to_string().contains("secret"), "{}", answer.body);
+            assert!(
+                !answer.body.to_string().contains("secret"),
+                "{}",
+                answer.body
+            );
         }
     }
 
@@ -827,7 +919,10 @@ mod tests {
 
     #[test]
     fn rejections_name_the_limit() {
-        let too_long = RejectReason::TooLong { chars: 5001, limit: 5000 };
+        let too_long = RejectReason::TooLong {
+            chars: 5001,
+            limit: 5000,
+        };
         let compat = rejected_answer(&too_long, Flavor::Compat, Limits::default());
         assert_eq!(
             compat.body,
@@ -848,14 +943,32 @@ mod tests {
                 stdin: "x".into()
             })
         );
-        assert_eq!(parse_request(br#"{"stdin": "x"}"#), Err(Refused::MissingCode));
-        assert_eq!(parse_request(br#"{"code": null}"#), Err(Refused::MissingCode));
-        assert_eq!(parse_request(br#"{"code": 1}"#), Err(Refused::CodeNotString));
-        assert_eq!(parse_request(br#"{"code": "1", "stdin": []}"#), Err(Refused::StdinNotString));
+        assert_eq!(
+            parse_request(br#"{"stdin": "x"}"#),
+            Err(Refused::MissingCode)
+        );
+        assert_eq!(
+            parse_request(br#"{"code": null}"#),
+            Err(Refused::MissingCode)
+        );
+        assert_eq!(
+            parse_request(br#"{"code": 1}"#),
+            Err(Refused::CodeNotString)
+        );
+        assert_eq!(
+            parse_request(br#"{"code": "1", "stdin": []}"#),
+            Err(Refused::StdinNotString)
+        );
         assert_eq!(parse_request(br#"["code"]"#), Err(Refused::NotObject));
-        assert_eq!(parse_request(b"{\"code\": \"\xff\"}"), Err(Refused::NotUtf8));
+        assert_eq!(
+            parse_request(b"{\"code\": \"\xff\"}"),
+            Err(Refused::NotUtf8)
+        );
         assert!(matches!(parse_request(b"{"), Err(Refused::BadJson(_))));
-        assert!(matches!(parse_request(br#"{"code": "\ud800"}"#), Err(Refused::BadJson(_))));
+        assert!(matches!(
+            parse_request(br#"{"code": "\ud800"}"#),
+            Err(Refused::BadJson(_))
+        ));
     }
 
     #[test]

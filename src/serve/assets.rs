@@ -31,7 +31,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 pub fn render_page(limits: &Limits) -> String {
     INDEX_HTML
         .replace("{{MAX_CODE_CHARS}}", &limits.max_code_chars.to_string())
-        .replace("{{TIMEOUT_SECS}}", &limits.timeout.as_secs_f64().to_string())
+        .replace(
+            "{{TIMEOUT_SECS}}",
+            &limits.timeout.as_secs_f64().to_string(),
+        )
         .replace("{{MEMORY}}", &human_bytes(limits.memory_bytes))
         .replace("{{MAX_OUTPUT}}", &human_bytes(limits.max_output_bytes))
         .replace("{{VERSION}}", env!("CARGO_PKG_VERSION"))
@@ -75,8 +78,14 @@ pub async fn security_headers(mut response: Response) -> Response {
         HeaderName::from_static("x-content-type-options"),
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"));
-    headers.insert(HeaderName::from_static("referrer-policy"), HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         HeaderName::from_static("cross-origin-resource-policy"),
         HeaderValue::from_static("same-origin"),
@@ -95,10 +104,18 @@ mod tests {
         assert!(!page.contains("{{"), "unfilled placeholder");
         assert!(page.contains("5000"));
         for text in [page.as_str(), APP_JS, EDITOR_JS, STYLE_CSS] {
-            assert!(!text.contains("http://") && !text.contains("https://"), "external reference");
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "external reference"
+            );
             assert!(!text.contains("//cdn"), "CDN reference");
         }
-        for asset in ["/assets/app.js", "/assets/editor.js", "/assets/style.css", "/favicon.svg"] {
+        for asset in [
+            "/assets/app.js",
+            "/assets/editor.js",
+            "/assets/style.css",
+            "/favicon.svg",
+        ] {
             assert!(page.contains(asset), "{asset} not linked");
         }
     }
@@ -127,7 +144,11 @@ mod tests {
             Status::SandboxError,
             Status::Interrupted,
         ] {
-            assert!(statuses.contains(&status.as_str()), "{} missing", status.as_str());
+            assert!(
+                statuses.contains(&status.as_str()),
+                "{} missing",
+                status.as_str()
+            );
         }
         let example = serde_json::to_value(RunReport::new(&Outcome::not_run(
             Status::Rejected,
@@ -136,7 +157,10 @@ mod tests {
         )))
         .unwrap();
         for field in example.as_object().unwrap().keys() {
-            assert!(report["properties"].get(field).is_some(), "RunReport.{field} undocumented");
+            assert!(
+                report["properties"].get(field).is_some(),
+                "RunReport.{field} undocumented"
+            );
         }
         for field in example["limits"].as_object().unwrap().keys() {
             let limits = &spec["components"]["schemas"]["Limits"]["properties"];

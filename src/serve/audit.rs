@@ -88,7 +88,9 @@ impl AuditLog {
                 .append(true)
                 .mode(0o600)
                 .open(path)
-                .with_context(|| format!("cannot open the audit log {} for appending", path.display()))?;
+                .with_context(|| {
+                    format!("cannot open the audit log {} for appending", path.display())
+                })?;
             Box::new(file)
         };
         Ok(AuditLog {
@@ -107,15 +109,21 @@ impl AuditLog {
         let mut line = match serde_json::to_vec(entry) {
             Ok(line) => line,
             Err(error) => {
-                eprintln!("safe-exec serve: cannot encode an audit line: {error}");
+                say!("cannot encode an audit line: {error}");
                 return;
             }
         };
         line.push(b'\n');
-        let mut sink = self.sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut sink = self
+            .sink
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // One write per line: with O_APPEND, lines from concurrent writers never interleave.
         if let Err(error) = sink.write_all(&line).and_then(|()| sink.flush()) {
-            eprintln!("safe-exec serve: cannot write to the audit log {}: {error}", self.path.display());
+            say!(
+                "cannot write to the audit log {}: {error}",
+                self.path.display()
+            );
         }
     }
 }
@@ -130,7 +138,9 @@ pub fn code_hash(code: &str) -> String {
 
 /// `2026-03-01T12:34:56.789Z`.
 pub fn rfc3339(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since_epoch = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = since_epoch.as_secs();
     let (days, of_day) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);

@@ -38,7 +38,11 @@ pub struct Auth {
 
 impl Auth {
     /// Validate the token and the address together.
-    pub fn new(addr: SocketAddr, token: Option<&str>, allow_unauthenticated: bool) -> Result<Auth, AuthConfigError> {
+    pub fn new(
+        addr: SocketAddr,
+        token: Option<&str>,
+        allow_unauthenticated: bool,
+    ) -> Result<Auth, AuthConfigError> {
         let loopback = addr.ip().to_canonical().is_loopback();
         let token_digest = match token {
             Some(token) => {
@@ -177,10 +181,22 @@ mod tests {
     #[test]
     fn loopback_server_without_token_answers_only_loopback_names() {
         let auth = Auth::new("127.0.0.1:5000".parse().unwrap(), None, false).unwrap();
-        for host in ["localhost:5000", "127.0.0.1:5000", "[::1]:5000", "app.localhost", "LOCALHOST", "127.0.0.1"] {
+        for host in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "[::1]:5000",
+            "app.localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
             assert!(auth.host_ok(&headers(HOST, host)).is_ok(), "{host}");
         }
-        for host in ["evil.example:5000", "evil.example", "10.0.0.1:5000", "[2001:db8::1]:80"] {
+        for host in [
+            "evil.example:5000",
+            "evil.example",
+            "10.0.0.1:5000",
+            "[2001:db8::1]:80",
+        ] {
             assert!(auth.host_ok(&headers(HOST, host)).is_err(), "{host}");
         }
         assert!(auth.host_ok(&HeaderMap::new()).is_ok());

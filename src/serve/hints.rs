@@ -46,13 +46,21 @@ pub fn hint(outcome: &Outcome) -> Option<String> {
     if found(NETWORK) {
         Some("Network access is disabled".to_owned())
     } else if found(READ_ONLY) {
-        Some(format!("The filesystem is read-only; only /tmp ({tmp}) is writable"))
+        Some(format!(
+            "The filesystem is read-only; only /tmp ({tmp}) is writable"
+        ))
     } else if found(NO_SPACE) {
         Some(format!("Only /tmp is writable, and it holds at most {tmp}"))
     } else if found(MEMORY) {
-        Some(format!("The memory limit is {}", human_bytes(limits.memory_bytes)))
+        Some(format!(
+            "The memory limit is {}",
+            human_bytes(limits.memory_bytes)
+        ))
     } else if found(PIDS) {
-        Some(format!("At most {} processes and threads can run at once", limits.pids))
+        Some(format!(
+            "At most {} processes and threads can run at once",
+            limits.pids
+        ))
     } else if found(MODULES) {
         Some("Only the Python standard library is available".to_owned())
     } else {
@@ -76,27 +84,38 @@ mod tests {
         let dns = failed_with("socket.gaierror: [Errno -3] Temporary failure in name resolution");
         assert_eq!(hint(&dns).as_deref(), Some("Network access is disabled"));
         let unreachable = failed_with("OSError: [Errno 101] Network is unreachable");
-        assert_eq!(hint(&unreachable).as_deref(), Some("Network access is disabled"));
+        assert_eq!(
+            hint(&unreachable).as_deref(),
+            Some("Network access is disabled")
+        );
         let read_only = failed_with("OSError: [Errno 30] Read-only file system: '/x'");
         assert_eq!(
             hint(&read_only).as_deref(),
             Some("The filesystem is read-only; only /tmp (16 MiB) is writable")
         );
-        assert!(hint(&failed_with("OSError: [Errno 28] No space left on device"))
-            .unwrap()
-            .contains("/tmp"));
+        assert!(
+            hint(&failed_with("OSError: [Errno 28] No space left on device"))
+                .unwrap()
+                .contains("/tmp")
+        );
     }
 
     #[test]
     fn caught_exceptions_printed_to_stdout_count_too() {
         let mut outcome = Outcome::not_run(Status::Ok, "", Limits::default());
         outcome.stdout.bytes = b"[Errno -2] Name or service not known\n".to_vec();
-        assert_eq!(hint(&outcome).as_deref(), Some("Network access is disabled"));
+        assert_eq!(
+            hint(&outcome).as_deref(),
+            Some("Network access is disabled")
+        );
     }
 
     #[test]
     fn ordinary_failures_and_refusals_get_none() {
-        assert_eq!(hint(&failed_with("ZeroDivisionError: division by zero")), None);
+        assert_eq!(
+            hint(&failed_with("ZeroDivisionError: division by zero")),
+            None
+        );
         let mut rejected = failed_with("Network is unreachable");
         rejected.status = Status::Rejected;
         assert_eq!(hint(&rejected), None);
@@ -104,7 +123,10 @@ mod tests {
 
     #[test]
     fn limits_are_named_from_the_run() {
-        assert_eq!(hint(&failed_with("MemoryError")).as_deref(), Some("The memory limit is 128 MiB"));
+        assert_eq!(
+            hint(&failed_with("MemoryError")).as_deref(),
+            Some("The memory limit is 128 MiB")
+        );
         assert_eq!(
             hint(&failed_with("RuntimeError: can't start new thread")).as_deref(),
             Some("At most 64 processes and threads can run at once")

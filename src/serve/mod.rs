@@ -12,6 +12,15 @@
 //! Runs never execute on the async runtime: each goes through [`Sandbox::run`] on a blocking
 //! thread, holding a run slot until its container is removed.
 
+/// `eprintln!("safe-exec serve: ...")` that never panics: a server whose stderr is gone (its
+/// terminal closed) keeps serving, and its shutdown still removes every container.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "safe-exec serve: {}", format_args!($($arg)*));
+    }};
+}
+
 pub mod admission;
 pub mod api;
 pub mod assets;
@@ -105,7 +114,9 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("cannot listen on {}", config.addr))?;
-    let local = listener.local_addr().context("cannot read the listening address")?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let sandbox = Sandbox::new(config.image.clone());
     let limits = config.limits;
     let state = Arc::new(AppState {
@@ -126,10 +137,10 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     // Not fatal: the engine may come up later; until then runs get 503 and /healthz says why.
     let probe = state.sandbox.clone();
     if let Ok(Err(error)) = tokio::task::spawn_blocking(move || probe.check_ready()).await {
-        eprintln!("safe-exec serve: warning: {error}; runs will be answered with 503 until this is fixed");
+        say!("warning: {error}; runs will be answered with 503 until this is fixed");
     }
-    eprintln!(
-        "safe-exec serve: listening on http://{local} ({} run(s) at once, queue {}, {}, timeout {}, memory {}, {})",
+    say!(
+        "listening on http://{local} ({} run(s) at once, queue {}, {}, timeout {}, memory {}, {})",
         config.max_concurrent,
         config.queue,
         match config.rate_limit {
@@ -138,19 +149,24 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         },
         human_secs(limits.timeout),
         human_bytes(limits.memory_bytes),
-        if state.auth.requires_token() { "token required" } else { "no token" },
+        if state.auth.requires_token() {
+            "token required"
+        } else {
+            "no token"
+        },
     );
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let signals = watch_signals(state.clone(), stop_tx).context("cannot install signal handlers")?;
+    let signals =
+        watch_signals(state.clone(), stop_tx).context("cannot install signal handlers")?;
     server::serve(listener, api::router(state.clone()), stop_rx).await;
     let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
     signals.abort();
     if clean {
-        eprintln!("safe-exec serve: stopped; no runs left");
+        say!("stopped; no runs left");
     } else {
-        eprintln!(
-            "safe-exec serve: stopped with {} run(s) still being removed; `safe-exec gc` cleans up what is left",
+        say!(
+            "stopped with {} run(s) still being removed; `safe-exec gc` cleans up what is left",
             state.runs.len()
         );
     }
@@ -159,20 +175,26 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
 
 /// On the first SIGTERM/SIGINT/SIGHUP: stop accepting and cancel every run. On a second:
 /// remove every container at once and exit 128+N.
-fn watch_signals(state: Arc<AppState>, stop: watch::Sender<bool>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+fn watch_signals(
+    state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         let first = next_signal(&mut term, &mut int, &mut hup).await;
-        eprintln!(
-            "safe-exec serve: received {}: stopping; running and queued runs are cancelled (again to exit at once)",
+        say!(
+            "received {}: stopping; running and queued runs are cancelled (again to exit at once)",
             signal_name(first)
         );
         let _ = stop.send(true);
         state.stop(first);
         let second = next_signal(&mut term, &mut int, &mut hup).await;
-        eprintln!("safe-exec serve: received {} again: removing containers and exiting", signal_name(second));
+        say!(
+            "received {} again: removing containers and exiting",
+            signal_name(second)
+        );
         guard::remove_all_detached(state.sandbox.docker());
         std::process::exit(i32::from(exit_codes::for_signal(second)));
     }))

@@ -48,7 +48,7 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::R
                     error.kind(),
                     std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset
                 ) {
-                    eprintln!("safe-exec serve: cannot accept a connection: {error}");
+                    say!("cannot accept a connection: {error}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 continue;
