@@ -42,8 +42,8 @@ use tokio::sync::watch;
 use crate::cli::ServeArgs;
 use crate::exit_codes;
 use crate::limits::{human_bytes, human_secs, Limits};
-use crate::runner::guard;
 use crate::runner::Sandbox;
+use crate::runner::{gc, guard};
 use admission::{Admission, RateLimiter, RunRegistry};
 use api::AppState;
 use audit::AuditLog;
@@ -56,6 +56,8 @@ pub const DEFAULT_RATE_LIMIT: u32 = 60;
 /// How long shutdown waits for cancelled runs to remove their containers. Each removal has its
 /// own 15 s deadline in the supervisor.
 const RUNS_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often orphaned containers of earlier runs are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// The validated server configuration.
 #[derive(Debug)]
@@ -103,7 +105,10 @@ pub fn execute(args: ServeArgs) -> anyhow::Result<u8> {
         .thread_name("safe-exec-serve")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    // Every run has ended by now; do not wait long for a stale-container sweep in progress.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
 async fn serve(config: Config) -> anyhow::Result<u8> {
@@ -159,7 +164,9 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals =
         watch_signals(state.clone(), stop_tx).context("cannot install signal handlers")?;
+    let sweeper = sweep_stale_periodically(state.sandbox.clone());
     server::serve(listener, api::router(state.clone()), stop_rx).await;
+    sweeper.abort();
     let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
     signals.abort();
     if clean {
@@ -171,6 +178,29 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         );
     }
     Ok(exit_codes::SUCCESS)
+}
+
+/// Remove containers orphaned by earlier runs whose supervisor was killed (say, a server stopped
+/// with SIGKILL), at startup and then every [`SWEEP_INTERVAL`], off the runtime. Only containers
+/// past their expiry label are touched, so runs of other processes on this host are safe.
+fn sweep_stale_periodically(sandbox: Sandbox) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            let docker = sandbox.docker().clone();
+            let swept =
+                tokio::task::spawn_blocking(move || gc::collect(&docker, gc::Scope::Stale)).await;
+            if let Ok(Ok(removed)) = swept {
+                if !removed.is_empty() {
+                    say!(
+                        "removed {} stale container(s) left by earlier runs",
+                        removed.len()
+                    );
+                }
+            }
+        }
+    })
 }
 
 /// On the first SIGTERM/SIGINT/SIGHUP: stop accepting and cancel every run. On a second:
