@@ -103,6 +103,9 @@ pub fn execute(args: ServeArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("safe-exec-serve")
+        // One blocking thread per run slot, plus room for health checks and audit writes, so a
+        // run that holds a slot never waits for a thread.
+        .max_blocking_threads(config.max_concurrent + 32)
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(serve(config));
