@@ -944,6 +944,45 @@ fn a_client_that_disconnects_cancels_its_run() {
 }
 
 #[test]
+fn a_queued_client_that_disconnects_leaves_the_queue() {
+    let session = Session::new();
+    let server = Arc::new(Server::start(
+        &session,
+        &["--max-concurrent", "1", "--queue", "1", "--timeout", "30"],
+    ));
+    let queued = |server: &Server| {
+        server.get("/healthz").json()["runs"]["queued"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = {
+        let server = server.clone();
+        thread::spawn(move || server.run("import time\ntime.sleep(3)\nprint('first')"))
+    };
+    server.wait_for(Duration::from_secs(20), "the first run", || {
+        server.running() == 1
+    });
+    let body = json!({ "code": "print('never')" }).to_string();
+    let mut waiting = TcpStream::connect(server.addr).unwrap();
+    waiting
+        .write_all(&post_request(server.addr, &body))
+        .unwrap();
+    server.wait_for(Duration::from_secs(5), "a queued request", || {
+        queued(&server) == 1
+    });
+    drop(waiting);
+    server.wait_for(Duration::from_secs(2), "the queue to empty", || {
+        queued(&server) == 0
+    });
+    // Its place is free again: the next request waits instead of getting 503.
+    let second = server.run("print('second')");
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.json()["output"], "second\n");
+    assert_eq!(first.join().unwrap().json()["output"], "first\n");
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
 fn sigterm_cancels_runs_and_leaves_nothing_behind() {
     let session = Session::new();
     let mut server = Server::start(
