@@ -233,7 +233,7 @@ fn the_web_page_runs_code_in_a_real_browser() {
     let session = Session::new();
     let server = Server::start(
         &session,
-        &["--timeout", "1", "--memory", "32m", "--max-output", "64k"],
+        &["--timeout", "5", "--memory", "32m", "--max-output", "64k"],
     );
     let browser = Browser::start();
     let page = server.url("/");
@@ -302,7 +302,7 @@ fn the_web_page_runs_code_in_a_real_browser() {
     assert_eq!(browser.wait_result(), "Time limit exceeded");
     assert_eq!(browser.text("#stdout"), "started\n");
     assert!(
-        browser.text("#message").contains("longer than 1 s"),
+        browser.text("#message").contains("longer than 5 s"),
         "{}",
         browser.text("#message")
     );

@@ -85,11 +85,11 @@ impl Server {
             thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
+                    stderr.lock().unwrap().push_str(&format!("{line}\n"));
                     if let Some(rest) = line.split("listening on http://").nth(1) {
                         let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
                         let _ = found.send(addr);
                     }
-                    stderr.lock().unwrap().push_str(&(line + "\n"));
                 }
             });
         }
@@ -297,7 +297,7 @@ fn keys(value: &Value) -> Vec<&str> {
 #[test]
 fn run_answers_like_the_original_api() {
     let session = Session::new();
-    let server = Server::start(&session, &["--timeout", "5"]);
+    let server = Server::start(&session, &[]);
 
     let reply = server.run("print(2 + 2)");
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -440,29 +440,36 @@ fn malformed_requests_get_400_and_start_nothing() {
 #[test]
 fn timeout_is_408_with_the_partial_output() {
     let session = Session::new();
-    let server = Server::start(&session, &["--timeout", "1"]);
+    let server = Server::start(&session, &["--timeout", "3"]);
     let started = Instant::now();
     let reply = server.run("print('started', flush=True)\nwhile True:\n    pass");
     assert!(
-        started.elapsed() < Duration::from_secs(8),
+        started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );
     assert_eq!(reply.status, 408, "{}", reply.body);
     let body = reply.json();
-    assert_eq!(body["error"], "Execution timed out after 1 second");
+    assert_eq!(body["error"], "Execution timed out after 3 seconds");
     assert_eq!(body["status"], "error");
     assert_eq!(body["output"], "started\n");
     assert_eq!(body["exit_code"], Value::Null);
     let duration = body["duration_ms"].as_u64().unwrap();
-    assert!((1000..1600).contains(&duration), "{duration} ms");
+    assert!((3000..3600).contains(&duration), "{duration} ms");
+
+    // The v1 endpoint reports it as an ordinary 200 with status timeout.
+    let reply = server.run_v1("print('started', flush=True)\nimport time\ntime.sleep(60)");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let report = reply.report();
+    assert_eq!(report.status, Status::Timeout);
+    assert_eq!(report.stdout, "started\n");
     session.assert_clean_within(Duration::from_secs(2));
 }
 
 #[test]
 fn runtime_errors_are_400_with_output_and_sandbox_hints() {
     let session = Session::new();
-    let server = Server::start(&session, &["--timeout", "5"]);
+    let server = Server::start(&session, &[]);
 
     let reply = server.run("print('before')\nraise ValueError('boom')");
     assert_eq!(reply.status, 400, "{}", reply.body);
@@ -512,7 +519,9 @@ fn memory_and_output_limits_have_their_own_errors() {
     assert_eq!(memory.status, 400, "{}", memory.body);
     assert_eq!(
         memory.json()["error"],
-        "Memory limit exceeded: the program used more than 32 MiB and was killed"
+        "Memory limit exceeded: the program used more than 32 MiB and was killed",
+        "{}",
+        memory.body
     );
 
     let flood = server.run("while True:\n    print('A' * 1000)");
@@ -561,7 +570,7 @@ fn a_full_queue_gets_503_with_retry_after() {
     let session = Session::new();
     let server = Arc::new(Server::start(
         &session,
-        &["--max-concurrent", "1", "--queue", "0", "--timeout", "5"],
+        &["--max-concurrent", "1", "--queue", "0", "--timeout", "10"],
     ));
     let slow = {
         let server = server.clone();
@@ -572,7 +581,7 @@ fn a_full_queue_gets_503_with_retry_after() {
     });
     let refused = server.run("print('fast')");
     assert_eq!(refused.status, 503, "{}", refused.body);
-    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert_eq!(refused.header("retry-after"), Some("10"));
     assert!(refused.json()["error"]
         .as_str()
         .unwrap()
@@ -752,12 +761,12 @@ fn an_unavailable_engine_gives_503() {
 #[test]
 fn api_v1_answers_with_the_run_report() {
     let session = Session::new();
-    let server = Server::start(&session, &["--timeout", "2"]);
+    let server = Server::start(&session, &[]);
     let code = "import sys\nprint('out')\nprint('err', file=sys.stderr)\nsys.exit(3)";
     let reply = server.run_v1(code);
     assert_eq!(reply.status, 200, "{}", reply.body);
     let report = reply.report();
-    let (cli, _) = session.run_json(code, &["--timeout", "2"]);
+    let (cli, _) = session.run_json(code, &[]);
     assert_eq!(report.schema_version, cli.schema_version);
     assert_eq!(report.status, Status::RuntimeError);
     assert_eq!(report.status, cli.status);
@@ -785,11 +794,6 @@ fn api_v1_answers_with_the_run_report() {
     assert_eq!(binary.stdout_encoding, Encoding::Base64);
     assert_eq!(binary.stdout_bytes(), vec![255, 0, 97]);
 
-    let timeout = server.run_v1("print('started', flush=True)\nimport time\ntime.sleep(60)");
-    assert_eq!(timeout.status, 200);
-    let timeout = timeout.report();
-    assert_eq!(timeout.status, Status::Timeout);
-    assert_eq!(timeout.stdout, "started\n");
     session.assert_clean_within(Duration::from_secs(2));
 }
 
@@ -927,10 +931,9 @@ fn a_client_that_disconnects_cancels_its_run() {
         !session.containers().is_empty()
     });
     thread::sleep(Duration::from_millis(300));
-    let gone = Instant::now();
     drop(stream);
-    session.assert_clean_within(Duration::from_secs(3));
-    assert!(gone.elapsed() < Duration::from_secs(3));
+    // Killed at once; removal may take a moment on a loaded machine.
+    session.assert_clean_within(Duration::from_secs(10));
     server.wait_for(Duration::from_secs(5), "the audit line", || {
         !audit_lines(&audit).is_empty()
     });
