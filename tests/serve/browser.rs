@@ -334,6 +334,18 @@ fn the_web_page_runs_code_in_a_real_browser() {
         .text("#stderr")
         .contains("Temporary failure in name resolution"));
 
+    // Stop aborts the request; the server kills the run.
+    browser.type_code("import time; print('sleeping', flush=True); time.sleep(60)");
+    browser.click("#run");
+    let until = Instant::now() + Duration::from_secs(30);
+    while session.containers().is_empty() {
+        assert!(Instant::now() < until, "the run did not start");
+        thread::sleep(Duration::from_millis(50));
+    }
+    browser.click("#stop");
+    assert_eq!(browser.wait_result(), "Stopped");
+    session.assert_clean_within(Duration::from_secs(10));
+
     // Everything the page loaded came from the server itself.
     let loaded =
         browser.script("return performance.getEntriesByType('resource').map(e => e.name);");
