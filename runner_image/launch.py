@@ -95,9 +95,7 @@ def parse_arguments(argv):
 
 
 def main():
-    # TRANSITION: an older supervisor passes no arguments and wraps us in its own watchdog.
-    legacy = not sys.argv[1:]
-    code_wait, watchdog = (30, None) if legacy else parse_arguments(sys.argv[1:])
+    code_wait, watchdog = parse_arguments(sys.argv[1:])
     # Nobody sends the code (its supervisor died): SIGALRM's default action ends us.
     signal.alarm(code_wait)
     parts = read_header().split(b" ")
@@ -122,8 +120,6 @@ def main():
     env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
     os.chdir(WORKDIR)
     signal.alarm(0)
-    if legacy:
-        os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
     os.write(2, STARTED)
     command = ["timeout", "--signal=KILL", watchdog, sys.executable, "-u", "-B", path]
     os.execvpe("timeout", command, env)

@@ -142,17 +142,21 @@ pub struct GradeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Endpoints: POST /run (the original API), POST /api/v1/runs (the `run --json` document), \
+GET /healthz, GET /openapi.json, GET / (the web page). See docs/serve.md."
+)]
 pub struct ServeArgs {
-    /// Address to listen on
+    /// Address to listen on (port 0 picks a free port); a non-loopback address needs --token
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
     pub addr: SocketAddr,
-    /// Runs at once
+    /// Runs at once [default: number of CPUs]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_concurrent: Option<u32>,
-    /// Requests waiting for a run slot before new ones get 503
-    #[arg(long, value_name = "N")]
+    /// Requests waiting for a run slot before new ones get 503 [default: 16]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4096))]
     pub queue: Option<u32>,
-    /// Require `Authorization: Bearer TOKEN` on the API
+    /// Require `Authorization: Bearer TOKEN` on the API (at least 16 characters)
     #[arg(
         long,
         value_name = "TOKEN",
@@ -160,17 +164,18 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// Requests per minute per client address
-    #[arg(long, value_name = "N")]
+    /// Run requests per minute per client address (an IPv6 /64 counts as one); 0 turns it off
+    /// [default: 60]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub rate_limit: Option<u32>,
     /// Allow a non-loopback --addr without a token
     #[arg(long)]
     pub allow_unauthenticated: bool,
-    /// Append one JSON line per execution to PATH
+    /// Append one JSON line per execution to PATH (`-` for standard output)
     #[arg(long, value_name = "PATH")]
     pub audit_log: Option<PathBuf>,
     /// Include the submitted code in the audit log
-    #[arg(long)]
+    #[arg(long, requires = "audit_log")]
     pub audit_code: bool,
     #[command(flatten)]
     pub limits: LimitArgs,

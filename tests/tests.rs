@@ -5,3 +5,4 @@
 mod common;
 mod grade;
 mod run;
+mod serve;

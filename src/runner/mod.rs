@@ -47,6 +47,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// After we kill a container, how long its attached client may take to notice.
 const CLIENT_EXIT_GRACE: Duration = Duration::from_secs(3);
+/// How many more times, and how far apart, a SIGKILLed container's state is read for a late OOM
+/// record (see `classify_exit`).
+const OOM_RECHECKS: u32 = 5;
+const OOM_RECHECK_PAUSE: Duration = Duration::from_millis(100);
 /// How often the supervisor looks at the client, the clock and the cancel flag.
 const POLL: Duration = Duration::from_millis(5);
 /// Output is read in chunks of this size, never line by line.
@@ -283,19 +287,46 @@ impl Sandbox {
         outcome
     }
 
-    /// After the container ended by itself: ask the engine how.
-    fn classify_exit(&self, name: &str, outcome: &mut Outcome) {
+    /// The container's state as the engine reports it.
+    fn inspect(&self, name: &str) -> Result<String, EngineError> {
         let format =
             "{{.State.ExitCode}} {{.State.OOMKilled}} {{.State.StartedAt}} {{.State.Running}}";
         let args = ["inspect", "--type", "container", "--format", format, name].map(String::from);
-        let state = match self.docker.call(&args, INSPECT_TIMEOUT, None) {
-            Ok(output) => output.stdout,
+        self.docker
+            .call(&args, INSPECT_TIMEOUT, None)
+            .map(|output| output.stdout)
+    }
+
+    /// After the container ended by itself: ask the engine how.
+    fn classify_exit(&self, name: &str, outcome: &mut Outcome) {
+        let mut state = match self.inspect(name) {
+            Ok(state) => state,
             Err(error) => {
                 outcome.status = Status::SandboxError;
                 outcome.error = Some(error.to_string());
                 return;
             }
         };
+        // The engine records an OOM kill from an event that can trail the exit event on a busy
+        // host: a SIGKILL we did not send gets a few more looks before it is called a crash.
+        for _ in 0..OOM_RECHECKS {
+            let unexplained_kill = matches!(
+                parse_state(&state),
+                Some(ContainerState {
+                    exit_code: 137,
+                    oom_killed: false,
+                    ..
+                })
+            );
+            if !unexplained_kill {
+                break;
+            }
+            thread::sleep(OOM_RECHECK_PAUSE);
+            match self.inspect(name) {
+                Ok(again) => state = again,
+                Err(_) => break,
+            }
+        }
         match parse_state(&state) {
             Some(ContainerState { running: true, .. }) => {
                 outcome.status = Status::SandboxError;

@@ -1,7 +1,251 @@
-//! `safe-exec serve`: the HTTP API and web page. (In progress.)
+//! `safe-exec serve`: the HTTP API (`POST /run`, `POST /api/v1/runs`), health, the OpenAPI
+//! description and the web page, on the same supervisor as `safe-exec run`.
+//!
+//! Rooms: [`api`] (routes, handlers, answers), [`admission`] (run slots, queue, rate limit, the
+//! registry of runs in progress), [`auth`] (token, public-address rule, Host check), [`audit`]
+//! (the JSON-lines log), [`hints`], [`assets`] (the embedded page and spec), [`server`] (the
+//! connection loop). This module turns the command line into a running server and owns
+//! shutdown: on SIGTERM, SIGINT or SIGHUP it stops accepting, cancels queued and running runs,
+//! waits until every container is gone and exits 0; a second signal removes what is left at
+//! once and exits 128+N.
+//!
+//! Runs never execute on the async runtime: each goes through [`Sandbox::run`] on a blocking
+//! thread, holding a run slot until its container is removed.
+
+/// `eprintln!("safe-exec serve: ...")` that never panics: a server whose stderr is gone (its
+/// terminal closed) keeps serving, and its shutdown still removes every container.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "safe-exec serve: {}", format_args!($($arg)*));
+    }};
+}
+
+pub mod admission;
+pub mod api;
+pub mod assets;
+pub mod audit;
+pub mod auth;
+pub mod hints;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
+use crate::exit_codes;
+use crate::limits::{human_bytes, human_secs, Limits};
+use crate::runner::Sandbox;
+use crate::runner::{gc, guard};
+use admission::{Admission, RateLimiter, RunRegistry};
+use api::AppState;
+use audit::AuditLog;
+use auth::{Auth, AuthConfigError};
 
-pub fn execute(_args: ServeArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`safe-exec serve` is not implemented yet")
+/// Requests allowed to wait for a run slot, unless `--queue` says otherwise.
+pub const DEFAULT_QUEUE: usize = 16;
+/// Run requests per minute per client, unless `--rate-limit` says otherwise.
+pub const DEFAULT_RATE_LIMIT: u32 = 60;
+/// How long shutdown waits for cancelled runs to remove their containers. Each removal has its
+/// own 15 s deadline in the supervisor.
+const RUNS_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often orphaned containers of earlier runs are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// The validated server configuration.
+#[derive(Debug)]
+struct Config {
+    addr: SocketAddr,
+    limits: Limits,
+    max_concurrent: usize,
+    queue: usize,
+    rate_limit: u32,
+    auth: Auth,
+    audit_log: Option<PathBuf>,
+    audit_code: bool,
+    image: Option<String>,
+}
+
+impl Config {
+    fn from_args(args: ServeArgs) -> Result<Config, AuthConfigError> {
+        let token = args.token.as_deref().filter(|token| !token.is_empty());
+        let auth = Auth::new(args.addr, token, args.allow_unauthenticated)?;
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Ok(Config {
+            addr: args.addr,
+            limits: Limits::default().with(&args.limits.overrides()),
+            max_concurrent: args.max_concurrent.map_or(cpus, |n| n as usize),
+            queue: args.queue.map_or(DEFAULT_QUEUE, |n| n as usize),
+            rate_limit: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
+            auth,
+            audit_log: args.audit_log,
+            audit_code: args.audit_code,
+            image: args.image.image,
+        })
+    }
+}
+
+pub fn execute(args: ServeArgs) -> anyhow::Result<u8> {
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("safe-exec: {error}");
+            return Ok(exit_codes::USAGE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("safe-exec-serve")
+        // One blocking thread per run slot, plus room for health checks and audit writes, so a
+        // run that holds a slot never waits for a thread.
+        .max_blocking_threads(config.max_concurrent + 32)
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(serve(config));
+    // Every run has ended by now; do not wait long for a stale-container sweep in progress.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+async fn serve(config: Config) -> anyhow::Result<u8> {
+    let audit = match &config.audit_log {
+        Some(path) => Some(AuditLog::open(path, config.audit_code)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let sandbox = Sandbox::new(config.image.clone());
+    let limits = config.limits;
+    let state = Arc::new(AppState {
+        limits,
+        admission: Admission::new(config.max_concurrent, config.queue),
+        rate_limit: config.rate_limit,
+        rate_limiter: (config.rate_limit > 0).then(|| RateLimiter::new(config.rate_limit)),
+        auth: config.auth.clone(),
+        audit,
+        runs: RunRegistry::default(),
+        health: api::HealthCache::default(),
+        body_limit: api::body_limit(limits.max_code_chars),
+        page: assets::render_page(&limits),
+        stopping: AtomicBool::new(false),
+        sandbox,
+    });
+
+    // Not fatal: the engine may come up later; until then runs get 503 and /healthz says why.
+    let probe = state.sandbox.clone();
+    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || probe.check_ready()).await {
+        say!("warning: {error}; runs will be answered with 503 until this is fixed");
+    }
+    say!(
+        "listening on http://{local} ({} run(s) at once, queue {}, {}, timeout {}, memory {}, {})",
+        config.max_concurrent,
+        config.queue,
+        match config.rate_limit {
+            0 => "no rate limit".to_owned(),
+            n => format!("{n} runs/min per client"),
+        },
+        human_secs(limits.timeout),
+        human_bytes(limits.memory_bytes),
+        if state.auth.requires_token() {
+            "token required"
+        } else {
+            "no token"
+        },
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals =
+        watch_signals(state.clone(), stop_tx).context("cannot install signal handlers")?;
+    let sweeper = sweep_stale_periodically(state.sandbox.clone());
+    server::serve(listener, api::router(state.clone()), stop_rx).await;
+    sweeper.abort();
+    let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
+    signals.abort();
+    if clean {
+        say!("stopped; no runs left");
+    } else {
+        say!(
+            "stopped with {} run(s) still being removed; `safe-exec gc` cleans up what is left",
+            state.runs.len()
+        );
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+/// Remove containers orphaned by earlier runs whose supervisor was killed (say, a server stopped
+/// with SIGKILL), at startup and then every [`SWEEP_INTERVAL`], off the runtime. Only containers
+/// past their expiry label are touched, so runs of other processes on this host are safe.
+fn sweep_stale_periodically(sandbox: Sandbox) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            interval.tick().await;
+            let sweeper = sandbox.clone();
+            let swept =
+                tokio::task::spawn_blocking(move || sweeper.collect_garbage(gc::Scope::Stale))
+                    .await;
+            if let Ok(Ok(removed)) = swept {
+                if !removed.is_empty() {
+                    say!(
+                        "removed {} stale container(s) left by earlier runs",
+                        removed.len()
+                    );
+                }
+            }
+        }
+    })
+}
+
+/// On the first SIGTERM/SIGINT/SIGHUP: stop accepting and cancel every run. On a second:
+/// remove every container at once and exit 128+N.
+fn watch_signals(
+    state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        let first = next_signal(&mut term, &mut int, &mut hup).await;
+        say!(
+            "received {}: stopping; running and queued runs are cancelled (again to exit at once)",
+            signal_name(first)
+        );
+        let _ = stop.send(true);
+        state.stop(first);
+        let second = next_signal(&mut term, &mut int, &mut hup).await;
+        say!(
+            "received {} again: removing containers and exiting",
+            signal_name(second)
+        );
+        guard::remove_all_detached(state.sandbox.docker());
+        std::process::exit(i32::from(exit_codes::for_signal(second)));
+    }))
+}
+
+async fn next_signal(term: &mut Signal, int: &mut Signal, hup: &mut Signal) -> i32 {
+    tokio::select! {
+        _ = term.recv() => 15,
+        _ = int.recv() => 2,
+        _ = hup.recv() => 1,
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        _ => "SIGTERM",
+    }
 }

@@ -1,0 +1,170 @@
+//! Everything the server sends that is not an API answer: the web page and its script and style,
+//! the OpenAPI description, and the security headers every response carries.
+//!
+//! All of it is compiled into the binary (`include_str!`): the page works offline and loads
+//! nothing from anywhere else, which the Content-Security-Policy enforces.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::api::AppState;
+use crate::limits::{human_bytes, Limits};
+
+/// The OpenAPI 3 description of the API, kept in the repository next to this file.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+const INDEX_HTML: &str = include_str!("web/index.html");
+const APP_JS: &str = include_str!("web/app.js");
+const EDITOR_JS: &str = include_str!("web/editor.js");
+const STYLE_CSS: &str = include_str!("web/style.css");
+const FAVICON_SVG: &str = include_str!("web/favicon.svg");
+
+/// Only our own origin, for everything; no inline script or style, no frames, no forms.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The page with this server's limits filled in (the page shows and checks them).
+pub fn render_page(limits: &Limits) -> String {
+    INDEX_HTML
+        .replace("{{MAX_CODE_CHARS}}", &limits.max_code_chars.to_string())
+        .replace(
+            "{{TIMEOUT_SECS}}",
+            &limits.timeout.as_secs_f64().to_string(),
+        )
+        .replace("{{MEMORY}}", &human_bytes(limits.memory_bytes))
+        .replace("{{MAX_OUTPUT}}", &human_bytes(limits.max_output_bytes))
+        .replace("{{VERSION}}", env!("CARGO_PKG_VERSION"))
+}
+
+pub async fn index(State(state): State<Arc<AppState>>) -> Response {
+    file("text/html; charset=utf-8", state.page.clone())
+}
+
+pub async fn asset(Path(name): Path<String>) -> Response {
+    match name.as_str() {
+        "app.js" => file("text/javascript; charset=utf-8", APP_JS),
+        "editor.js" => file("text/javascript; charset=utf-8", EDITOR_JS),
+        "style.css" => file("text/css; charset=utf-8", STYLE_CSS),
+        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+pub async fn favicon() -> Response {
+    file("image/svg+xml", FAVICON_SVG)
+}
+
+pub async fn openapi() -> Response {
+    file("application/json", OPENAPI)
+}
+
+fn file(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = Response::new(body.into());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Small files; always revalidate so an upgraded server never serves a stale script.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Headers for every response, API answers included.
+pub async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        HeaderName::from_static("x-frame-options"),
+        HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        HeaderName::from_static("referrer-policy"),
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Outcome, RunReport, Status};
+
+    #[test]
+    fn page_is_self_contained() {
+        let page = render_page(&Limits::default());
+        assert!(!page.contains("{{"), "unfilled placeholder");
+        assert!(page.contains("5000"));
+        for text in [page.as_str(), APP_JS, EDITOR_JS, STYLE_CSS] {
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "external reference"
+            );
+            assert!(!text.contains("//cdn"), "CDN reference");
+        }
+        for asset in [
+            "/assets/app.js",
+            "/assets/editor.js",
+            "/assets/style.css",
+            "/favicon.svg",
+        ] {
+            assert!(page.contains(asset), "{asset} not linked");
+        }
+    }
+
+    #[test]
+    fn openapi_describes_every_status_and_report_field() {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+        for path in ["/run", "/api/v1/runs", "/healthz"] {
+            assert!(spec["paths"].get(path).is_some(), "{path} missing");
+        }
+        let report = &spec["components"]["schemas"]["RunReport"];
+        let statuses: Vec<&str> = report["properties"]["status"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|value| value.as_str().unwrap())
+            .collect();
+        for status in [
+            Status::Ok,
+            Status::RuntimeError,
+            Status::Timeout,
+            Status::MemoryLimit,
+            Status::OutputLimit,
+            Status::Rejected,
+            Status::SandboxError,
+            Status::Interrupted,
+        ] {
+            assert!(
+                statuses.contains(&status.as_str()),
+                "{} missing",
+                status.as_str()
+            );
+        }
+        let example = serde_json::to_value(RunReport::new(&Outcome::not_run(
+            Status::Rejected,
+            "x",
+            Limits::default(),
+        )))
+        .unwrap();
+        for field in example.as_object().unwrap().keys() {
+            assert!(
+                report["properties"].get(field).is_some(),
+                "RunReport.{field} undocumented"
+            );
+        }
+        for field in example["limits"].as_object().unwrap().keys() {
+            let limits = &spec["components"]["schemas"]["Limits"]["properties"];
+            assert!(limits.get(field).is_some(), "Limits.{field} undocumented");
+        }
+    }
+}
