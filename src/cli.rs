@@ -108,7 +108,7 @@ pub struct RunArgs {
 case-INsensitive unless the suite sets `case_sensitive`. Time limits count from the program's start, not the container's.
 
 Exit status: 0 every submission accepted (or --exit-zero), 1 some not accepted, 65 malformed suite, 66 missing path, \
-125 engine unavailable or a judge error, 130 interrupted, 2 usage. See docs/grade.md."
+125 engine unavailable or a judge error, 130 interrupted, 2 usage. See the README."
 )]
 pub struct GradeArgs {
     /// Test suite: a Kattis problem package, or a directory of NAME.in + NAME.ans
@@ -144,7 +144,7 @@ pub struct GradeArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Endpoints: POST /run (the original API), POST /api/v1/runs (the `run --json` document), \
-GET /healthz, GET /openapi.json, GET / (the web page). See docs/serve.md."
+GET /healthz, GET /openapi.json, GET / (the web page). See the README."
 )]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port); a non-loopback address needs --token
