@@ -67,6 +67,17 @@ impl SubmissionResult {
     pub fn total_time(&self) -> Duration {
         self.cases.iter().filter_map(|case| case.time).sum()
     }
+
+    /// `WA (wrong answer): 40 of 100 points`, the one-line summary reports lead with.
+    pub fn headline(&self) -> String {
+        format!(
+            "{} ({}): {} of {} points",
+            self.verdict,
+            self.verdict.describe(),
+            crate::grade::suite::show_score(self.score),
+            crate::grade::suite::show_score(self.max_score)
+        )
+    }
 }
 
 /// Score `cases` (one per suite case, in order) and wrap them up. `compile_error` is the message

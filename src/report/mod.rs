@@ -57,6 +57,18 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order the docs list them.
+    pub const ALL: [Status; 8] = [
+        Status::Ok,
+        Status::RuntimeError,
+        Status::Timeout,
+        Status::MemoryLimit,
+        Status::OutputLimit,
+        Status::Rejected,
+        Status::SandboxError,
+        Status::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
@@ -303,16 +315,7 @@ mod tests {
 
     #[test]
     fn status_names_match_serde() {
-        for status in [
-            Status::Ok,
-            Status::RuntimeError,
-            Status::Timeout,
-            Status::MemoryLimit,
-            Status::OutputLimit,
-            Status::Rejected,
-            Status::SandboxError,
-            Status::Interrupted,
-        ] {
+        for status in Status::ALL {
             let json = serde_json::to_string(&status).unwrap();
             assert_eq!(json, format!("\"{}\"", status.as_str()));
         }

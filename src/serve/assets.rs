@@ -134,16 +134,7 @@ mod tests {
             .iter()
             .map(|value| value.as_str().unwrap())
             .collect();
-        for status in [
-            Status::Ok,
-            Status::RuntimeError,
-            Status::Timeout,
-            Status::MemoryLimit,
-            Status::OutputLimit,
-            Status::Rejected,
-            Status::SandboxError,
-            Status::Interrupted,
-        ] {
+        for status in Status::ALL {
             assert!(
                 statuses.contains(&status.as_str()),
                 "{} missing",

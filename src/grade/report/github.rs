@@ -109,13 +109,7 @@ pub fn annotations(results: &[SubmissionResult]) -> Vec<String> {
         .iter()
         .take(MAX_ANNOTATIONS)
         .map(|result| {
-            let mut message = format!(
-                "{} ({}): {} of {} points",
-                result.verdict,
-                result.verdict.describe(),
-                show_score(result.score),
-                show_score(result.max_score)
-            );
+            let mut message = result.headline();
             if let Some(detail) = &result.message {
                 let line = if result.verdict == Verdict::CE {
                     short_message(detail)

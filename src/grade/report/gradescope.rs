@@ -92,13 +92,7 @@ pub fn results(suite: &Suite, result: &SubmissionResult) -> Results {
             visibility: VISIBLE.to_owned(),
         });
     }
-    let mut output = format!(
-        "{} ({}): {} of {} points",
-        result.verdict,
-        result.verdict.describe(),
-        show_score(result.score),
-        show_score(result.max_score)
-    );
+    let mut output = result.headline();
     if let Some(message) = &result.message {
         output.push_str(&format!("\n{message}"));
     }
