@@ -117,13 +117,27 @@ fn sweep_stale_in_background(sandbox: &Sandbox) -> Option<std::thread::JoinHandl
         .map_or(true, |modified| {
             modified.elapsed().map_or(true, |age| age >= EVERY)
         });
-    if !due || std::fs::write(&stamp, b"").is_err() {
+    if !due || touch_without_following(&stamp).is_err() {
         return None;
     }
     let sandbox = sandbox.clone();
     Some(std::thread::spawn(move || {
         let _ = sandbox.collect_garbage(gc::Scope::Stale);
     }))
+}
+
+/// Update the stamp's time; refuses a symlink planted in a shared temp dir (it would make us
+/// truncate whatever it points at).
+fn touch_without_following(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NOFOLLOW: i32 = 0o400000;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(O_NOFOLLOW)
+        .open(path)?;
+    file.set_modified(std::time::SystemTime::now())
 }
 
 fn effective_uid() -> u32 {
