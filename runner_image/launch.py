@@ -1,42 +1,58 @@
-"""safe-exec launcher: receives the program on stdin, then becomes it.
+"""safe-exec launcher: receives the program on stdin, runs it, and reports how it ended.
 
 Runs inside the sandbox as the unprivileged user, started by safe-exec as
-``python3 -I -S /opt/safe-exec/launch.py --code-wait W --watchdog N``.
+``python3 -I -S /opt/safe-exec/launch.py --code-wait W --watchdog N --cpu-seconds C``.
 
-Protocol (version 1), on standard input:
+Protocol (version 2), on standard input:
 
-    SAFE-EXEC/1 <nbytes> <filename>\n
+    SAFE-EXEC/2 <nbytes> <filename> <nonce>\n
     <exactly nbytes of UTF-8 source>
     <everything after that is the program's own standard input>
 
 The launcher reads the header and the source with unbuffered ``os.read`` so it
 never consumes a byte of the program's stdin, writes the source to
-``/tmp/<filename>``, writes the start marker (STARTED below) to stderr, and
-``execve``s ``timeout --signal=KILL N python3 -u -B /tmp/<filename>``: the
-program is a real script (``__main__``, ``__file__``, tracebacks with source
-lines) and inherits fd 0 positioned exactly at its own input.
+``/tmp/<filename>``, writes the start marker (STARTED) to stderr, and forks
+``python3 -u -B /tmp/<filename>``: the program is a real script (``__main__``,
+``__file__``, tracebacks with source lines) and inherits fd 0 positioned
+exactly at its own input.
+
+When the program ends, the launcher writes one trailer line to stderr,
+
+    \\0safe-exec:end <nonce> exit <code> oom <count>\\n     (or: signal <number>)
+
+and exits with the code init would have reported (the code, or 128 + the
+signal). The exit code alone cannot tell ``sys.exit(137)`` from SIGKILL; the
+trailer can, and the cgroup's OOM-kill counter is the kernel's own word on a
+memory kill. The nonce comes from safe-exec with the code and never reaches
+the program (it is not in its environment, arguments or files, and the
+launcher makes itself non-dumpable so ``/proc/<pid>/mem`` is closed to the
+program), so a program cannot forge the trailer by printing one.
 
 Timing. The marker is the first thing on stderr, written before the program
 exists, so safe-exec strips it and starts the program's clock when it arrives:
-container start-up does not eat into the time limit. The watchdog (``timeout``,
-N seconds, a little more than the limit) ends the container by itself even if
-safe-exec is killed: it is the init process's only child, so if the program
-kills it, init exits and takes every process with it. Waiting for the code is
-bounded by an alarm (W seconds). Because the code travels over the
-container's stdin, no host path is mounted, a remote engine works, and a
-container started before its code is known can receive it the same way.
+container start-up does not eat into the time limit. Three things bound the
+run without safe-exec: the watchdog (N seconds, a little more than the limit)
+kills every process of the sandbox user; RLIMIT_CPU (C seconds) lets the
+kernel kill a program that spins even if it stops the launcher with SIGSTOP;
+and safe-exec's reaper removes the container if safe-exec itself dies.
+Waiting for the code is bounded by an alarm (W seconds). Because the code
+travels over the container's stdin, no host path is mounted, a remote engine
+works, and a container started before its code is known can receive it the
+same way.
 """
 
 import os
 import re
+import resource
 import signal
 import sys
 
-PROTOCOL = b"SAFE-EXEC/1"
+PROTOCOL = b"SAFE-EXEC/2"
 MAX_HEADER = 512
 MAX_SOURCE = 4 * 1024 * 1024
 WORKDIR = "/tmp"
 FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$")
+NONCE = re.compile(rb"^[0-9a-f]{32}$")
 # Only these names reach the program; the image's own ENV lines are dropped.
 ENV_ALLOWED = (
     "PATH",
@@ -49,7 +65,12 @@ ENV_ALLOWED = (
     "PYTHONIOENCODING",
 )
 PROTOCOL_ERROR = 125
+EXEC_FAILED = 127
 STARTED = b"\x00safe-exec:started\n"
+TRAILER = b"\x00safe-exec:end "
+PR_SET_DUMPABLE = 4
+# Signals a supervisor might send the launcher; they are meant for the program.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def fail(message):
@@ -87,21 +108,19 @@ def parse_arguments(argv):
     try:
         code_wait = int(options["--code-wait"])
         watchdog = float(options["--watchdog"])
+        cpu_seconds = int(options["--cpu-seconds"])
     except (KeyError, ValueError):
-        fail("usage: launch.py --code-wait SECS --watchdog SECS")
-    if code_wait <= 0 or not watchdog > 0:
-        fail("--code-wait and --watchdog must be positive")
-    return code_wait, "%g" % watchdog
+        fail("usage: launch.py --code-wait SECS --watchdog SECS --cpu-seconds SECS")
+    if code_wait <= 0 or not watchdog > 0 or cpu_seconds <= 0:
+        fail("--code-wait, --watchdog and --cpu-seconds must be positive")
+    return code_wait, watchdog, cpu_seconds
 
 
-def main():
-    code_wait, watchdog = parse_arguments(sys.argv[1:])
-    # Nobody sends the code (its supervisor died): SIGALRM's default action ends us.
-    signal.alarm(code_wait)
+def read_program():
     parts = read_header().split(b" ")
-    if len(parts) != 3 or parts[0] != PROTOCOL:
+    if len(parts) != 4 or parts[0] != PROTOCOL:
         fail("unsupported protocol (expected %s): rebuild the runner image" % PROTOCOL.decode())
-    if not parts[1].isdigit():
+    if not parts[1].isdigit() or not NONCE.match(parts[3]):
         fail("malformed program header")
     try:
         size = int(parts[1])
@@ -110,19 +129,96 @@ def main():
         fail("malformed program header")
     if not 0 <= size <= MAX_SOURCE or not FILENAME.match(filename) or ".." in filename:
         fail("malformed program header")
-    source = read_exactly(size)
+    return read_exactly(size), filename, parts[3]
+
+
+def write_source(source, filename):
     path = os.path.join(WORKDIR, filename)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     view = memoryview(source)
     while view:
         view = view[os.write(fd, view):]
     os.close(fd)
+    return path
+
+
+def become_undumpable():
+    # Without this the program, running as the same user, could read the nonce out of
+    # /proc/<launcher>/mem. An image without ctypes still runs; its trailers are only as
+    # trustworthy as the program is honest.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def oom_kills():
+    """The kernel's count of OOM kills in this container's memory cgroup (v1 or v2)."""
+    for path, key in (
+        ("/sys/fs/cgroup/memory/memory.oom_control", b"oom_kill"),
+        ("/sys/fs/cgroup/memory.events", b"oom_kill"),
+    ):
+        try:
+            with open(path, "rb") as counters:
+                for line in counters:
+                    fields = line.split()
+                    if len(fields) == 2 and fields[0] == key:
+                        return int(fields[1])
+        except (OSError, ValueError):
+            continue
+    return 0
+
+
+def kill_everything(signum=None, frame=None):
+    # The deadline passed and the supervisor has not ended us: every process of the sandbox
+    # user but this one goes (init ignores signals from inside its namespace).
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def run_program(path, env, cpu_seconds):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+            for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM) + FORWARDED:
+                signal.signal(signum, signal.SIG_DFL)
+            os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
+        finally:
+            os._exit(EXEC_FAILED)
+    return pid
+
+
+def main():
+    code_wait, watchdog, cpu_seconds = parse_arguments(sys.argv[1:])
+    # Nobody sends the code (its supervisor died): SIGALRM's default action ends us.
+    signal.alarm(code_wait)
+    source, filename, nonce = read_program()
+    path = write_source(source, filename)
     env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
     os.chdir(WORKDIR)
     signal.alarm(0)
+    become_undumpable()
+    oom_before = oom_kills()
+    signal.signal(signal.SIGALRM, kill_everything)
     os.write(2, STARTED)
-    command = ["timeout", "--signal=KILL", watchdog, sys.executable, "-u", "-B", path]
-    os.execvpe("timeout", command, env)
+    pid = run_program(path, env, cpu_seconds)
+    signal.setitimer(signal.ITIMER_REAL, watchdog)
+    for signum in FORWARDED:
+        signal.signal(signum, lambda signum, frame: os.kill(pid, signum))
+    _, status = os.waitpid(pid, 0)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    oom = oom_kills() - oom_before
+    if os.WIFSIGNALED(status):
+        how, number, code = b"signal", os.WTERMSIG(status), 128 + os.WTERMSIG(status)
+    else:
+        how, number, code = b"exit", os.WEXITSTATUS(status), os.WEXITSTATUS(status)
+    os.write(2, b"%s%s %s %d oom %d\n" % (TRAILER, nonce, how, number, oom))
+    os._exit(code)
 
 
 main()

@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use super::cancel::CancelToken;
+
+/// How often a cancellable call looks at its cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+
 /// Environment variable naming the docker client to use (default: `docker` on `PATH`).
 pub const DOCKER_ENV: &str = "SAFE_EXEC_DOCKER";
 
@@ -34,6 +39,10 @@ pub enum EngineError {
     Failed { command: String, detail: String },
     #[error("could not start the docker client `{program}`: {detail}")]
     Spawn { program: String, detail: String },
+    #[error("the engine refused a limit: {detail} (lower the limit to what this host has)")]
+    LimitRefused { detail: String },
+    #[error("cancelled while `docker {command}` was running")]
+    Cancelled { command: String },
 }
 
 /// What a finished docker call printed.
@@ -109,11 +118,37 @@ impl DockerCli {
         }
     }
 
+    /// As [`DockerCli::call`], but the client is also killed, and [`EngineError::Cancelled`]
+    /// returned, as soon as `cancel` is set: a Ctrl-C must not wait for a slow engine.
+    pub fn call_cancellable(
+        &self,
+        args: &[String],
+        timeout: Duration,
+        image: Option<&str>,
+        cancel: &CancelToken,
+    ) -> Result<CallOutput, EngineError> {
+        let output = self.call_inner(args, timeout, Some(cancel))?;
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(classify_failure(&subcommand(args), &output.stderr, image))
+        }
+    }
+
     /// As [`DockerCli::call`], but a non-zero exit is returned, not classified.
     pub fn call_unchecked(
         &self,
         args: &[String],
         timeout: Duration,
+    ) -> Result<CallOutput, EngineError> {
+        self.call_inner(args, timeout, None)
+    }
+
+    fn call_inner(
+        &self,
+        args: &[String],
+        timeout: Duration,
+        cancel: Option<&CancelToken>,
     ) -> Result<CallOutput, EngineError> {
         let deadline = Instant::now() + timeout;
         let mut command = self.command(args);
@@ -124,11 +159,36 @@ impl DockerCli {
         let (done, finished) = mpsc::channel();
         let stdout = read_in_background(child.stdout.take(), done.clone());
         let stderr = read_in_background(child.stderr.take(), done);
-        let pipes_closed = (0..2).all(|_| {
+        let mut closed = 0;
+        let mut cancelled = false;
+        while closed < 2 {
             let left = deadline.saturating_duration_since(Instant::now());
-            finished.recv_timeout(left).is_ok()
-        });
-        let status = if pipes_closed {
+            if left.is_zero() {
+                break;
+            }
+            let slice = if cancel.is_some() {
+                left.min(CANCEL_POLL)
+            } else {
+                left
+            };
+            match finished.recv_timeout(slice) {
+                Ok(()) => closed += 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                cancelled = true;
+                break;
+            }
+        }
+        if cancelled {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(EngineError::Cancelled {
+                command: subcommand(args),
+            });
+        }
+        let status = if closed == 2 {
             wait_until(&mut child, deadline)
         } else {
             None
@@ -209,6 +269,14 @@ pub fn classify_failure(command: &str, stderr: &str, image: Option<&str>) -> Eng
     if lower.contains("permission denied") && lower.contains("docker") && lower.contains("sock") {
         return EngineError::PermissionDenied { detail };
     }
+    // e.g. "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available".
+    if lower.contains("range of cpus") || lower.contains("minimum memory limit") {
+        let detail = detail
+            .strip_prefix("Error response from daemon: ")
+            .unwrap_or(&detail)
+            .to_owned();
+        return EngineError::LimitRefused { detail };
+    }
     if let Some(image) = image {
         if lower.contains("no such image") || lower.contains("unable to find image") {
             return EngineError::ImageMissing {
@@ -268,6 +336,33 @@ mod tests {
             error.to_string(),
             "`docker create` failed: Error response from daemon: Conflict"
         );
+    }
+
+    #[test]
+    fn a_limit_the_host_cannot_give_is_refused_not_failed() {
+        let stderr = "Error response from daemon: Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available";
+        let error = classify_failure("create", stderr, Some("img"));
+        assert!(matches!(error, EngineError::LimitRefused { .. }));
+        assert!(error.to_string().contains("only 2 CPUs"));
+    }
+
+    #[test]
+    fn a_cancelled_call_ends_at_once() {
+        let docker = DockerCli {
+            program: "sleep".into(),
+        };
+        let cancel = CancelToken::new();
+        let canceller = cancel.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            canceller.cancel();
+        });
+        let started = Instant::now();
+        let error = docker
+            .call_cancellable(&["5".to_owned()], Duration::from_secs(10), None, &cancel)
+            .unwrap_err();
+        assert!(matches!(error, EngineError::Cancelled { .. }));
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //!
 //! [`ContainerGuard`] registers the name before `docker create` runs and removes the container on
 //! drop unless the supervisor already did. The process-wide registry lets a second Ctrl-C remove
-//! every live container of ours before exiting at once.
+//! every live container of ours before exiting at once, and every name is also handed to the
+//! [`reaper`](super::reaper), which removes it if we die without running any of this.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::docker_cli::{DockerCli, EngineError};
+use super::reaper;
 
 /// How long one `docker rm -f` may take before we give up on it.
 pub const REMOVE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -26,6 +28,7 @@ pub struct ContainerGuard {
 impl ContainerGuard {
     pub fn new(docker: DockerCli, name: String) -> ContainerGuard {
         live().insert(name.clone());
+        reaper::watch(&docker, &name);
         ContainerGuard {
             docker,
             name,
@@ -61,12 +64,14 @@ impl ContainerGuard {
     pub fn disarm(&mut self) {
         self.armed = false;
         live().remove(&self.name);
+        reaper::release(&self.docker, &self.name);
     }
 }
 
 impl Drop for ContainerGuard {
     fn drop(&mut self) {
         if self.armed {
+            // If this removal fails too, the name stays with the reaper and `gc`.
             let _ = self.remove();
             live().remove(&self.name);
         }
@@ -85,6 +90,11 @@ pub fn remove_all_detached(docker: &DockerCli) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let _ = command.spawn();
+}
+
+/// The containers this process has named and not yet seen removed.
+pub fn live_names() -> Vec<String> {
+    live().iter().cloned().collect()
 }
 
 fn live() -> std::sync::MutexGuard<'static, BTreeSet<String>> {

@@ -14,13 +14,14 @@ pub mod cancel;
 pub mod docker_cli;
 pub mod gc;
 pub mod guard;
+pub mod reaper;
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 pub use cancel::CancelToken;
@@ -30,7 +31,7 @@ use crate::limits::Limits;
 use crate::report::{status_message, Captured, Outcome, Status, Stream};
 use crate::sandbox::docker::{CreateArgs, EXPIRY_MARGIN, WATCHDOG_GRACE};
 use crate::sandbox::{
-    protocol_header, ContainerSpec, CODE_WAIT_SECS, DEFAULT_IMAGE, STARTED_MARKER,
+    protocol_header, ContainerSpec, CODE_WAIT_SECS, DEFAULT_IMAGE, STARTED_MARKER, TRAILER_PREFIX,
 };
 use crate::source::Program;
 use guard::ContainerGuard;
@@ -47,6 +48,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// After we kill a container, how long its attached client may take to notice.
 const CLIENT_EXIT_GRACE: Duration = Duration::from_secs(3);
+/// After a run we stopped (time or output limit, cancellation), how long a stalled reader of our
+/// own output (`| sleep 10`) may hold up our exit; the container is already gone by then. A
+/// program that ended by itself gets its output delivered however long the reader takes, as
+/// `python3 script.py | reader` would.
+const STALLED_READER_GRACE: Duration = Duration::from_secs(2);
+/// The launcher's trailer line is short; a longer "trailer" is output.
+const MAX_TRAILER_LINE: usize = 64;
 /// How many more times, and how far apart, a SIGKILLed container's state is read for a late OOM
 /// record (see `classify_exit`).
 const OOM_RECHECKS: u32 = 5;
@@ -176,16 +184,30 @@ impl Sandbox {
         let create = CreateArgs::build(&spec, &limits);
         match self
             .docker
-            .call(&create.0, CREATE_TIMEOUT, Some(&self.image))
+            .call_cancellable(&create.0, CREATE_TIMEOUT, Some(&self.image), cancel)
         {
             Ok(_) => {}
             Err(error) => {
-                // A timed-out create may still have made the container: the guard removes it.
-                if !matches!(error, EngineError::Timeout { .. }) {
+                // A create that timed out or was cancelled may still have made the container:
+                // the guard removes it.
+                if !matches!(
+                    error,
+                    EngineError::Timeout { .. } | EngineError::Cancelled { .. }
+                ) {
                     container.disarm();
                 }
-                return sandbox_error(error, limits);
+                return match error {
+                    EngineError::Cancelled { .. } => interrupted_before_start(cancel, limits),
+                    EngineError::LimitRefused { .. } => {
+                        Outcome::not_run(Status::Rejected, error.to_string(), limits)
+                    }
+                    error => sandbox_error(error, limits),
+                };
             }
+        }
+        if cancel.is_cancelled() {
+            drop(container);
+            return interrupted_before_start(cancel, limits);
         }
         let mut outcome = self.supervise(&mut container, job, io, cancel);
         if let Err(error) = container.remove() {
@@ -222,17 +244,19 @@ impl Sandbox {
             Err(error) => return sandbox_error(error, limits),
         };
         let (events, watch) = mpsc::channel();
+        let nonce = new_nonce();
         if let Some(stdin) = client.stdin.take() {
-            feed(stdin, job.program, job.stdin);
+            feed(stdin, job.program, job.stdin, nonce.clone());
         }
         let cap = limits.max_output_bytes;
         let stdout = client.stdout.take().map(|pipe| {
             let sink = Sink::new(Stream::Stdout, cap, io.stdout, io.keep, events.clone());
-            drain(pipe, sink, None)
+            drain(pipe, sink, None, None)
         });
         let stderr = client.stderr.take().map(|pipe| {
             let sink = Sink::new(Stream::Stderr, cap, io.stderr, io.keep, events);
-            drain(pipe, sink, Some(STARTED_MARKER))
+            let trailer = TrailerScanner::new(&nonce);
+            drain(pipe, sink, Some(STARTED_MARKER), Some(trailer))
         });
 
         let (ending, program_started) =
@@ -247,8 +271,12 @@ impl Sandbox {
                 let _ = client.wait();
             }
         }
-        let stdout = join_drain(stdout);
-        let stderr = join_drain(stderr);
+        let reader_grace = match ending {
+            Ending::Exited => None,
+            _ => Some(STALLED_READER_GRACE),
+        };
+        let (stdout, _) = join_drain(stdout, reader_grace);
+        let (stderr, launcher) = join_drain(stderr, reader_grace);
         let mut outcome = Outcome {
             status: Status::Ok,
             exit_code: None,
@@ -282,7 +310,7 @@ impl Sandbox {
                     None => "cancelled: the run was stopped and its container removed".to_owned(),
                 });
             }
-            Ending::Exited => self.classify_exit(container.name(), &mut outcome),
+            Ending::Exited => self.classify_exit(container.name(), launcher, &mut outcome),
         }
         outcome
     }
@@ -297,8 +325,9 @@ impl Sandbox {
             .map(|output| output.stdout)
     }
 
-    /// After the container ended by itself: ask the engine how.
-    fn classify_exit(&self, name: &str, outcome: &mut Outcome) {
+    /// After the container ended by itself: ask the engine how, and take the launcher's word on
+    /// how the program ended when its (unforgeable) trailer arrived.
+    fn classify_exit(&self, name: &str, launcher: Option<LauncherReport>, outcome: &mut Outcome) {
         let mut state = match self.inspect(name) {
             Ok(state) => state,
             Err(error) => {
@@ -309,7 +338,9 @@ impl Sandbox {
         };
         // The engine records an OOM kill from an event that can trail the exit event on a busy
         // host: a SIGKILL we did not send gets a few more looks before it is called a crash.
-        for _ in 0..OOM_RECHECKS {
+        // The launcher's trailer carries the kernel's own OOM count, so it needs no second look.
+        let rechecks = if launcher.is_some() { 0 } else { OOM_RECHECKS };
+        for _ in 0..rechecks {
             let unexplained_kill = matches!(
                 parse_state(&state),
                 Some(ContainerState {
@@ -349,6 +380,35 @@ impl Sandbox {
             Some(ContainerState {
                 oom_killed: true, ..
             }) => outcome.status = Status::MemoryLimit,
+            Some(_) if launcher.is_some_and(|report| report.oom_kills > 0) => {
+                outcome.status = Status::MemoryLimit;
+            }
+            Some(_) if launcher.is_some() => {
+                let ending = launcher.map(|report| report.ending);
+                match ending {
+                    Some(ProgramEnd::Exited(0)) => {
+                        outcome.status = Status::Ok;
+                        outcome.exit_code = Some(0);
+                    }
+                    // The launcher's watchdog or the kernel's CPU limit: our deadline had passed.
+                    Some(ProgramEnd::Signalled(SIGKILL))
+                        if outcome.duration >= outcome.limits.timeout =>
+                    {
+                        outcome.status = Status::Timeout;
+                    }
+                    Some(ProgramEnd::Exited(code)) => {
+                        outcome.status = Status::RuntimeError;
+                        outcome.exit_code = Some(code);
+                    }
+                    Some(ProgramEnd::Signalled(signal)) => {
+                        outcome.status = Status::RuntimeError;
+                        outcome.signal = Some(signal);
+                    }
+                    None => {}
+                }
+            }
+            // Below: no trailer (the launcher itself was killed, or an old image). The exit code
+            // is init's, which reports death by signal N as 128+N.
             Some(ContainerState { exit_code: 0, .. }) => {
                 outcome.status = Status::Ok;
                 outcome.exit_code = Some(0);
@@ -361,7 +421,6 @@ impl Sandbox {
             }
             Some(ContainerState { exit_code, .. }) => {
                 outcome.status = Status::RuntimeError;
-                // The init process reports death by signal N as 128+N, the shell convention.
                 if (129..=128 + 64).contains(&exit_code) {
                     outcome.signal = Some(exit_code - 128);
                 } else {
@@ -399,6 +458,127 @@ fn parse_state(text: &str) -> Option<ContainerState> {
         started: !started_at.starts_with("0001-01-01"),
         running,
     })
+}
+
+const SIGKILL: i32 = 9;
+
+/// How the program ended, in the launcher's own words (its trailer line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProgramEnd {
+    Exited(i32),
+    Signalled(i32),
+}
+
+/// The launcher's trailer: how the program ended and how many OOM kills the kernel counted in the
+/// container's memory cgroup while it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LauncherReport {
+    ending: ProgramEnd,
+    oom_kills: u64,
+}
+
+/// `"exit 137 oom 0"` or `"signal 9 oom 1"` → report.
+fn parse_trailer(line: &[u8]) -> Option<LauncherReport> {
+    let text = std::str::from_utf8(line).ok()?;
+    let fields: Vec<&str> = text.split(' ').collect();
+    let [how, number, "oom", oom_kills] = fields[..] else {
+        return None;
+    };
+    let number: i32 = number.parse().ok()?;
+    let ending = match how {
+        "exit" if (0..=255).contains(&number) => ProgramEnd::Exited(number),
+        "signal" if (1..=64).contains(&number) => ProgramEnd::Signalled(number),
+        _ => return None,
+    };
+    Some(LauncherReport {
+        ending,
+        oom_kills: oom_kills.parse().ok()?,
+    })
+}
+
+/// Finds the launcher's trailer line (prefix, this run's nonce, then a short line) anywhere in a
+/// byte stream and takes it out; everything else passes through in order. Bytes that might be the
+/// start of the trailer are held back until the next chunk tells.
+struct TrailerScanner {
+    pattern: Vec<u8>,
+    pending: Vec<u8>,
+    found: Option<LauncherReport>,
+    done: bool,
+}
+
+impl TrailerScanner {
+    fn new(nonce: &str) -> TrailerScanner {
+        let mut pattern = TRAILER_PREFIX.to_vec();
+        pattern.extend_from_slice(nonce.as_bytes());
+        pattern.push(b' ');
+        TrailerScanner {
+            pattern,
+            pending: Vec::new(),
+            found: None,
+            done: false,
+        }
+    }
+
+    /// Take `bytes`; append to `output` what is certainly output.
+    fn feed(&mut self, bytes: &[u8], output: &mut Vec<u8>) {
+        if self.done {
+            output.extend_from_slice(bytes);
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+        let pending = std::mem::take(&mut self.pending);
+        match find(&pending, &self.pattern) {
+            Some(start) => {
+                output.extend_from_slice(&pending[..start]);
+                let line = &pending[start + self.pattern.len()..];
+                match line.iter().position(|&byte| byte == b'\n') {
+                    Some(end) => {
+                        self.found = parse_trailer(&line[..end]);
+                        self.done = true;
+                        output.extend_from_slice(&line[end + 1..]);
+                    }
+                    None if line.len() > MAX_TRAILER_LINE => {
+                        self.done = true;
+                        output.extend_from_slice(&pending[start..]);
+                    }
+                    None => self.pending = pending[start..].to_vec(),
+                }
+            }
+            None => {
+                let keep = partial_match_len(&pending, &self.pattern);
+                output.extend_from_slice(&pending[..pending.len() - keep]);
+                self.pending = pending[pending.len() - keep..].to_vec();
+            }
+        }
+    }
+
+    /// The stream ended: whatever was held back was output after all.
+    fn finish(&mut self, output: &mut Vec<u8>) {
+        output.append(&mut self.pending);
+        self.done = true;
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let mut from = 0;
+    while let Some(offset) = haystack[from..].iter().position(|&byte| byte == first) {
+        let at = from + offset;
+        if haystack[at..].starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// The length of the longest tail of `haystack` that is a proper prefix of `needle`.
+fn partial_match_len(haystack: &[u8], needle: &[u8]) -> usize {
+    let longest = haystack.len().min(needle.len().saturating_sub(1));
+    (1..=longest)
+        .rev()
+        .find(|&len| needle.starts_with(&haystack[haystack.len() - len..]))
+        .unwrap_or(0)
 }
 
 /// Why the supervisor stopped watching.
@@ -463,11 +643,11 @@ fn watch_run(
 /// Write the protocol header, the source, then the program's stdin, and close the pipe. Runs on
 /// its own thread and is never joined: with [`ProgramStdin::Inherit`] it may wait on a terminal
 /// the program never reads, and it ends with the process.
-fn feed(mut pipe: ChildStdin, program: Program, stdin: ProgramStdin) {
+fn feed(mut pipe: ChildStdin, program: Program, stdin: ProgramStdin, nonce: String) {
     let spawned = thread::Builder::new()
         .name("safe-exec-stdin".into())
         .spawn(move || {
-            let header = protocol_header(program.filename(), program.source().len());
+            let header = protocol_header(program.filename(), program.source().len(), &nonce);
             if pipe.write_all(header.as_bytes()).is_err()
                 || pipe.write_all(program.source().as_bytes()).is_err()
             {
@@ -542,54 +722,88 @@ impl Sink {
     }
 }
 
+/// What one drained stream gave: its output and, on stderr, the launcher's trailer.
+type Drained = (Captured, Option<LauncherReport>);
+
 /// Read `pipe` to its end in fixed-size chunks into `sink`, so the client never blocks on a full
 /// pipe. When `marker` is given and the stream starts with it, it is stripped and reported as
-/// [`Event::Started`]; a stream that starts otherwise is all output.
+/// [`Event::Started`]; a stream that starts otherwise is all output. With a `trailer` scanner the
+/// launcher's trailer is taken out of the stream and returned. The result also arrives on the
+/// returned channel, so a caller can stop waiting for a reader of ours that is stalled.
 fn drain(
     mut pipe: impl Read + Send + 'static,
     mut sink: Sink,
     marker: Option<&'static [u8]>,
-) -> JoinHandle<Captured> {
-    thread::spawn(move || {
-        let mut marker = marker;
-        let mut matched = 0;
-        let mut chunk = vec![0u8; CHUNK];
-        loop {
-            let read = match pipe.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            let mut bytes = &chunk[..read];
-            if let Some(expected) = marker {
-                let n = bytes.len().min(expected.len() - matched);
-                if bytes[..n] == expected[matched..matched + n] {
-                    matched += n;
-                    bytes = &bytes[n..];
-                    if matched < expected.len() {
-                        continue;
+    mut trailer: Option<TrailerScanner>,
+) -> Receiver<Drained> {
+    let (done, result) = mpsc::channel();
+    let _ = thread::Builder::new()
+        .name("safe-exec-drain".into())
+        .spawn(move || {
+            let mut output = Vec::with_capacity(CHUNK);
+            let mut deliver =
+                |sink: &mut Sink, bytes: &[u8], trailer: &mut Option<TrailerScanner>| match trailer
+                    .as_mut()
+                {
+                    Some(scanner) => {
+                        output.clear();
+                        scanner.feed(bytes, &mut output);
+                        sink.accept(&output);
                     }
-                    let _ = sink.events.send(Event::Started(Instant::now()));
-                } else {
-                    // Not the marker after all: what matched so far was output.
-                    sink.accept(&expected[..matched]);
+                    None => sink.accept(bytes),
+                };
+            let mut marker = marker;
+            let mut matched = 0;
+            let mut chunk = vec![0u8; CHUNK];
+            loop {
+                let read = match pipe.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(read) => read,
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let mut bytes = &chunk[..read];
+                if let Some(expected) = marker {
+                    let n = bytes.len().min(expected.len() - matched);
+                    if bytes[..n] == expected[matched..matched + n] {
+                        matched += n;
+                        bytes = &bytes[n..];
+                        if matched < expected.len() {
+                            continue;
+                        }
+                        let _ = sink.events.send(Event::Started(Instant::now()));
+                    } else {
+                        // Not the marker after all: what matched so far was output.
+                        deliver(&mut sink, &expected[..matched], &mut trailer);
+                    }
+                    marker = None;
                 }
-                marker = None;
+                deliver(&mut sink, bytes, &mut trailer);
             }
-            sink.accept(bytes);
-        }
-        if let Some(expected) = marker {
-            sink.accept(&expected[..matched]);
-        }
-        sink.captured
-    })
+            if let Some(expected) = marker {
+                deliver(&mut sink, &expected[..matched], &mut trailer);
+            }
+            let report = trailer.as_mut().and_then(|scanner| {
+                let mut rest = Vec::new();
+                scanner.finish(&mut rest);
+                sink.accept(&rest);
+                scanner.found
+            });
+            let _ = done.send((sink.captured, report));
+        });
+    result
 }
 
-fn join_drain(handle: Option<JoinHandle<Captured>>) -> Captured {
-    handle
-        .and_then(|handle| handle.join().ok())
-        .unwrap_or_default()
+/// The drained stream's result; with `grace`, give up waiting after it (the reader of our output
+/// is stalled) and report what we know: nothing.
+fn join_drain(drained: Option<Receiver<Drained>>, grace: Option<Duration>) -> Drained {
+    let Some(drained) = drained else {
+        return Default::default();
+    };
+    match grace {
+        Some(grace) => drained.recv_timeout(grace).unwrap_or_default(),
+        None => drained.recv().unwrap_or_default(),
+    }
 }
 
 fn sandbox_error(error: EngineError, limits: Limits) -> Outcome {
@@ -605,6 +819,28 @@ fn interrupted_before_start(cancel: &CancelToken, limits: Limits) -> Outcome {
             limits,
         )
     }
+}
+
+/// 128 random bits as 32 hex digits, for the launcher's trailer. From the kernel's generator; if
+/// that is unreadable, from std's randomly keyed SipHash (still unknown to the program).
+fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    let from_kernel =
+        File::open("/dev/urandom").and_then(|mut random| random.read_exact(&mut bytes));
+    if from_kernel.is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        for (index, half) in bytes.chunks_mut(8).enumerate() {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_usize(index);
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_nanos()),
+            );
+            half.copy_from_slice(&hasher.finish().to_le_bytes());
+        }
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// `safe-exec-<pid>-<counter>-<nanos>`: unique on this host across processes and over time.
@@ -671,12 +907,14 @@ mod tests {
         let (events, watch) = mpsc::channel();
         let sink = Sink::new(Stream::Stderr, cap, None, true, events);
         let cursor = std::io::Cursor::new(input.to_vec());
-        let captured = if trickle {
-            drain(Trickle(cursor), sink, Some(STARTED_MARKER))
-                .join()
+        let (captured, _) = if trickle {
+            drain(Trickle(cursor), sink, Some(STARTED_MARKER), None)
+                .recv()
                 .unwrap()
         } else {
-            drain(cursor, sink, Some(STARTED_MARKER)).join().unwrap()
+            drain(cursor, sink, Some(STARTED_MARKER), None)
+                .recv()
+                .unwrap()
         };
         let seen = watch
             .try_iter()
@@ -721,6 +959,89 @@ mod tests {
         assert_eq!(captured.seen, 100);
         assert!(captured.truncated);
         assert_eq!(events, ["started", "limit"]);
+    }
+
+    const NONCE: &str = "00112233445566778899aabbccddeeff";
+
+    /// Feed `chunks` through a scanner for [`NONCE`]; the output and the report found.
+    fn scan(chunks: &[&[u8]]) -> (Vec<u8>, Option<LauncherReport>) {
+        let mut scanner = TrailerScanner::new(NONCE);
+        let mut output = Vec::new();
+        for chunk in chunks {
+            scanner.feed(chunk, &mut output);
+        }
+        scanner.finish(&mut output);
+        (output, scanner.found)
+    }
+
+    fn trailer(line: &str) -> Vec<u8> {
+        let mut bytes = TRAILER_PREFIX.to_vec();
+        bytes.extend_from_slice(format!("{NONCE} {line}\n").as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn the_trailer_is_taken_out_of_the_stream_however_it_is_split() {
+        let mut stream = b"Traceback\n".to_vec();
+        stream.extend(trailer("exit 137 oom 0"));
+        stream.extend_from_slice(b"late child output");
+        let expected = Some(LauncherReport {
+            ending: ProgramEnd::Exited(137),
+            oom_kills: 0,
+        });
+        for split in 0..stream.len() {
+            let (output, found) = scan(&[&stream[..split], &stream[split..]]);
+            assert_eq!(output, b"Traceback\nlate child output", "split at {split}");
+            assert_eq!(found, expected, "split at {split}");
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(
+            scan(&bytes),
+            (b"Traceback\nlate child output".to_vec(), expected)
+        );
+    }
+
+    #[test]
+    fn a_trailer_without_this_run_s_nonce_is_output() {
+        let forged = b"\0safe-exec:end ffffffffffffffffffffffffffffffff signal 9 oom 1\n";
+        assert_eq!(scan(&[forged]), (forged.to_vec(), None));
+        let cut_short = &trailer("signal 9 oom 1")[..30];
+        assert_eq!(scan(&[cut_short]), (cut_short.to_vec(), None));
+        let nul_heavy = b"\0\0\0\0x\0";
+        assert_eq!(scan(&[nul_heavy]), (nul_heavy.to_vec(), None));
+    }
+
+    #[test]
+    fn trailer_lines_are_parsed_strictly() {
+        assert_eq!(
+            parse_trailer(b"signal 9 oom 2"),
+            Some(LauncherReport {
+                ending: ProgramEnd::Signalled(9),
+                oom_kills: 2
+            })
+        );
+        assert_eq!(
+            parse_trailer(b"exit 0 oom 0").map(|report| report.ending),
+            Some(ProgramEnd::Exited(0))
+        );
+        for bad in [
+            &b"exit 256 oom 0"[..],
+            b"signal 0 oom 0",
+            b"exit 1 oom",
+            b"exit 1 oom -1",
+            b"quit 1 oom 0",
+            b"",
+        ] {
+            assert_eq!(parse_trailer(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn nonces_are_32_hex_digits_and_differ() {
+        let first = new_nonce();
+        assert_eq!(first.len(), 32);
+        assert!(first.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
+        assert_ne!(first, new_nonce());
     }
 
     #[test]

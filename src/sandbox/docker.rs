@@ -23,6 +23,10 @@ pub const MAX_OPEN_FILES: u32 = 256;
 /// the program's (the launcher writes the start marker, then execs it), so the grace covers the
 /// marker's trip to the supervisor; it only decides anything when the supervisor itself is gone.
 pub const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
+/// CPU seconds the kernel allows each process of the program (RLIMIT_CPU, set by the launcher) on
+/// top of what the time limit at the CPU quota allows: a backstop that needs nobody awake, for a
+/// program that stops its watchdog with SIGSTOP while its supervisor is gone.
+pub const CPU_SECONDS_GRACE: u64 = 2;
 /// How long after its deadline an orphaned container is considered stale by `gc`.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
@@ -103,18 +107,26 @@ impl CreateArgs {
         }
 
         push(&[&spec.image]);
-        // The launcher receives the code, then becomes `timeout --signal=KILL N python3 ...`: the
-        // watchdog ends the container by itself even if we are killed with SIGKILL.
-        let watchdog = format!("{}", (limits.timeout + WATCHDOG_GRACE).as_secs_f64());
+        // The launcher receives the code, runs the program and reports how it ended. Its watchdog
+        // and the CPU rlimit end the program by themselves even if we are killed with SIGKILL.
+        let watchdog = limits.timeout + WATCHDOG_GRACE;
         push(&["python3", "-I", "-S", LAUNCHER]);
         push(&[
             "--code-wait",
             &CODE_WAIT_SECS.to_string(),
             "--watchdog",
-            &watchdog,
+            &format!("{}", watchdog.as_secs_f64()),
+            "--cpu-seconds",
+            &cpu_seconds(watchdog, limits.cpus).to_string(),
         ]);
         CreateArgs(args)
     }
+}
+
+/// Whole CPU seconds one process may use: the most the quota allows over `watchdog` (a process's
+/// threads share the quota), rounded up, plus [`CPU_SECONDS_GRACE`].
+fn cpu_seconds(watchdog: Duration, cpus: f64) -> u64 {
+    (watchdog.as_secs_f64() * cpus.max(1.0)).ceil() as u64 + CPU_SECONDS_GRACE
 }
 
 fn format_cpus(cpus: f64) -> String {
@@ -262,8 +274,19 @@ mod tests {
                 "--code-wait",
                 "30",
                 "--watchdog",
-                "3.5"
+                "3.5",
+                "--cpu-seconds",
+                "6"
             ]
         );
+    }
+
+    #[test]
+    fn the_cpu_backstop_covers_what_the_quota_allows_before_the_watchdog() {
+        let watchdog = Duration::from_millis(11_000);
+        assert_eq!(cpu_seconds(watchdog, 1.0), 13);
+        assert_eq!(cpu_seconds(watchdog, 0.5), 13);
+        assert_eq!(cpu_seconds(watchdog, 2.0), 24);
+        assert_eq!(cpu_seconds(Duration::from_millis(1_200), 1.0), 4);
     }
 }

@@ -770,6 +770,8 @@ fn engine_problem(error: &EngineError) -> &'static str {
         EngineError::ImageMissing { .. } => "runner image missing",
         EngineError::Timeout { .. } => "engine not answering",
         EngineError::Failed { .. } => "engine error",
+        EngineError::LimitRefused { .. } => "limit refused by the engine",
+        EngineError::Cancelled { .. } => "cancelled",
     }
 }
 

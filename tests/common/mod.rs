@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 use assert_cmd::Command;
 use safe_exec::report::RunReport;
 
+/// Environment variable: run the suite against another runner image (default: the one
+/// `scripts/setup.sh` builds). Lets a change to `runner_image/` be tested beside the installed one.
+pub const TEST_IMAGE_ENV: &str = "SAFE_EXEC_TEST_IMAGE";
+
+/// The image every test runs on.
+pub fn test_image() -> String {
+    std::env::var(TEST_IMAGE_ENV)
+        .ok()
+        .filter(|image| !image.is_empty())
+        .unwrap_or_else(|| "safe-exec-python:3.11".to_owned())
+}
+
 /// A fresh session label for one test: containers it creates can be found (and found gone).
 pub struct Session {
     pub label: String,
@@ -31,7 +43,7 @@ impl Session {
     pub fn safe_exec(&self) -> Command {
         let mut command = Command::cargo_bin("safe-exec").expect("binary built");
         command.env("SAFE_EXEC_LABEL", &self.label);
-        command.env_remove("SAFE_EXEC_IMAGE");
+        command.env("SAFE_EXEC_IMAGE", test_image());
         command.timeout(Duration::from_secs(120));
         command
     }
@@ -40,7 +52,7 @@ impl Session {
     pub fn std_command(&self) -> StdCommand {
         let mut command = StdCommand::new(assert_cmd::cargo::cargo_bin("safe-exec"));
         command.env("SAFE_EXEC_LABEL", &self.label);
-        command.env_remove("SAFE_EXEC_IMAGE");
+        command.env("SAFE_EXEC_IMAGE", test_image());
         command
     }
 
@@ -116,13 +128,7 @@ pub fn parse_report(stdout: &[u8]) -> RunReport {
 /// Fail loudly (never skip) when the engine or the image is missing.
 pub fn require_engine() {
     let info = StdCommand::new("docker")
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            "{{.Id}}",
-            "safe-exec-python:3.11",
-        ])
+        .args(["image", "inspect", "--format", "{{.Id}}", &test_image()])
         .output();
     match info {
         Ok(output) if output.status.success() => {}

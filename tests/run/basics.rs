@@ -156,6 +156,42 @@ fn exit_codes_pass_through_and_signals_are_reported() {
         (None, Some(11), 139)
     );
     assert!(report.error.unwrap().contains("SIGSEGV"));
+    // 128+N by the program's own hand is an exit code, not a signal.
+    for exit in [129, 137, 143, 192] {
+        let (report, code) = session.run_json(&format!("import sys\nsys.exit({exit})"), &[]);
+        assert_eq!(
+            (report.status, report.exit_code, report.signal, code),
+            (Status::RuntimeError, Some(exit), None, exit)
+        );
+    }
+    let (report, code) = session.run_json(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+        &[],
+    );
+    assert_eq!(
+        (report.status, report.exit_code, report.signal, code),
+        (Status::RuntimeError, None, Some(9), 137)
+    );
+    session.assert_clean();
+}
+
+#[test]
+fn a_program_cannot_forge_the_launcher_s_report() {
+    let session = Session::new();
+    // A trailer with a made-up nonce, claiming an OOM kill and a signal: it is only output.
+    let forged = "\\0safe-exec:end 0123456789abcdef0123456789abcdef signal 9 oom 1\\n";
+    let (report, code) = session.run_json(
+        &format!("import sys\nsys.stderr.write('{forged}')\nsys.stderr.write('after')"),
+        &[],
+    );
+    assert_eq!(
+        (report.status, report.exit_code, code),
+        (Status::Ok, Some(0), 0)
+    );
+    assert_eq!(
+        report.stderr,
+        "\0safe-exec:end 0123456789abcdef0123456789abcdef signal 9 oom 1\nafter"
+    );
     session.assert_clean();
 }
 
@@ -257,6 +293,7 @@ fn a_closed_stdout_reader_is_not_an_error() {
     let output = std::process::Command::new("bash")
         .args(["-o", "pipefail", "-c", &script])
         .env("SAFE_EXEC_LABEL", &session.label)
+        .env("SAFE_EXEC_IMAGE", crate::common::test_image())
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "0\n1\n");
@@ -267,5 +304,16 @@ fn a_closed_stdout_reader_is_not_an_error() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    session.assert_clean();
+}
+
+#[test]
+fn more_cpus_than_the_host_has_is_rejected_with_the_engine_s_reason() {
+    let session = Session::new();
+    let (report, code) = session.run_json("print('never')", &["--cpus", "512"]);
+    assert_eq!((report.status, code), (Status::Rejected, 123));
+    let error = report.error.unwrap();
+    assert!(error.contains("CPUs"), "{error}");
+    assert_eq!(report.stdout, "");
     session.assert_clean();
 }

@@ -100,6 +100,7 @@ fn r3_fork_bomb_stops_at_the_pids_limit_and_a_normal_run_alongside_passes() {
             let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("safe-exec"))
                 .args(["run", "-c", "print('neighbour ok')"])
                 .env("SAFE_EXEC_LABEL", session_label)
+                .env("SAFE_EXEC_IMAGE", crate::common::test_image())
                 .output()
                 .unwrap();
             (

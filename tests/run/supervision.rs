@@ -106,11 +106,61 @@ fn sigterm_is_handled_like_ctrl_c_with_128_plus_15() {
     session.assert_clean_within(Duration::from_secs(2));
 }
 
+/// A program that stops its launcher (the watchdog) with SIGSTOP, then waits to be let go.
+const STOPS_ITS_WATCHDOG: &str = "import os, signal, time\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('ready', flush=True)\ntime.sleep(1000)";
+/// The same, spinning on the CPU instead of sleeping.
+const STOPS_ITS_WATCHDOG_AND_SPINS: &str = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nprint('ready', flush=True)\nwhile True: pass";
+
+fn start_printing_ready(session: &Session, code: &str, timeout: &str) -> std::process::Child {
+    let mut child = session
+        .std_command()
+        .args(["run", "--timeout", timeout, "-c", code])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    child
+}
+
+/// The reaper safe-exec started (a `/bin/sh` child of it in its own process group).
+fn reaper_of(child: &std::process::Child) -> String {
+    let output = StdCommand::new("pgrep")
+        .args(["-P", &child.id().to_string(), "-f", "safe-exec-reaper"])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(!pid.is_empty(), "safe-exec has a reaper child");
+    pid
+}
+
 #[test]
-fn sigkill_of_safe_exec_still_ends_the_container_by_its_deadline() {
+fn sigkill_of_safe_exec_removes_its_container_at_once_even_with_the_watchdog_stopped() {
+    let session = Session::new();
+    // A long limit: only the reaper can explain the container going away within seconds.
+    let mut child = start_printing_ready(&session, STOPS_ITS_WATCHDOG, "60");
+    assert_eq!(session.running_containers(), 1);
+    let killed = Instant::now();
+    signal(&child, "KILL");
+    let _ = child.wait();
+    session.assert_clean_within(Duration::from_secs(5));
+    assert!(killed.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn without_safe_exec_and_its_reaper_the_watchdog_ends_the_container_by_its_deadline() {
     let session = Session::new();
     let (mut child, _stdout) = start_ready(&session, &["--timeout", "2"]);
     let killed = Instant::now();
+    StdCommand::new("kill")
+        .args(["-KILL", &reaper_of(&child)])
+        .status()
+        .unwrap();
     signal(&child, "KILL");
     let _ = child.wait();
     let running = || session.running_containers() > 0;
@@ -118,8 +168,8 @@ fn sigkill_of_safe_exec_still_ends_the_container_by_its_deadline() {
         running(),
         "the container outlives its killed supervisor for now"
     );
-    // Deadline (2 s) + the watchdog's grace (1 s), counted from container start, which was before
-    // the program printed `ready`.
+    // Deadline (2 s) + the watchdog's grace (1 s), counted from the program's start, which was
+    // before it printed `ready`.
     wait_for(Duration::from_secs(4), || !running());
     assert!(killed.elapsed() < Duration::from_secs(4));
     // What is left is an exited container of ours: gc removes it.
@@ -129,6 +179,109 @@ fn sigkill_of_safe_exec_still_ends_the_container_by_its_deadline() {
         .assert()
         .success()
         .stdout(predicate::str::contains("removed 1 container"));
+    session.assert_clean();
+}
+
+#[test]
+fn with_everything_of_ours_gone_and_the_watchdog_stopped_the_kernel_still_stops_a_spinning_program()
+{
+    let session = Session::new();
+    // --timeout 2: the launcher's CPU limit is ceil(2 s + 1 s grace) + 2 = 5 CPU seconds.
+    let mut child = start_printing_ready(&session, STOPS_ITS_WATCHDOG_AND_SPINS, "2");
+    StdCommand::new("kill")
+        .args(["-KILL", &reaper_of(&child)])
+        .status()
+        .unwrap();
+    signal(&child, "KILL");
+    let _ = child.wait();
+    let containers = session.containers();
+    assert_eq!(containers.len(), 1);
+    // The kernel kills the program at its CPU limit. Its stopped launcher cannot end the
+    // container, which lingers without using the CPU until `gc` (the next run's sweep).
+    let spinning = || {
+        let top = StdCommand::new("docker")
+            .args(["top", &containers[0], "-o", "pid,stat,args"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&top.stdout)
+            .lines()
+            .filter(|line| line.contains("-u -B"))
+            .any(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|stat| !stat.starts_with('Z'))
+            })
+    };
+    assert!(spinning());
+    // 5 CPU seconds, on a shared 2-core machine.
+    wait_for(Duration::from_secs(40), || !spinning());
+    session.safe_exec().args(["gc", "--all"]).assert().success();
+    session.assert_clean();
+}
+
+#[test]
+fn a_program_that_stops_its_watchdog_still_times_out_at_our_deadline() {
+    let session = Session::new();
+    let started = Instant::now();
+    let (report, code) = session.run_json(STOPS_ITS_WATCHDOG, &["--timeout", "2"]);
+    assert_eq!((report.status, code), (Status::Timeout, 124));
+    assert_eq!(report.stdout, "ready\n");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    session.assert_clean();
+}
+
+#[test]
+fn ctrl_c_while_the_engine_is_slow_to_create_stops_at_once_and_creates_nothing_that_stays() {
+    let session = Session::new();
+    // A docker client whose `create` takes 20 s before doing its work.
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("docker");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\nif [ \"$1\" = create ]; then sleep 20; fi\nexec docker \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut child = session
+        .std_command()
+        .env("SAFE_EXEC_DOCKER", &slow)
+        .args(["run", "-c", "print('never')"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "INT");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(2)), 130);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(stdout, "");
+    session.assert_clean();
+}
+
+#[test]
+fn a_stalled_reader_of_our_output_does_not_hold_us_long_after_the_deadline() {
+    let session = Session::new();
+    // Far more than a pipe holds, then wait forever; nobody reads our stdout.
+    let mut child = session
+        .std_command()
+        .args([
+            "run",
+            "--timeout",
+            "2",
+            "-c",
+            "import sys, time\nsys.stdout.write('x' * 500000)\ntime.sleep(1000)",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _unread = child.stdout.take();
+    // Deadline 2 s + the client's grace 3 s + the stalled reader's grace 2 s, with room for a busy
+    // engine; without the grace this waits for the reader, forever.
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(40)), 124);
     session.assert_clean();
 }
 
@@ -289,6 +442,7 @@ fn c2_many_runs_in_a_row_never_clash_and_touch_only_our_containers() {
                     let output = StdCommand::new(assert_cmd::cargo::cargo_bin("safe-exec"))
                         .args(["run", "-c", &format!("print({thread} * 1000 + {run})")])
                         .env("SAFE_EXEC_LABEL", &label)
+                        .env("SAFE_EXEC_IMAGE", crate::common::test_image())
                         .output()
                         .unwrap();
                     assert_eq!(

@@ -1,0 +1,179 @@
+//! The reaper: a tiny process of ours that outlives us, so our containers are removed even when
+//! safe-exec is killed with SIGKILL.
+//!
+//! [`ContainerGuard`](super::guard::ContainerGuard) covers every exit path we run code on; a
+//! SIGKILL runs none of them. So the first container we create also starts a `/bin/sh` in its own
+//! process group whose standard input is a pipe from us. We write `+NAME` before each
+//! `docker create` and `-NAME` once the container is removed. When our end of the pipe closes —
+//! a normal exit, a crash, SIGKILL — the shell reads end-of-file and runs one
+//! `docker rm --force` for the names still listed, then exits. On a normal exit the list is empty
+//! and it exits at once without calling docker.
+//!
+//! Why a shell and not our own binary: re-executing ourselves would depend on the binary still
+//! being where it was (a rebuilt `target/` moves it) and, under `cargo test`, on a test harness that
+//! knows no subcommands. `sh`, `read` and parameter expansion are everywhere we run.
+//!
+//! Inside the container the launcher's watchdog and RLIMIT_CPU bound a run without us; the
+//! reaper covers the case where the program stops the watchdog with SIGSTOP and we are gone too.
+//! If the reaper cannot be started, runs go on without it (the watchdog, the CPU limit and
+//! `safe-exec gc` remain).
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
+
+use super::docker_cli::DockerCli;
+
+/// The reaper's program. `$1` is the docker client. Container names are `[A-Za-z0-9-]`, so a
+/// space-separated list needs no quoting; `set -f` keeps the shell from globbing it anyway.
+const SCRIPT: &str = r#"
+set -f
+trap '' HUP INT
+docker=$1
+names=' '
+while IFS= read -r line; do
+    case $line in
+        +*) names="$names${line#+} " ;;
+        -*) name=${line#-}
+            case $names in
+                *" $name "*) names="${names%% "$name" *} ${names#* "$name" }" ;;
+            esac ;;
+    esac
+done
+set -- $names
+[ $# -eq 0 ] && exit 0
+if command -v timeout >/dev/null 2>&1; then
+    exec timeout 60 "$docker" rm --force --volumes "$@"
+fi
+exec "$docker" rm --force --volumes "$@"
+"#;
+
+struct Reaper {
+    child: Child,
+    stdin: ChildStdin,
+}
+
+static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
+
+/// Remove `name` if we die before [`release`] is called for it.
+pub fn watch(docker: &DockerCli, name: &str) {
+    send(docker, &format!("+{name}\n"));
+}
+
+/// `name` is gone (or was never created): forget it.
+pub fn release(docker: &DockerCli, name: &str) {
+    send(docker, &format!("-{name}\n"));
+}
+
+fn send(docker: &DockerCli, line: &str) {
+    let mut reaper = REAPER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(running) = reaper.as_mut() {
+        if running.stdin.write_all(line.as_bytes()).is_ok() {
+            return;
+        }
+        // Someone killed it: reap the zombie and start another.
+        let _ = running.child.kill();
+        let _ = running.child.wait();
+        *reaper = None;
+    }
+    // A release is only news to a reaper that watched the name; a new one never did.
+    if line.starts_with('-') {
+        return;
+    }
+    // A new reaper learns every live container, the one being watched included.
+    let mut registered: String = super::guard::live_names()
+        .iter()
+        .map(|live| format!("+{live}\n"))
+        .collect();
+    if !registered.contains(line) {
+        registered.push_str(line);
+    }
+    *reaper = start(docker).and_then(|mut started| {
+        started
+            .stdin
+            .write_all(registered.as_bytes())
+            .ok()
+            .map(|()| started)
+    });
+}
+
+fn start(docker: &DockerCli) -> Option<Reaper> {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg("safe-exec-reaper")
+        .arg(docker.program())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: a Ctrl-C or a kill of our group must not take it with us.
+        .process_group(0);
+    let mut child = command.spawn().ok()?;
+    let stdin = child.stdin.take()?;
+    Some(Reaper { child, stdin })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Run the script with a fake docker that prints its arguments, feeding it `input`.
+    fn reap(input: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("docker");
+        let log = dir.path().join("log");
+        std::fs::write(
+            &fake,
+            format!("#!/bin/sh\necho \"$@\" > {}\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg("safe-exec-reaper")
+            .arg(&fake)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait().unwrap();
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(&log) {
+            file.read_to_string(&mut text).unwrap();
+        }
+        text
+    }
+
+    #[test]
+    fn names_still_listed_at_end_of_input_are_removed_in_one_call() {
+        let log = reap("+safe-exec-1-0-1\n+safe-exec-1-1-2\n+safe-exec-1-2-3\n-safe-exec-1-1-2\n");
+        assert_eq!(
+            log,
+            "rm --force --volumes safe-exec-1-0-1 safe-exec-1-2-3\n"
+        );
+    }
+
+    #[test]
+    fn nothing_is_called_when_every_name_was_released() {
+        assert_eq!(reap("+safe-exec-1-0-1\n-safe-exec-1-0-1\n"), "");
+        assert_eq!(reap(""), "");
+    }
+
+    #[test]
+    fn a_name_that_prefixes_another_is_released_alone() {
+        let log = reap("+safe-exec-1-1-1\n+safe-exec-1-1-10\n-safe-exec-1-1-1\n-unknown\n");
+        assert_eq!(log, "rm --force --volumes safe-exec-1-1-10\n");
+    }
+}
