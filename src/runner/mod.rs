@@ -277,6 +277,13 @@ impl Sandbox {
         };
         let (stdout, _) = join_drain(stdout, reader_grace);
         let (stderr, launcher) = join_drain(stderr, reader_grace);
+        // A program that passed the cap and exited before the supervisor saw the reader's news
+        // still passed the cap.
+        let ending = match ending {
+            Ending::Exited if stdout.truncated => Ending::OutputLimit(Stream::Stdout),
+            Ending::Exited if stderr.truncated => Ending::OutputLimit(Stream::Stderr),
+            ending => ending,
+        };
         let mut outcome = Outcome {
             status: Status::Ok,
             exit_code: None,
