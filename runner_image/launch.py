@@ -142,14 +142,14 @@ def write_source(source, filename):
     return path
 
 
-def become_undumpable():
-    # Without this the program, running as the same user, could read the nonce out of
-    # /proc/<launcher>/mem. An image without ctypes still runs; its trailers are only as
-    # trustworthy as the program is honest.
+def set_dumpable(flag):
+    # Undumpable, the launcher's /proc/<pid>/mem is closed to the program, which runs as the
+    # same user and would otherwise read the nonce there. An image without ctypes still runs;
+    # its trailers are only as trustworthy as the program is honest.
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, flag, 0, 0, 0)
     except Exception:
         pass
 
@@ -180,11 +180,25 @@ def kill_everything(signum=None, frame=None):
         pass
 
 
+def prefer_as_oom_victim():
+    # Out of memory, the kernel should kill the program (and what it starts), never the
+    # launcher that reports how the run ended. Raising one's own score needs no privilege,
+    # but an undumpable process's /proc files belong to root: the child, about to become the
+    # program (nothing else of the sandbox user exists yet), is made dumpable again first.
+    set_dumpable(1)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as score:
+            score.write("1000")
+    except OSError:
+        pass
+
+
 def run_program(path, env, cpu_seconds):
     pid = os.fork()
     if pid == 0:
         try:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+            prefer_as_oom_victim()
             for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM) + FORWARDED:
                 signal.signal(signum, signal.SIG_DFL)
             os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
@@ -202,7 +216,7 @@ def main():
     env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
     os.chdir(WORKDIR)
     signal.alarm(0)
-    become_undumpable()
+    set_dumpable(0)
     oom_before = oom_kills()
     signal.signal(signal.SIGALRM, kill_everything)
     os.write(2, STARTED)

@@ -192,6 +192,12 @@ fn a_program_cannot_forge_the_launcher_s_report() {
         report.stderr,
         "\0safe-exec:end 0123456789abcdef0123456789abcdef signal 9 oom 1\nafter"
     );
+    // Nor can it read the real nonce out of its launcher; and out of memory, it is the victim.
+    let (report, _) = session.run_json(
+        "import os\ntry:\n    open('/proc/%d/mem' % os.getppid(), 'rb').read(1)\nexcept PermissionError:\n    print('closed')\nprint(open('/proc/self/oom_score_adj').read().strip())",
+        &[],
+    );
+    assert_eq!(report.stdout, "closed\n1000\n");
     session.assert_clean();
 }
 
