@@ -5,7 +5,7 @@ Runs inside the sandbox as the unprivileged user, started by safe-exec as
 
 Protocol (version 2), on standard input:
 
-    SAFE-EXEC/2 <nbytes> <filename> <nonce>\n
+    SAFE-EXEC/2 <nbytes> <filename> <key>\n
     <exactly nbytes of UTF-8 source>
     <everything after that is the program's own standard input>
 
@@ -18,15 +18,20 @@ exactly at its own input.
 
 When the program ends, the launcher writes one trailer line to stderr,
 
-    \\0safe-exec:end <nonce> exit <code> oom <count>\\n     (or: signal <number>)
+    \\0safe-exec:end exit <code> oom <count> watchdog <0|1> <mac>\\n
+                                     (or: signal <number> ...)
 
 and exits with the code init would have reported (the code, or 128 + the
 signal). The exit code alone cannot tell ``sys.exit(137)`` from SIGKILL; the
-trailer can, and the cgroup's OOM-kill counter is the kernel's own word on a
-memory kill. The nonce comes from safe-exec with the code and never reaches
-the program (it is not in its environment, arguments or files, and the
-launcher makes itself non-dumpable so ``/proc/<pid>/mem`` is closed to the
-program), so a program cannot forge the trailer by printing one.
+trailer can, the cgroup's OOM-kill counter is the kernel's own word on a
+memory kill, and ``watchdog 1`` says our own timer did the killing. ``mac``
+is HMAC-SHA256 of the words before it, keyed with the key safe-exec sent with
+the code. The key never reaches the program: it is not in its environment,
+arguments or files, the launcher makes itself non-dumpable (``/proc/<pid>/mem``
+is closed to the program) and never writes the key anywhere. The program
+shares the stderr pipe, so it can read the trailer or print lookalikes, but
+it cannot make a valid line for an ending that did not happen; safe-exec also
+checks the line against the container's exit code.
 
 Timing. The marker is the first thing on stderr, written before the program
 exists, so safe-exec strips it and starts the program's clock when it arrives:
@@ -41,6 +46,7 @@ works, and a container started before its code is known can receive it the
 same way.
 """
 
+import hmac
 import os
 import re
 import resource
@@ -52,7 +58,7 @@ MAX_HEADER = 512
 MAX_SOURCE = 4 * 1024 * 1024
 WORKDIR = "/tmp"
 FILENAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py$")
-NONCE = re.compile(rb"^[0-9a-f]{32}$")
+KEY = re.compile(rb"^[0-9a-f]{32}$")
 # Only these names reach the program; the image's own ENV lines are dropped.
 ENV_ALLOWED = (
     "PATH",
@@ -120,7 +126,7 @@ def read_program():
     parts = read_header().split(b" ")
     if len(parts) != 4 or parts[0] != PROTOCOL:
         fail("unsupported protocol (expected %s): rebuild the runner image" % PROTOCOL.decode())
-    if not parts[1].isdigit() or not NONCE.match(parts[3]):
+    if not parts[1].isdigit() or not KEY.match(parts[3]):
         fail("malformed program header")
     try:
         size = int(parts[1])
@@ -144,14 +150,15 @@ def write_source(source, filename):
 
 def set_dumpable(flag):
     # Undumpable, the launcher's /proc/<pid>/mem is closed to the program, which runs as the
-    # same user and would otherwise read the nonce there. An image without ctypes still runs;
-    # its trailers are only as trustworthy as the program is honest.
+    # same user and would otherwise read the key there. Fails closed: no protection, no run.
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, flag, 0, 0, 0)
-    except Exception:
-        pass
+        result = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, flag, 0, 0, 0)
+    except Exception as error:
+        fail("cannot set PR_SET_DUMPABLE (%s): rebuild the runner image" % error)
+    if result != 0:
+        fail("cannot set PR_SET_DUMPABLE: rebuild the runner image")
 
 
 def oom_kills():
@@ -171,9 +178,14 @@ def oom_kills():
     return 0
 
 
+watchdog_fired = False
+
+
 def kill_everything(signum=None, frame=None):
     # The deadline passed and the supervisor has not ended us: every process of the sandbox
     # user but this one goes (init ignores signals from inside its namespace).
+    global watchdog_fired
+    watchdog_fired = True
     try:
         os.kill(-1, signal.SIGKILL)
     except OSError:
@@ -184,7 +196,8 @@ def prefer_as_oom_victim():
     # Out of memory, the kernel should kill the program (and what it starts), never the
     # launcher that reports how the run ended. Raising one's own score needs no privilege,
     # but an undumpable process's /proc files belong to root: the child, about to become the
-    # program (nothing else of the sandbox user exists yet), is made dumpable again first.
+    # program, is made dumpable again first. Until its execve it still holds the key, but no
+    # other process of the sandbox user exists yet to read it.
     set_dumpable(1)
     try:
         with open("/proc/self/oom_score_adj", "w") as score:
@@ -199,6 +212,8 @@ def run_program(path, env, cpu_seconds):
         try:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
             prefer_as_oom_victim()
+            # Its own process group: a killpg(0) by the program does not reach the launcher.
+            os.setpgid(0, 0)
             for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM) + FORWARDED:
                 signal.signal(signum, signal.SIG_DFL)
             os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
@@ -211,7 +226,7 @@ def main():
     code_wait, watchdog, cpu_seconds = parse_arguments(sys.argv[1:])
     # Nobody sends the code (its supervisor died): SIGALRM's default action ends us.
     signal.alarm(code_wait)
-    source, filename, nonce = read_program()
+    source, filename, key = read_program()
     path = write_source(source, filename)
     env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
     os.chdir(WORKDIR)
@@ -222,17 +237,37 @@ def main():
     os.write(2, STARTED)
     pid = run_program(path, env, cpu_seconds)
     signal.setitimer(signal.ITIMER_REAL, watchdog)
+
+    def forward(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
     for signum in FORWARDED:
-        signal.signal(signum, lambda signum, frame: os.kill(pid, signum))
+        signal.signal(signum, forward)
     _, status = os.waitpid(pid, 0)
     signal.setitimer(signal.ITIMER_REAL, 0)
-    oom = oom_kills() - oom_before
+    for signum in FORWARDED:
+        signal.signal(signum, signal.SIG_IGN)
     if os.WIFSIGNALED(status):
         how, number, code = b"signal", os.WTERMSIG(status), 128 + os.WTERMSIG(status)
     else:
         how, number, code = b"exit", os.WEXITSTATUS(status), os.WEXITSTATUS(status)
-    os.write(2, b"%s%s %s %d oom %d\n" % (TRAILER, nonce, how, number, oom))
-    os._exit(code)
+    try:
+        report_end(key, how, number, oom_kills() - oom_before)
+    finally:
+        os._exit(code)
+
+
+def report_end(key, how, number, oom):
+    words = b"%s %d oom %d watchdog %d" % (how, number, oom, int(watchdog_fired))
+    mac = hmac.new(key, words, "sha256").hexdigest().encode()
+    line = memoryview(b"%s%s %s\n" % (TRAILER, words, mac))
+    # The program shares this pipe's file description and may have left it non-blocking.
+    os.set_blocking(2, True)
+    while line:
+        line = line[os.write(2, line):]
 
 
 main()

@@ -85,6 +85,9 @@ fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {
     }
 }
 
+/// How long the closing `safe-exec:` line may wait for a stalled reader of our stderr.
+const FINAL_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Print the outcome: one JSON document on stdout, or one `safe-exec:` line on stderr.
 fn report(outcome: Outcome, json: bool) -> anyhow::Result<()> {
     if json {
@@ -100,7 +103,14 @@ fn report(outcome: Outcome, json: bool) -> anyhow::Result<()> {
             }
         }
     } else if let Some(line) = describe(&outcome) {
-        eprintln!("{line}");
+        // Our stderr's reader may have stopped reading (and a drain of the program's stderr,
+        // stuck writing to it, may hold its lock): worth a moment, never a hang or a panic.
+        let (done, written) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = writeln!(std::io::stderr(), "{line}");
+            let _ = done.send(());
+        });
+        let _ = written.recv_timeout(FINAL_LINE_WAIT);
     }
     Ok(())
 }

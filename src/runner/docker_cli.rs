@@ -182,8 +182,7 @@ impl DockerCli {
             }
         }
         if cancelled {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             return Err(EngineError::Cancelled {
                 command: subcommand(args),
             });
@@ -194,8 +193,7 @@ impl DockerCli {
             None
         };
         let Some(status) = status else {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
             return Err(EngineError::Timeout {
                 command: subcommand(args),
                 secs: timeout.as_secs().max(1),
@@ -207,6 +205,19 @@ impl DockerCli {
             stderr: stderr.join().unwrap_or_default(),
         })
     }
+}
+
+/// SIGKILL a docker client and whatever it started (it leads its own process group), then reap it.
+pub fn kill_group(child: &mut Child) {
+    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names the group
+        // this child leads (`command` puts it in its own), which holds only what it started.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Wait for `child` until `deadline`; `None` if it is still running then.

@@ -15,6 +15,14 @@ use super::reaper;
 /// How long one `docker rm -f` may take before we give up on it.
 pub const REMOVE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// When a cut-short create's container is looked for again (pauses between `rm` calls).
+const LATE_CREATE_CHECKS: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(10),
+];
+
 static LIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Owns a container name until the container is known to be gone.
@@ -58,6 +66,28 @@ impl ContainerGuard {
                 None,
             ))
         }
+    }
+
+    /// Its `docker create` was cut short (timed out or cancelled): the engine may still make the
+    /// container after any `rm` we run now. Removal is retried in the background for a while, and
+    /// the reaper, told the name is uncertain, looks again after we exit.
+    pub fn abandon_uncertain(mut self) {
+        self.armed = false;
+        reaper::watch_uncertain(&self.docker, &self.name);
+        let docker = self.docker.clone();
+        let name = self.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name("safe-exec-late-rm".into())
+            .spawn(move || {
+                let args = ["rm", "--force", "--volumes", name.as_str()].map(String::from);
+                for pause in LATE_CREATE_CHECKS {
+                    std::thread::sleep(pause);
+                    let _ = docker.call_unchecked(&args, REMOVE_TIMEOUT);
+                }
+                live().remove(&name);
+                reaper::release(&docker, &name);
+            });
+        drop(spawned);
     }
 
     /// The container was never created (its `docker create` failed outright).

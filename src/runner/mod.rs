@@ -15,6 +15,7 @@ pub mod docker_cli;
 pub mod gc;
 pub mod guard;
 pub mod reaper;
+mod trailer;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -31,10 +32,11 @@ use crate::limits::Limits;
 use crate::report::{status_message, Captured, Outcome, Status, Stream};
 use crate::sandbox::docker::{CreateArgs, EXPIRY_MARGIN, WATCHDOG_GRACE};
 use crate::sandbox::{
-    protocol_header, ContainerSpec, CODE_WAIT_SECS, DEFAULT_IMAGE, STARTED_MARKER, TRAILER_PREFIX,
+    protocol_header, ContainerSpec, CODE_WAIT_SECS, DEFAULT_IMAGE, STARTED_MARKER,
 };
 use crate::source::Program;
 use guard::ContainerGuard;
+use trailer::{LauncherReport, ProgramEnd, TrailerScanner};
 
 /// Environment variable: a value for the session label on every container, so a test or CI job
 /// can find exactly its own containers.
@@ -53,8 +55,7 @@ const CLIENT_EXIT_GRACE: Duration = Duration::from_secs(3);
 /// program that ended by itself gets its output delivered however long the reader takes, as
 /// `python3 script.py | reader` would.
 const STALLED_READER_GRACE: Duration = Duration::from_secs(2);
-/// The launcher's trailer line is short; a longer "trailer" is output.
-const MAX_TRAILER_LINE: usize = 64;
+
 /// How many more times, and how far apart, a SIGKILLed container's state is read for a late OOM
 /// record (see `classify_exit`).
 const OOM_RECHECKS: u32 = 5;
@@ -188,12 +189,12 @@ impl Sandbox {
         {
             Ok(_) => {}
             Err(error) => {
-                // A create that timed out or was cancelled may still have made the container:
-                // the guard removes it.
-                if !matches!(
+                if matches!(
                     error,
                     EngineError::Timeout { .. } | EngineError::Cancelled { .. }
                 ) {
+                    container.abandon_uncertain();
+                } else {
                     container.disarm();
                 }
                 return match error {
@@ -244,9 +245,9 @@ impl Sandbox {
             Err(error) => return sandbox_error(error, limits),
         };
         let (events, watch) = mpsc::channel();
-        let nonce = new_nonce();
+        let key = trailer::new_key();
         if let Some(stdin) = client.stdin.take() {
-            feed(stdin, job.program, job.stdin, nonce.clone());
+            feed(stdin, job.program, job.stdin, key.clone());
         }
         let cap = limits.max_output_bytes;
         let stdout = client.stdout.take().map(|pipe| {
@@ -255,14 +256,13 @@ impl Sandbox {
         });
         let stderr = client.stderr.take().map(|pipe| {
             let sink = Sink::new(Stream::Stderr, cap, io.stderr, io.keep, events);
-            let trailer = TrailerScanner::new(&nonce);
+            let trailer = TrailerScanner::new(&key);
             drain(pipe, sink, Some(STARTED_MARKER), Some(trailer))
         });
 
         let (ending, program_started) =
             watch_run(&mut client, &watch, started, limits.timeout, cancel);
-        // The program's own run time; container start-up is not part of it.
-        let duration = program_started.unwrap_or(started).elapsed();
+        let ended = Instant::now();
         if !matches!(ending, Ending::Exited) {
             // Kill first, then collect: the attached client ends once the container is gone.
             let _ = container.remove();
@@ -275,8 +275,19 @@ impl Sandbox {
             Ending::Exited => None,
             _ => Some(STALLED_READER_GRACE),
         };
-        let (stdout, _) = join_drain(stdout, reader_grace);
-        let (stderr, launcher) = join_drain(stderr, reader_grace);
+        let reader_deadline = reader_grace.map(|grace| Instant::now() + grace);
+        let (stdout, _) = join_drain(stdout, reader_deadline);
+        let (stderr, launcher) = join_drain(stderr, reader_deadline);
+        // The start marker may have been read just as the client exited: the drained stream
+        // has told the channel by now.
+        let program_started = program_started.or_else(|| {
+            watch.try_iter().find_map(|event| match event {
+                Event::Started(at) => Some(at),
+                Event::OutputLimit(_) => None,
+            })
+        });
+        // The program's own run time; container start-up is not part of it.
+        let duration = ended.saturating_duration_since(program_started.unwrap_or(started));
         // A program that passed the cap and exited before the supervisor saw the reader's news
         // still passed the cap.
         let ending = match ending {
@@ -317,6 +328,24 @@ impl Sandbox {
                     None => "cancelled: the run was stopped and its container removed".to_owned(),
                 });
             }
+            // The launcher ended without starting the program: an image whose launcher speaks
+            // another protocol version, or a broken one. Not the program's doing.
+            Ending::Exited if program_started.is_none() && launcher.is_none() => {
+                self.classify_exit(container.name(), None, &mut outcome);
+                if outcome.status != Status::SandboxError {
+                    let said = String::from_utf8_lossy(&outcome.stderr.bytes)
+                        .trim()
+                        .to_owned();
+                    outcome.status = Status::SandboxError;
+                    outcome.exit_code = None;
+                    outcome.signal = None;
+                    outcome.error = Some(format!(
+                        "the runner image `{}` did not start the program{}: rebuild it with `scripts/setup.sh`",
+                        self.image,
+                        if said.is_empty() { String::new() } else { format!(" ({said})") }
+                    ));
+                }
+            }
             Ending::Exited => self.classify_exit(container.name(), launcher, &mut outcome),
         }
         outcome
@@ -346,6 +375,10 @@ impl Sandbox {
         // The engine records an OOM kill from an event that can trail the exit event on a busy
         // host: a SIGKILL we did not send gets a few more looks before it is called a crash.
         // The launcher's trailer carries the kernel's own OOM count, so it needs no second look.
+        // A trailer that disagrees with the engine's exit code is not the launcher's last word.
+        let launcher = launcher.filter(|report| {
+            parse_state(&state).is_some_and(|state| state.exit_code == report.container_exit_code())
+        });
         let rechecks = if launcher.is_some() { 0 } else { OOM_RECHECKS };
         for _ in 0..rechecks {
             let unexplained_kill = matches!(
@@ -397,7 +430,11 @@ impl Sandbox {
                         outcome.status = Status::Ok;
                         outcome.exit_code = Some(0);
                     }
-                    // The launcher's watchdog or the kernel's CPU limit: our deadline had passed.
+                    // The launcher's watchdog (our deadline, enforced inside, whatever our clock
+                    // says) or the kernel's CPU limit after the deadline.
+                    _ if launcher.is_some_and(|report| report.timed_out()) => {
+                        outcome.status = Status::Timeout;
+                    }
                     Some(ProgramEnd::Signalled(SIGKILL))
                         if outcome.duration >= outcome.limits.timeout =>
                     {
@@ -469,125 +506,6 @@ fn parse_state(text: &str) -> Option<ContainerState> {
 
 const SIGKILL: i32 = 9;
 
-/// How the program ended, in the launcher's own words (its trailer line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ProgramEnd {
-    Exited(i32),
-    Signalled(i32),
-}
-
-/// The launcher's trailer: how the program ended and how many OOM kills the kernel counted in the
-/// container's memory cgroup while it ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LauncherReport {
-    ending: ProgramEnd,
-    oom_kills: u64,
-}
-
-/// `"exit 137 oom 0"` or `"signal 9 oom 1"` → report.
-fn parse_trailer(line: &[u8]) -> Option<LauncherReport> {
-    let text = std::str::from_utf8(line).ok()?;
-    let fields: Vec<&str> = text.split(' ').collect();
-    let [how, number, "oom", oom_kills] = fields[..] else {
-        return None;
-    };
-    let number: i32 = number.parse().ok()?;
-    let ending = match how {
-        "exit" if (0..=255).contains(&number) => ProgramEnd::Exited(number),
-        "signal" if (1..=64).contains(&number) => ProgramEnd::Signalled(number),
-        _ => return None,
-    };
-    Some(LauncherReport {
-        ending,
-        oom_kills: oom_kills.parse().ok()?,
-    })
-}
-
-/// Finds the launcher's trailer line (prefix, this run's nonce, then a short line) anywhere in a
-/// byte stream and takes it out; everything else passes through in order. Bytes that might be the
-/// start of the trailer are held back until the next chunk tells.
-struct TrailerScanner {
-    pattern: Vec<u8>,
-    pending: Vec<u8>,
-    found: Option<LauncherReport>,
-    done: bool,
-}
-
-impl TrailerScanner {
-    fn new(nonce: &str) -> TrailerScanner {
-        let mut pattern = TRAILER_PREFIX.to_vec();
-        pattern.extend_from_slice(nonce.as_bytes());
-        pattern.push(b' ');
-        TrailerScanner {
-            pattern,
-            pending: Vec::new(),
-            found: None,
-            done: false,
-        }
-    }
-
-    /// Take `bytes`; append to `output` what is certainly output.
-    fn feed(&mut self, bytes: &[u8], output: &mut Vec<u8>) {
-        if self.done {
-            output.extend_from_slice(bytes);
-            return;
-        }
-        self.pending.extend_from_slice(bytes);
-        let pending = std::mem::take(&mut self.pending);
-        match find(&pending, &self.pattern) {
-            Some(start) => {
-                output.extend_from_slice(&pending[..start]);
-                let line = &pending[start + self.pattern.len()..];
-                match line.iter().position(|&byte| byte == b'\n') {
-                    Some(end) => {
-                        self.found = parse_trailer(&line[..end]);
-                        self.done = true;
-                        output.extend_from_slice(&line[end + 1..]);
-                    }
-                    None if line.len() > MAX_TRAILER_LINE => {
-                        self.done = true;
-                        output.extend_from_slice(&pending[start..]);
-                    }
-                    None => self.pending = pending[start..].to_vec(),
-                }
-            }
-            None => {
-                let keep = partial_match_len(&pending, &self.pattern);
-                output.extend_from_slice(&pending[..pending.len() - keep]);
-                self.pending = pending[pending.len() - keep..].to_vec();
-            }
-        }
-    }
-
-    /// The stream ended: whatever was held back was output after all.
-    fn finish(&mut self, output: &mut Vec<u8>) {
-        output.append(&mut self.pending);
-        self.done = true;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    let mut from = 0;
-    while let Some(offset) = haystack[from..].iter().position(|&byte| byte == first) {
-        let at = from + offset;
-        if haystack[at..].starts_with(needle) {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
-}
-
-/// The length of the longest tail of `haystack` that is a proper prefix of `needle`.
-fn partial_match_len(haystack: &[u8], needle: &[u8]) -> usize {
-    let longest = haystack.len().min(needle.len().saturating_sub(1));
-    (1..=longest)
-        .rev()
-        .find(|&len| needle.starts_with(&haystack[haystack.len() - len..]))
-        .unwrap_or(0)
-}
-
 /// Why the supervisor stopped watching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
@@ -650,11 +568,11 @@ fn watch_run(
 /// Write the protocol header, the source, then the program's stdin, and close the pipe. Runs on
 /// its own thread and is never joined: with [`ProgramStdin::Inherit`] it may wait on a terminal
 /// the program never reads, and it ends with the process.
-fn feed(mut pipe: ChildStdin, program: Program, stdin: ProgramStdin, nonce: String) {
+fn feed(mut pipe: ChildStdin, program: Program, stdin: ProgramStdin, key: String) {
     let spawned = thread::Builder::new()
         .name("safe-exec-stdin".into())
         .spawn(move || {
-            let header = protocol_header(program.filename(), program.source().len(), &nonce);
+            let header = protocol_header(program.filename(), program.source().len(), &key);
             if pipe.write_all(header.as_bytes()).is_err()
                 || pipe.write_all(program.source().as_bytes()).is_err()
             {
@@ -792,23 +710,25 @@ fn drain(
             }
             let report = trailer.as_mut().and_then(|scanner| {
                 let mut rest = Vec::new();
-                scanner.finish(&mut rest);
+                let found = scanner.finish(&mut rest);
                 sink.accept(&rest);
-                scanner.found
+                found
             });
             let _ = done.send((sink.captured, report));
         });
     result
 }
 
-/// The drained stream's result; with `grace`, give up waiting after it (the reader of our output
+/// The drained stream's result; with a `deadline`, give up waiting then (the reader of our output
 /// is stalled) and report what we know: nothing.
-fn join_drain(drained: Option<Receiver<Drained>>, grace: Option<Duration>) -> Drained {
+fn join_drain(drained: Option<Receiver<Drained>>, deadline: Option<Instant>) -> Drained {
     let Some(drained) = drained else {
         return Default::default();
     };
-    match grace {
-        Some(grace) => drained.recv_timeout(grace).unwrap_or_default(),
+    match deadline {
+        Some(deadline) => drained
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_default(),
         None => drained.recv().unwrap_or_default(),
     }
 }
@@ -826,28 +746,6 @@ fn interrupted_before_start(cancel: &CancelToken, limits: Limits) -> Outcome {
             limits,
         )
     }
-}
-
-/// 128 random bits as 32 hex digits, for the launcher's trailer. From the kernel's generator; if
-/// that is unreadable, from std's randomly keyed SipHash (still unknown to the program).
-fn new_nonce() -> String {
-    let mut bytes = [0u8; 16];
-    let from_kernel =
-        File::open("/dev/urandom").and_then(|mut random| random.read_exact(&mut bytes));
-    if from_kernel.is_err() {
-        use std::hash::{BuildHasher, Hasher};
-        for (index, half) in bytes.chunks_mut(8).enumerate() {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_usize(index);
-            hasher.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |elapsed| elapsed.as_nanos()),
-            );
-            half.copy_from_slice(&hasher.finish().to_le_bytes());
-        }
-    }
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// `safe-exec-<pid>-<counter>-<nanos>`: unique on this host across processes and over time.
@@ -966,89 +864,6 @@ mod tests {
         assert_eq!(captured.seen, 100);
         assert!(captured.truncated);
         assert_eq!(events, ["started", "limit"]);
-    }
-
-    const NONCE: &str = "00112233445566778899aabbccddeeff";
-
-    /// Feed `chunks` through a scanner for [`NONCE`]; the output and the report found.
-    fn scan(chunks: &[&[u8]]) -> (Vec<u8>, Option<LauncherReport>) {
-        let mut scanner = TrailerScanner::new(NONCE);
-        let mut output = Vec::new();
-        for chunk in chunks {
-            scanner.feed(chunk, &mut output);
-        }
-        scanner.finish(&mut output);
-        (output, scanner.found)
-    }
-
-    fn trailer(line: &str) -> Vec<u8> {
-        let mut bytes = TRAILER_PREFIX.to_vec();
-        bytes.extend_from_slice(format!("{NONCE} {line}\n").as_bytes());
-        bytes
-    }
-
-    #[test]
-    fn the_trailer_is_taken_out_of_the_stream_however_it_is_split() {
-        let mut stream = b"Traceback\n".to_vec();
-        stream.extend(trailer("exit 137 oom 0"));
-        stream.extend_from_slice(b"late child output");
-        let expected = Some(LauncherReport {
-            ending: ProgramEnd::Exited(137),
-            oom_kills: 0,
-        });
-        for split in 0..stream.len() {
-            let (output, found) = scan(&[&stream[..split], &stream[split..]]);
-            assert_eq!(output, b"Traceback\nlate child output", "split at {split}");
-            assert_eq!(found, expected, "split at {split}");
-        }
-        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-        assert_eq!(
-            scan(&bytes),
-            (b"Traceback\nlate child output".to_vec(), expected)
-        );
-    }
-
-    #[test]
-    fn a_trailer_without_this_run_s_nonce_is_output() {
-        let forged = b"\0safe-exec:end ffffffffffffffffffffffffffffffff signal 9 oom 1\n";
-        assert_eq!(scan(&[forged]), (forged.to_vec(), None));
-        let cut_short = &trailer("signal 9 oom 1")[..30];
-        assert_eq!(scan(&[cut_short]), (cut_short.to_vec(), None));
-        let nul_heavy = b"\0\0\0\0x\0";
-        assert_eq!(scan(&[nul_heavy]), (nul_heavy.to_vec(), None));
-    }
-
-    #[test]
-    fn trailer_lines_are_parsed_strictly() {
-        assert_eq!(
-            parse_trailer(b"signal 9 oom 2"),
-            Some(LauncherReport {
-                ending: ProgramEnd::Signalled(9),
-                oom_kills: 2
-            })
-        );
-        assert_eq!(
-            parse_trailer(b"exit 0 oom 0").map(|report| report.ending),
-            Some(ProgramEnd::Exited(0))
-        );
-        for bad in [
-            &b"exit 256 oom 0"[..],
-            b"signal 0 oom 0",
-            b"exit 1 oom",
-            b"exit 1 oom -1",
-            b"quit 1 oom 0",
-            b"",
-        ] {
-            assert_eq!(parse_trailer(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn nonces_are_32_hex_digits_and_differ() {
-        let first = new_nonce();
-        assert_eq!(first.len(), 32);
-        assert!(first.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
-        assert_ne!(first, new_nonce());
     }
 
     #[test]

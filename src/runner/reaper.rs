@@ -25,29 +25,51 @@ use std::sync::Mutex;
 
 use super::docker_cli::DockerCli;
 
-/// The reaper's program. `$1` is the docker client. Container names are `[A-Za-z0-9-]`, so a
+/// The reaper's program. `$1` is the docker client, `$2` the pauses (seconds) between its later
+/// looks for containers whose create was cut short. Container names are `[A-Za-z0-9-]`, so a
 /// space-separated list needs no quoting; `set -f` keeps the shell from globbing it anyway.
 const SCRIPT: &str = r#"
 set -f
-trap '' HUP INT
+trap '' HUP INT TERM
 docker=$1
+pauses=$2
 names=' '
+uncertain=''
 while IFS= read -r line; do
+    name=${line#?}
     case $line in
-        +*) names="$names${line#+} " ;;
-        -*) name=${line#-}
-            case $names in
+        [+?]*) case $names in
+                *" $name "*) ;;
+                *) names="$names$name " ;;
+            esac
+            case $line in
+                [?]*) uncertain="$uncertain $name" ;;
+            esac ;;
+        -*) case $names in
                 *" $name "*) names="${names%% "$name" *} ${names#* "$name" }" ;;
             esac ;;
     esac
 done
+remove() {
+    if command -v timeout >/dev/null 2>&1; then
+        timeout 60 "$docker" rm --force --volumes "$@"
+    else
+        "$docker" rm --force --volumes "$@"
+    fi
+}
 set -- $names
 [ $# -eq 0 ] && exit 0
-if command -v timeout >/dev/null 2>&1; then
-    exec timeout 60 "$docker" rm --force --volumes "$@"
-fi
-exec "$docker" rm --force --volumes "$@"
+remove "$@"
+# A create that was cut short may still land in the engine after that: look again.
+[ -z "$uncertain" ] && exit 0
+for pause in $pauses; do
+    sleep $pause
+    remove $uncertain
+done
 "#;
+
+/// After our exit, a cut-short create's container is looked for again after these pauses.
+const LATE_CREATE_PAUSES: &str = "1 2 4 8";
 
 struct Reaper {
     child: Child,
@@ -59,6 +81,12 @@ static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
 /// Remove `name` if we die before [`release`] is called for it.
 pub fn watch(docker: &DockerCli, name: &str) {
     send(docker, &format!("+{name}\n"));
+}
+
+/// A `docker create` for `name` was cut short (timeout, Ctrl-C): the engine may still make the
+/// container after any removal we try now, so the reaper looks again a few times after we die.
+pub fn watch_uncertain(docker: &DockerCli, name: &str) {
+    send(docker, &format!("?{name}\n"));
 }
 
 /// `name` is gone (or was never created): forget it.
@@ -107,6 +135,7 @@ fn start(docker: &DockerCli) -> Option<Reaper> {
         .arg(SCRIPT)
         .arg("safe-exec-reaper")
         .arg(docker.program())
+        .arg(LATE_CREATE_PAUSES)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -139,6 +168,7 @@ mod tests {
             .arg(SCRIPT)
             .arg("safe-exec-reaper")
             .arg(&fake)
+            .arg("0 0")
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
@@ -169,6 +199,13 @@ mod tests {
     fn nothing_is_called_when_every_name_was_released() {
         assert_eq!(reap("+safe-exec-1-0-1\n-safe-exec-1-0-1\n"), "");
         assert_eq!(reap(""), "");
+    }
+
+    #[test]
+    fn names_are_listed_once_and_uncertain_ones_are_removed_again_later() {
+        let log = reap("+safe-exec-1-0-1\n+safe-exec-1-0-1\n?safe-exec-1-0-1\n");
+        // The fake docker overwrites its log: the last call is a late second look.
+        assert_eq!(log, "rm --force --volumes safe-exec-1-0-1\n");
     }
 
     #[test]

@@ -175,6 +175,29 @@ fn exit_codes_pass_through_and_signals_are_reported() {
     session.assert_clean();
 }
 
+/// Reads the launcher's trailer off the shared stderr pipe, writes it back saying `exit 0`, and
+/// dies by SIGKILL.
+const STEALS_THE_TRAILER: &str = r#"
+import os, time
+r = os.open('/proc/self/fd/2', os.O_RDONLY | os.O_NONBLOCK)
+if os.fork() == 0:
+    buf = b''
+    prefix = b'\0safe-exec:end '
+    while True:
+        try:
+            buf += os.read(r, 65536)
+        except BlockingIOError:
+            continue
+        i = buf.find(prefix)
+        if i >= 0 and b'\n' in buf[i:]:
+            mac = buf[i:].split(b'\n')[0].split(b' ')[-1]
+            os.write(2, prefix + b'exit 0 oom 0 watchdog 0 ' + mac + b'\n')
+            os._exit(0)
+os.close(r)
+time.sleep(0.5)
+os.kill(os.getpid(), 9)
+"#;
+
 #[test]
 fn a_program_cannot_forge_the_launcher_s_report() {
     let session = Session::new();
@@ -198,6 +221,16 @@ fn a_program_cannot_forge_the_launcher_s_report() {
         &[],
     );
     assert_eq!(report.stdout, "closed\n1000\n");
+    // It can reopen the shared stderr pipe and steal the real line, MAC and all, then reword it:
+    // the MAC no longer fits, so the ending stays the one that happened.
+    for _ in 0..3 {
+        let (report, code) = session.run_json(STEALS_THE_TRAILER, &[]);
+        assert_eq!(
+            (report.status, report.exit_code, report.signal, code),
+            (Status::RuntimeError, None, Some(9), 137),
+            "{report:?}"
+        );
+    }
     session.assert_clean();
 }
 
