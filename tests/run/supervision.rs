@@ -510,3 +510,54 @@ fn a_dying_docker_client_is_a_sandbox_error_and_the_container_is_removed() {
     );
     session.assert_clean();
 }
+
+#[test]
+fn an_image_whose_launcher_cannot_start_the_program_is_a_sandbox_error_not_the_program_s() {
+    let session = Session::new();
+    // The runner image with a launcher from another protocol version, as an old build would have.
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("launch.py"),
+        "import os\nos.write(2, b'safe-exec launcher: unsupported protocol (expected SAFE-EXEC/1): rebuild the runner image\\n')\nos._exit(125)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nUSER 0\nCOPY launch.py /opt/safe-exec/launch.py\nUSER 10001:10001\n",
+            crate::common::test_image()
+        ),
+    )
+    .unwrap();
+    let tag = format!("safe-exec-test-old-launcher:{}", session.label);
+    let built = StdCommand::new("docker")
+        .args(["build", "-q", "-t", &tag])
+        .arg(context.path())
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let output = session
+        .safe_exec()
+        .env("SAFE_EXEC_IMAGE", &tag)
+        .args(["run", "--json", "-c", "print('hello')"])
+        .output()
+        .unwrap();
+    StdCommand::new("docker")
+        .args(["rmi", "-f", &tag])
+        .output()
+        .unwrap();
+    let report = crate::common::parse_report(&output.stdout);
+    assert_eq!(
+        (report.status, output.status.code()),
+        (Status::SandboxError, Some(125))
+    );
+    let error = report.error.unwrap();
+    assert!(error.contains("rebuild"), "{error}");
+    assert_eq!(report.exit_code, None);
+    session.assert_clean();
+}
