@@ -778,9 +778,10 @@ fn children_peak_rss_bytes() -> u64 {
 fn suite_files_larger_than_memory_should_hold_are_streamed() {
     const BIG: usize = 96 << 20;
     let session = Session::new();
-    // One case with full feedback: a 96 MiB input, and an answer of the input's length, 96 MiB of
-    // newlines and one more token; the program prints the length, so the comparison reads the
-    // whole answer before it finds the difference.
+    // One case with full feedback, so its files are shown (in part): a 96 MiB input, and an
+    // answer of `42`, 96 MiB of newlines and one more token. The program prints `42` without
+    // reading its input (streaming 96 MiB through the engine would only load the machine), so the
+    // comparison reads the whole answer before it finds the difference.
     let suite = tempfile::tempdir().unwrap();
     let write_big = |name: &str, head: &[u8], fill: u8, tail: &[u8]| {
         let mut file = std::io::BufWriter::new(fs::File::create(suite.path().join(name)).unwrap());
@@ -793,25 +794,21 @@ fn suite_files_larger_than_memory_should_hold_are_streamed() {
         std::io::Write::flush(&mut file).unwrap();
     };
     write_big("big.in", b"", b'x', b"");
-    write_big("big.ans", BIG.to_string().as_bytes(), b'\n', b"extra\n");
+    write_big("big.ans", b"42", b'\n', b"extra\n");
     fs::write(suite.path().join("big.yaml"), "full_feedback: true\n").unwrap();
     let subs = tempfile::tempdir().unwrap();
-    let count = subs.path().join("count.py");
-    fs::write(
-        &count,
-        "import sys\nn = 0\nwhile chunk := sys.stdin.buffer.read(65536):\n    n += len(chunk)\nprint(n)\n",
-    )
-    .unwrap();
+    let answer = subs.path().join("answer.py");
+    fs::write(&answer, "print(42)\n").unwrap();
     let json = subs.path().join("grade.json");
     let output = grade(
         &session,
         &[
             path_str(suite.path()),
-            path_str(&count),
+            path_str(&answer),
             "--json",
             path_str(&json),
             "--timeout",
-            "60",
+            "30",
         ],
     );
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
@@ -825,12 +822,9 @@ fn suite_files_larger_than_memory_should_hold_are_streamed() {
         case.message
     );
     let feedback = case.feedback.as_ref().unwrap();
-    assert_eq!(
-        feedback.stdout,
-        format!("{BIG}\n"),
-        "all of the input arrived"
-    );
-    assert!(feedback.expected.starts_with(&BIG.to_string()));
+    assert_eq!(feedback.stdout, "42\n");
+    assert!(feedback.expected.starts_with("42\n\n"));
+    assert!(feedback.input.starts_with("xxxx"));
     for excerpt in [&feedback.input, &feedback.expected] {
         assert!(excerpt.len() < 4096, "{}", excerpt.len());
         assert!(excerpt.contains("more bytes not shown"));
