@@ -107,7 +107,7 @@ pub struct RunArgs {
     after_help = "Output is compared as the Kattis default validator does: tokens split on whitespace, \
 case-INsensitive unless the suite sets `case_sensitive`. Time limits count from the program's start, not the container's.
 
-Exit status: 0 every submission accepted (or --exit-zero), 1 some not accepted, 65 malformed suite, 66 missing path, \
+Exit status: 0 every submission accepted (or --exit-zero), 1 some not accepted, 65 malformed suite, 66 missing path, 73 a report cannot be written, \
 125 engine unavailable or a judge error, 130 interrupted, 2 usage. See the README."
 )]
 pub struct GradeArgs {

@@ -5,7 +5,8 @@
 //! 128+N, as shells do. The codes below are the ones safe-exec adds. They follow conventions users
 //! already know: GNU `timeout` uses 124 for a time limit, `docker run` 125 for its own failures,
 //! shells 128+N after signal N (130 after Ctrl-C), clap 2 for usage errors, and the BSD
-//! `sysexits.h` 65/66 for bad input data and a missing input file. The README's table mirrors
+//! `sysexits.h` 65/66/73 for bad input data, a missing input file and an output file that cannot
+//! be created. The README's table mirrors
 //! this module; change both together.
 
 /// The program ran and exited 0 (run), or every submission was accepted (grade).
@@ -18,6 +19,11 @@ pub const USAGE: u8 = 2;
 pub const MALFORMED_SUITE: u8 = 65;
 /// `grade`: a suite or submission path does not exist or cannot be read. Nothing ran.
 pub const MISSING_PATH: u8 = 66;
+/// `grade`: a report (`--json`, `--junit`, `--gradescope`) cannot be written: found before
+/// anything ran (its directory is missing, it is a directory, no file can be created there), or
+/// when writing it after grading failed (a full disk), in which case the other reports were
+/// written. sysexits' `EX_CANTCREAT`.
+pub const CANNOT_CREATE: u8 = 73;
 /// `run`: the engine reported that the container was killed for exceeding its memory limit.
 pub const MEMORY_LIMIT: u8 = 121;
 /// `run`: stdout or stderr passed `--max-output`; the program was stopped at the cap.

@@ -13,14 +13,15 @@
 //! progress (the supervisor kills and removes its container) and no new run starts.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::compile::{self, CompileCheck};
 use super::score::{summarize, SubmissionResult};
 use super::suite::Suite;
-use super::verdict::{judge, CaseResult, Verdict};
+use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
 use crate::limits::Limits;
 use crate::report::Status;
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo, Sandbox};
@@ -330,18 +331,23 @@ impl Batch<'_> {
         if outcome.status == Status::Interrupted {
             return None;
         }
-        let answer = std::fs::read(&spec.answer)
+        // The answer is streamed through the comparison and the feedback files are read only as
+        // far as feedback shows them: neither is bounded by anything but the suite's author.
+        let mut answer = File::open(&spec.answer)
+            .map(|file| BufReader::with_capacity(ANSWER_BUFFER_BYTES, file))
             .map_err(|error| format!("{}: {}", spec.answer.display(), describe_io(&error)));
-        let input = if spec.full_feedback {
-            std::fs::read(&spec.input).ok()
-        } else {
-            None
-        };
+        let shown = spec.full_feedback.then(|| Shown {
+            input: head(&spec.input),
+            answer: head(&spec.answer),
+        });
         Some(judge(
             spec,
             &outcome,
-            answer.as_deref().map_err(Clone::clone),
-            input.as_deref(),
+            answer
+                .as_mut()
+                .map(|reader| reader as &mut dyn BufRead)
+                .map_err(|error| error.clone()),
+            shown.as_ref(),
         ))
     }
 
@@ -377,6 +383,25 @@ impl Batch<'_> {
         }
         results
     }
+}
+
+/// Read buffer for answer files (the comparison reads them once, front to back).
+const ANSWER_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The first [`Head::BYTES`] of `path` and its length; empty when it cannot be read (the
+/// comparison reports an unreadable answer; an unreadable input never ran).
+fn head(path: &Path) -> Head {
+    let read = || -> std::io::Result<Head> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut bytes = Vec::with_capacity(Head::BYTES);
+        file.take(Head::BYTES as u64).read_to_end(&mut bytes)?;
+        Ok(Head {
+            len: len.max(bytes.len() as u64),
+            bytes,
+        })
+    };
+    read().unwrap_or_default()
 }
 
 fn record(state: &mut State, sub: usize, case: usize, result: CaseResult) {

@@ -22,11 +22,17 @@
 //! hexadecimal floats (`0x1p3`) are compared as strings. Values too large for a double (`1e999`)
 //! are not floats, as in the reference.
 //!
-//! This module is pure: bytes in, a verdict out. Whether a mismatch may be shown in full (samples,
-//! `full_feedback`) or only by position (secret cases) is decided by the caller through
-//! [`Mismatch::describe`].
+//! The answer file is streamed ([`compare_stream`]), never read whole: the output is capped, the
+//! answer is not, so memory is bounded by the output and one answer token
+//! ([`ANSWER_TOKEN_BYTES`]). The one deviation from the reference that follows is documented
+//! there.
+//!
+//! This module is pure: a reader and bytes in, a verdict out; it opens no files. Whether a
+//! mismatch may be shown in full (samples, `full_feedback`) or only by position (secret cases) is
+//! decided by the caller through [`Mismatch::describe`].
 
 use std::fmt;
+use std::io::{self, BufRead};
 
 use thiserror::Error;
 
@@ -282,44 +288,67 @@ pub fn parse_float(token: &[u8]) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+/// Longest answer token held in memory while comparing, unless the output's token at the same
+/// place is longer (then as long as that one).
+///
+/// The output is capped (`--max-output`, 1 MiB by default) and already in memory; the answer file
+/// is not bounded by anything, so it is streamed and never read whole. A token of the answer
+/// longer than both this and the output's token cannot be equal to it (not even ignoring case,
+/// which keeps lengths), so the comparison stops there with a wrong answer, without reading the
+/// rest of the token. Such a token is also never taken as a number: unlike the reference
+/// implementation, an answer token of more than 64 KiB of digits is compared as a string.
+pub const ANSWER_TOKEN_BYTES: usize = 64 * 1024;
+
+/// Bytes of an answer token kept for a message (messages show at most 40 characters of it).
+const MESSAGE_TOKEN_BYTES: usize = 256;
+
 /// Compare the submission's `output` with the `answer` file under `options`.
 pub fn compare(answer: &[u8], output: &[u8], options: &CompareOptions) -> Result<(), Mismatch> {
+    compare_stream(answer, output, options).expect("reading from memory cannot fail")
+}
+
+/// [`compare`] with the answer read from a stream (the `.ans` file), in bounded memory: at most
+/// one token of the answer is held at a time (see [`ANSWER_TOKEN_BYTES`]), and reading stops at
+/// the first difference. `Err` only when reading the answer fails.
+pub fn compare_stream(
+    answer: impl BufRead,
+    output: &[u8],
+    options: &CompareOptions,
+) -> io::Result<Result<(), Mismatch>> {
     let mut cursor = Cursor {
         answer,
         output,
-        a: 0,
         o: 0,
         answer_line: 1,
         output_line: 1,
     };
-    let mut tokens = 0usize;
-    loop {
-        cursor.skip_answer_space(options.space_change_sensitive)?;
-        cursor.skip_output_space(options.space_change_sensitive)?;
-        let Some(expected) = cursor.answer_token() else {
-            break;
-        };
-        let Some(got) = cursor.output_token() else {
-            return Err(cursor.mismatch(MismatchKind::OutputEnded {
-                output_was_empty: tokens == 0 && cursor.o == 0,
-                expected: expected.to_vec(),
-            }));
-        };
-        if let Some(kind) = compare_tokens(expected, got, options) {
-            return Err(cursor.mismatch(kind));
-        }
-        tokens += 1;
-        cursor.a += expected.len();
-        cursor.o += got.len();
-    }
-    match cursor.output_token() {
-        Some(got) => Err(cursor.mismatch(MismatchKind::TrailingOutput { got: got.to_vec() })),
-        None => Ok(()),
+    match cursor.compare(options) {
+        Ok(()) => Ok(Ok(())),
+        Err(Stop::Mismatch(mismatch)) => Ok(Err(mismatch)),
+        Err(Stop::Unreadable(error)) => Err(error),
     }
 }
 
-fn compare_tokens(expected: &[u8], got: &[u8], options: &CompareOptions) -> Option<MismatchKind> {
-    if options.uses_floats() {
+/// Why a comparison stopped before the end.
+enum Stop {
+    Mismatch(Mismatch),
+    Unreadable(io::Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(error: io::Error) -> Stop {
+        Stop::Unreadable(error)
+    }
+}
+
+fn compare_tokens(
+    expected: &[u8],
+    longer: bool,
+    got: &[u8],
+    options: &CompareOptions,
+) -> Option<MismatchKind> {
+    // `longer`: the answer's token goes on past `expected`, which is already longer than `got`.
+    if options.uses_floats() && !longer {
         if let Some(a) = parse_float(expected) {
             let Some(s) = parse_float(got) else {
                 return Some(MismatchKind::NotAFloat {
@@ -341,92 +370,163 @@ fn compare_tokens(expected: &[u8], got: &[u8], options: &CompareOptions) -> Opti
             });
         }
     }
-    let equal = if options.case_sensitive {
-        expected == got
-    } else {
-        expected.eq_ignore_ascii_case(got)
-    };
+    let equal = !longer
+        && if options.case_sensitive {
+            expected == got
+        } else {
+            expected.eq_ignore_ascii_case(got)
+        };
     (!equal).then(|| MismatchKind::Token {
         expected: expected.to_vec(),
         got: got.to_vec(),
     })
 }
 
-struct Cursor<'a> {
-    answer: &'a [u8],
+/// The answer's buffered bytes, retrying reads interrupted by a signal; empty at the end.
+fn fill<R: BufRead>(reader: &mut R) -> io::Result<&[u8]> {
+    loop {
+        match reader.fill_buf() {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+            Ok(_) => break,
+        }
+    }
+    // Already buffered (or at the end): this does not read again.
+    reader.fill_buf()
+}
+
+/// Where the comparison is: the answer is a stream positioned at its next unread byte; the output
+/// is in memory, at `o`.
+struct Cursor<'a, R> {
+    answer: R,
     output: &'a [u8],
-    a: usize,
     o: usize,
     answer_line: usize,
     output_line: usize,
 }
 
-impl<'a> Cursor<'a> {
-    fn mismatch(&self, kind: MismatchKind) -> Mismatch {
-        Mismatch {
+impl<'a, R: BufRead> Cursor<'a, R> {
+    fn compare(&mut self, options: &CompareOptions) -> Result<(), Stop> {
+        let mut tokens = 0usize;
+        loop {
+            self.skip_answer_space(options.space_change_sensitive)?;
+            self.skip_output_space(options.space_change_sensitive)?;
+            if fill(&mut self.answer)?.is_empty() {
+                break;
+            }
+            let Some(got) = self.output_token() else {
+                let (expected, _) = self.answer_token(MESSAGE_TOKEN_BYTES)?;
+                return Err(self.mismatch(MismatchKind::OutputEnded {
+                    output_was_empty: tokens == 0 && self.o == 0,
+                    expected,
+                }));
+            };
+            let (expected, longer) = self.answer_token(got.len().max(ANSWER_TOKEN_BYTES))?;
+            if let Some(kind) = compare_tokens(&expected, longer, got, options) {
+                return Err(self.mismatch(kind));
+            }
+            tokens += 1;
+            self.o += got.len();
+        }
+        match self.output_token() {
+            Some(got) => Err(self.mismatch(MismatchKind::TrailingOutput { got: got.to_vec() })),
+            None => Ok(()),
+        }
+    }
+
+    fn mismatch(&self, kind: MismatchKind) -> Stop {
+        Stop::Mismatch(Mismatch {
             output_line: self.output_line,
             answer_line: self.answer_line,
             kind,
-        }
+        })
     }
 
     /// Skip the answer's whitespace; when space-sensitive the output must have the same bytes.
-    fn skip_answer_space(&mut self, sensitive: bool) -> Result<(), Mismatch> {
-        while let Some(&expected) = self.answer.get(self.a).filter(|byte| is_space(**byte)) {
-            if sensitive {
-                let got = self.output.get(self.o).copied();
-                if got != Some(expected) {
-                    return Err(self.mismatch(MismatchKind::SpaceChange {
-                        expected: Some(expected),
-                        got,
-                    }));
+    fn skip_answer_space(&mut self, sensitive: bool) -> Result<(), Stop> {
+        loop {
+            let buffer = fill(&mut self.answer)?;
+            // One pass over the buffer: answers can be mostly whitespace, and large.
+            let mut spaces = 0;
+            let mut newlines = 0;
+            for &expected in buffer {
+                if !is_space(expected) {
+                    break;
                 }
-                self.advance_output();
+                if sensitive {
+                    let got = self.output.get(self.o).copied();
+                    if got != Some(expected) {
+                        self.answer_line += newlines;
+                        return Err(self.mismatch(MismatchKind::SpaceChange {
+                            expected: Some(expected),
+                            got,
+                        }));
+                    }
+                    if expected == b'\n' {
+                        self.output_line += 1;
+                    }
+                    self.o += 1;
+                }
+                if expected == b'\n' {
+                    newlines += 1;
+                }
+                spaces += 1;
             }
-            if expected == b'\n' {
-                self.answer_line += 1;
+            self.answer_line += newlines;
+            let done = spaces < buffer.len() || buffer.is_empty();
+            self.answer.consume(spaces);
+            if done {
+                return Ok(());
             }
-            self.a += 1;
         }
-        Ok(())
     }
 
     /// Skip the output's whitespace; when space-sensitive there must be none left to skip.
-    fn skip_output_space(&mut self, sensitive: bool) -> Result<(), Mismatch> {
+    fn skip_output_space(&mut self, sensitive: bool) -> Result<(), Stop> {
         while let Some(&got) = self.output.get(self.o).filter(|byte| is_space(**byte)) {
             if sensitive {
-                let expected = self.answer.get(self.a).copied();
+                let expected = fill(&mut self.answer)?.first().copied();
                 return Err(self.mismatch(MismatchKind::SpaceChange {
                     expected,
                     got: Some(got),
                 }));
             }
-            self.advance_output();
+            if got == b'\n' {
+                self.output_line += 1;
+            }
+            self.o += 1;
         }
         Ok(())
     }
 
-    fn advance_output(&mut self) {
-        if self.output.get(self.o) == Some(&b'\n') {
-            self.output_line += 1;
+    /// Read the answer's next token (its whitespace was skipped already), keeping at most `limit`
+    /// bytes of it; `true` when the token is longer than that (the rest is left unread).
+    fn answer_token(&mut self, limit: usize) -> Result<(Vec<u8>, bool), Stop> {
+        let mut token = Vec::new();
+        loop {
+            let buffer = fill(&mut self.answer)?;
+            let length = buffer.iter().take_while(|byte| !is_space(**byte)).count();
+            let room = limit - token.len();
+            if length > room {
+                token.extend_from_slice(&buffer[..room]);
+                return Ok((token, true));
+            }
+            token.extend_from_slice(&buffer[..length]);
+            let done = length < buffer.len() || buffer.is_empty();
+            self.answer.consume(length);
+            if done {
+                return Ok((token, false));
+            }
         }
-        self.o += 1;
-    }
-
-    fn answer_token(&self) -> Option<&'a [u8]> {
-        token_at(self.answer, self.a)
     }
 
     /// The output's next token; its whitespace was skipped already.
     fn output_token(&self) -> Option<&'a [u8]> {
-        token_at(self.output, self.o)
+        let output: &'a [u8] = self.output;
+        let rest = output.get(self.o..)?;
+        let len = rest.iter().take_while(|byte| !is_space(**byte)).count();
+        (len > 0).then(|| &rest[..len])
     }
-}
-
-fn token_at(bytes: &[u8], start: usize) -> Option<&[u8]> {
-    let rest = bytes.get(start..)?;
-    let len = rest.iter().take_while(|byte| !is_space(**byte)).count();
-    (len > 0).then(|| &rest[..len])
 }
 
 #[cfg(test)]
@@ -662,6 +762,148 @@ mod tests {
         }
         let error = compare(b"SECRET42", b"guess", &flags(&[])).unwrap_err();
         assert!(error.describe(true).contains("`SECRET42`"));
+    }
+
+    /// The answer through a reader that hands out at most `chunk` bytes per read.
+    fn streamed(
+        answer: &[u8],
+        output: &[u8],
+        options: &CompareOptions,
+        chunk: usize,
+    ) -> Result<(), Mismatch> {
+        let reader = std::io::BufReader::with_capacity(chunk, answer);
+        compare_stream(reader, output, options).unwrap()
+    }
+
+    #[test]
+    fn streaming_gives_the_same_result_whatever_the_read_size() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("1 2\n3\n", "  1\t\t2 3", &[]),
+            ("1 2\n3\n", "1 2\nx\n", &[]),
+            ("a\nb\nc\n", "a\nb\n", &[]),
+            ("a\n", "a\nb\n", &[]),
+            ("Yes", "YES", &["case_sensitive"]),
+            ("1 2\n", "1  2\n", &["space_change_sensitive"]),
+            ("1 2\n\n3", "1 2\n\n3", &["space_change_sensitive"]),
+            ("1 2\n\n3", "1 2\n3", &["space_change_sensitive"]),
+            ("1 2\n", "1 2", &["space_change_sensitive"]),
+            (
+                "3.14159 x",
+                "3.1416 X",
+                &["float_absolute_tolerance", "1e-3"],
+            ),
+            ("3.14159", "3.2", &["float_absolute_tolerance", "1e-3"]),
+            ("longtoken", "longtoke", &[]),
+            ("longtoke", "longtoken", &[]),
+            ("", "", &[]),
+            ("  \n ", "", &[]),
+        ];
+        for (answer, output, args) in cases {
+            let options = flags(args);
+            let whole = compare(answer.as_bytes(), output.as_bytes(), &options);
+            for chunk in [1, 2, 3, 7] {
+                assert_eq!(
+                    streamed(answer.as_bytes(), output.as_bytes(), &options, chunk),
+                    whole,
+                    "{answer:?} vs {output:?} {args:?}, read {chunk} at a time"
+                );
+            }
+        }
+    }
+
+    /// `prefix`, then `len` bytes of `fill`, produced as they are read (never all in memory); counts
+    /// what was read.
+    struct Generated {
+        prefix: Vec<u8>,
+        fill: u8,
+        len: u64,
+        read: u64,
+    }
+
+    impl std::io::Read for Generated {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if !self.prefix.is_empty() {
+                let n = self.prefix.len().min(buf.len());
+                buf[..n].copy_from_slice(&self.prefix[..n]);
+                self.prefix.drain(..n);
+                return Ok(n);
+            }
+            let n = usize::try_from(self.len.min(buf.len() as u64)).unwrap();
+            buf[..n].fill(self.fill);
+            self.len -= n as u64;
+            self.read += n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_huge_answer_is_streamed_not_loaded() {
+        // 64 MiB of newlines after the only token: accepted, and read to the end.
+        let mut answer = std::io::BufReader::new(Generated {
+            prefix: b"7".to_vec(),
+            fill: b'\n',
+            len: 64 << 20,
+            read: 0,
+        });
+        assert_eq!(
+            compare_stream(&mut answer, b"7\n", &flags(&[])).unwrap(),
+            Ok(())
+        );
+        assert_eq!(answer.get_ref().read, 64 << 20);
+        // An endless token: the comparison stops once it is longer than the output's token.
+        let mut endless = std::io::BufReader::new(Generated {
+            prefix: Vec::new(),
+            fill: b'x',
+            len: u64::MAX,
+            read: 0,
+        });
+        let error = compare_stream(&mut endless, b"xxx", &flags(&[]))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(error.kind, MismatchKind::Token { .. }));
+        assert!(
+            error.describe(true).contains('…'),
+            "{}",
+            error.describe(true)
+        );
+        assert!(endless.get_ref().read < (ANSWER_TOKEN_BYTES as u64) * 2);
+        // The same in a float comparison: an endless number is not read to its end.
+        let mut digits = std::io::BufReader::new(Generated {
+            prefix: b"1.".to_vec(),
+            fill: b'0',
+            len: u64::MAX,
+            read: 0,
+        });
+        let floats = flags(&["float_tolerance", "1e-6"]);
+        assert!(compare_stream(&mut digits, b"1", &floats).unwrap().is_err());
+        assert!(digits.get_ref().read < (ANSWER_TOKEN_BYTES as u64) * 2);
+    }
+
+    #[test]
+    fn long_tokens_compare_in_full() {
+        let long = "ab".repeat(ANSWER_TOKEN_BYTES);
+        assert!(ok(&long, &long.to_uppercase(), &[]));
+        assert!(!ok(&long, &long[1..], &[]));
+        assert!(!ok(&long[1..], &long, &[]));
+        assert!(!ok(&format!("{long}c"), &format!("{long}d"), &[]));
+        // A number too long to be held is compared as a string (see ANSWER_TOKEN_BYTES).
+        let number = format!("1.{}", "0".repeat(ANSWER_TOKEN_BYTES));
+        let tolerance = ["float_absolute_tolerance", "0.5"];
+        assert!(!ok(&number, "1", &tolerance));
+        assert!(ok(&number[..ANSWER_TOKEN_BYTES], "1", &tolerance));
+    }
+
+    #[test]
+    fn an_unreadable_answer_is_an_error_not_a_verdict() {
+        struct Failing;
+        impl std::io::Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk on fire"))
+            }
+        }
+        let answer = std::io::BufReader::new(std::io::Read::chain(&b"1 2 "[..], Failing));
+        let error = compare_stream(answer, b"1 2 3", &flags(&[])).unwrap_err();
+        assert_eq!(error.to_string(), "disk on fire");
     }
 
     #[test]

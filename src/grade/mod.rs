@@ -9,19 +9,24 @@
 //! - [`verdict`]: outcome + comparison → verdict, with redaction of secret cases;
 //! - [`score`]: group and submission scores;
 //! - [`batch`]: the worker pool that runs everything through [`Sandbox::run`];
-//! - [`report`]: table, JSON, JUnit, Gradescope, GitHub step summary.
+//! - [`report`]: table, JSON, JUnit, Gradescope, GitHub step summary;
+//! - [`destination`]: the report files, claimed up front and replaced whole at the end.
 //!
-//! Order of business: paths are checked (exit [`exit_codes::MISSING_PATH`]), the suite is
-//! validated (exit [`exit_codes::MALFORMED_SUITE`]), the engine is asked whether it is ready
-//! (exit [`exit_codes::SANDBOX_ERROR`]); only then does anything run. Exit codes afterwards: 0
-//! when every submission is accepted (or with `--exit-zero`), [`exit_codes::GRADE_NOT_ACCEPTED`]
-//! when one is not, [`exit_codes::SANDBOX_ERROR`] when a case ended in a judge error (even with
-//! `--exit-zero`: the grades are not trustworthy), 130 (128+N) when interrupted, in which case no
-//! report is written and no container is left.
+//! Order of business: paths are checked (exit [`exit_codes::MISSING_PATH`]), every report
+//! destination is claimed (exit [`exit_codes::CANNOT_CREATE`]), the suite is validated (exit
+//! [`exit_codes::MALFORMED_SUITE`]), the engine is asked whether it is ready (exit
+//! [`exit_codes::SANDBOX_ERROR`]); only then does anything run. Exit codes afterwards:
+//! [`exit_codes::CANNOT_CREATE`] when a report could not be written (every other report is
+//! written regardless; this wins over the rest, even `--exit-zero`: a CI job must not pass
+//! without its report), else [`exit_codes::SANDBOX_ERROR`] when a case ended in a judge error
+//! (even with `--exit-zero`: the grades are not trustworthy), else 0 when every submission is
+//! accepted (or with `--exit-zero`) and [`exit_codes::GRADE_NOT_ACCEPTED`] when one is not; 130
+//! (128+N) when interrupted, in which case no report is written and no container is left.
 
 pub mod batch;
 pub mod compare;
 pub mod compile;
+pub mod destination;
 pub mod report;
 pub mod score;
 pub mod suite;
@@ -40,6 +45,7 @@ use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
 use crate::runner::{cancel, CancelToken, EngineError, Sandbox};
 use crate::source::{describe_io, Program, RejectReason};
 use batch::{Batch, Progress, Submission};
+use destination::{Destination, DestinationError};
 use score::SubmissionResult;
 use suite::{Suite, SuiteError};
 use verdict::Verdict;
@@ -88,12 +94,17 @@ pub enum GradeError {
     GradescopeNeedsOne(usize),
     #[error("submission {path}: {message}")]
     Submission { path: PathBuf, message: String },
-    #[error("cannot write {flag} {path}: {message}")]
-    ReportPath {
-        flag: &'static str,
+    /// Report destinations that cannot be written, all of them.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Reports(Vec<DestinationError>),
+    #[error("{first} and {second} both write {path}: give each report its own file")]
+    SameReport {
+        first: &'static str,
+        second: &'static str,
         path: PathBuf,
-        message: String,
     },
+    #[error("{flag} {path}: refusing to overwrite Python source with a report (did {flag} take a submission as its path?)")]
+    ReportOverSource { flag: &'static str, path: PathBuf },
     #[error(transparent)]
     Suite(#[from] SuiteError),
     #[error("{0}")]
@@ -103,10 +114,11 @@ pub enum GradeError {
 impl GradeError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            GradeError::GradescopeNeedsOne(_) => exit_codes::USAGE,
-            GradeError::Submission { .. } | GradeError::ReportPath { .. } => {
-                exit_codes::MISSING_PATH
-            }
+            GradeError::GradescopeNeedsOne(_)
+            | GradeError::SameReport { .. }
+            | GradeError::ReportOverSource { .. } => exit_codes::USAGE,
+            GradeError::Submission { .. } => exit_codes::MISSING_PATH,
+            GradeError::Reports(_) => exit_codes::CANNOT_CREATE,
             GradeError::Suite(error) => error.exit_code(),
             GradeError::Engine(_) => exit_codes::SANDBOX_ERROR,
         }
@@ -118,7 +130,10 @@ pub fn execute(args: GradeArgs) -> anyhow::Result<u8> {
     match grade(&options) {
         Ok(code) => Ok(code),
         Err(error) => {
-            eprintln!("safe-exec: {error}");
+            // One line per problem (several reports can be unwritable at once).
+            for line in error.to_string().lines() {
+                eprintln!("safe-exec: {line}");
+            }
             Ok(error.exit_code())
         }
     }
@@ -129,6 +144,15 @@ struct Prepared {
     suite: Suite,
     submissions: Vec<Submission>,
     limits: Limits,
+    reports: Reports,
+}
+
+/// The claimed report destinations.
+#[derive(Debug, Default)]
+struct Reports {
+    json: Option<Destination>,
+    junit: Option<Destination>,
+    gradescope: Option<Destination>,
 }
 
 fn prepare(options: &GradeOptions) -> Result<Prepared, GradeError> {
@@ -145,15 +169,7 @@ fn prepare(options: &GradeOptions) -> Result<Prepared, GradeError> {
     for path in &options.submissions {
         check_submission_path(path)?;
     }
-    for (flag, path) in [
-        ("--json", &options.json),
-        ("--junit", &options.junit),
-        ("--gradescope", &options.gradescope),
-    ] {
-        if let Some(path) = path {
-            check_report_path(flag, path)?;
-        }
-    }
+    let reports = claim_reports(options)?;
     let suite = Suite::load(&options.suite)?;
     let limits = case_limits(&suite.limits, &options.limits);
     let submissions = options
@@ -179,6 +195,65 @@ fn prepare(options: &GradeOptions) -> Result<Prepared, GradeError> {
         suite,
         submissions,
         limits,
+        reports,
+    })
+}
+
+/// Claim every report destination, before anything runs: all of them, so that every unusable one
+/// is reported at once.
+fn claim_reports(options: &GradeOptions) -> Result<Reports, GradeError> {
+    let requested = [
+        ("--json", &options.json),
+        ("--junit", &options.junit),
+        ("--gradescope", &options.gradescope),
+    ];
+    for (flag, path) in requested {
+        if let Some(path) = path {
+            // `--junit *.py` makes the first submission the report's path: overwriting a
+            // student's file with XML is never what was meant.
+            let python = path.extension().is_some_and(|extension| extension == "py");
+            if python && path.is_file() {
+                return Err(GradeError::ReportOverSource {
+                    flag,
+                    path: path.clone(),
+                });
+            }
+        }
+    }
+    let mut claimed = Vec::new();
+    let mut errors = Vec::new();
+    for (flag, path) in requested {
+        match path.as_deref().map(|path| Destination::claim(flag, path)) {
+            Some(Ok(destination)) => claimed.push(Some(destination)),
+            Some(Err(error)) => {
+                errors.push(error);
+                claimed.push(None);
+            }
+            None => claimed.push(None),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(GradeError::Reports(errors));
+    }
+    let replaced: Vec<(&'static str, PathBuf)> = claimed
+        .iter()
+        .flatten()
+        .filter_map(|destination| Some((destination.flag(), destination.replaces()?)))
+        .collect();
+    for (index, (second, path)) in replaced.iter().enumerate() {
+        if let Some((first, _)) = replaced[..index].iter().find(|(_, other)| other == path) {
+            return Err(GradeError::SameReport {
+                first,
+                second,
+                path: path.clone(),
+            });
+        }
+    }
+    let mut claimed = claimed.into_iter();
+    Ok(Reports {
+        json: claimed.next().flatten(),
+        junit: claimed.next().flatten(),
+        gradescope: claimed.next().flatten(),
     })
 }
 
@@ -204,29 +279,12 @@ fn check_submission_path(path: &Path) -> Result<(), GradeError> {
     Ok(())
 }
 
-fn check_report_path(flag: &'static str, path: &Path) -> Result<(), GradeError> {
-    let problem = |message: &str| GradeError::ReportPath {
-        flag,
-        path: path.to_path_buf(),
-        message: message.to_owned(),
-    };
-    if path.is_dir() {
-        return Err(problem("it is a directory: give a file name"));
-    }
-    let parent = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty());
-    if parent.is_some_and(|parent| !parent.is_dir()) {
-        return Err(problem("its directory does not exist: create it first"));
-    }
-    Ok(())
-}
-
 fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     let Prepared {
         suite,
         submissions,
         limits,
+        reports,
     } = prepare(options)?;
     let sandbox = Sandbox::new(options.image.clone());
     sandbox.check_ready()?;
@@ -269,7 +327,17 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
                 .map_or(exit_codes::INTERRUPTED, exit_codes::for_signal));
         }
     };
-    write_reports(options, &suite, &limits, &results)?;
+    let failed = write_reports(reports, &suite, &limits, &results);
+    if !failed.is_empty() {
+        for error in &failed {
+            eprintln!("safe-exec: {error}");
+        }
+        eprintln!(
+            "safe-exec: grading finished (the results are on standard output), but {} report(s) could not be written",
+            failed.len()
+        );
+        return Ok(exit_codes::CANNOT_CREATE);
+    }
     Ok(exit_code(&results, options.exit_zero))
 }
 
@@ -287,12 +355,14 @@ pub fn exit_code(results: &[SubmissionResult], exit_zero: bool) -> u8 {
     }
 }
 
+/// Print the table and write every report; the reports that could not be written. One failure
+/// does not stop the others: each is independent, and a CI job may need just one of them.
 fn write_reports(
-    options: &GradeOptions,
+    reports: Reports,
     suite: &Suite,
     limits: &Limits,
     results: &[SubmissionResult],
-) -> Result<(), GradeError> {
+) -> Vec<DestinationError> {
     let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|value| value == "true");
     let table = report::table::render(suite, results);
     let mut stdout_text = if github {
@@ -308,30 +378,20 @@ fn write_reports(
     }
     print_stdout(&stdout_text);
 
-    let write = |flag: &'static str, path: &Path, text: String| {
-        std::fs::write(path, text).map_err(|error| GradeError::ReportPath {
-            flag,
-            path: path.to_path_buf(),
-            message: describe_io(&error),
-        })
-    };
-    if let Some(path) = &options.json {
-        write(
-            "--json",
-            path,
-            report::json::GradeReport::new(suite, limits, results).to_json(),
-        )?;
-    }
-    if let Some(path) = &options.junit {
-        write("--junit", path, report::junit::render(suite, results))?;
-    }
-    if let Some(path) = &options.gradescope {
-        write(
-            "--gradescope",
-            path,
-            report::gradescope::render(suite, &results[0]),
-        )?;
-    }
+    let Reports {
+        json,
+        junit,
+        gradescope,
+    } = reports;
+    let rendered = [
+        json.map(|destination| {
+            let text = report::json::GradeReport::new(suite, limits, results).to_json();
+            (destination, text)
+        }),
+        junit.map(|destination| (destination, report::junit::render(suite, results))),
+        gradescope.map(|destination| (destination, report::gradescope::render(suite, &results[0]))),
+    ];
+    let failed = write_each(rendered.into_iter().flatten());
     if github {
         if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|path| !path.is_empty())
         {
@@ -351,7 +411,15 @@ fn write_reports(
             }
         }
     }
-    Ok(())
+    failed
+}
+
+/// Write every report, whatever happens to the others; the failures.
+fn write_each(reports: impl IntoIterator<Item = (Destination, String)>) -> Vec<DestinationError> {
+    reports
+        .into_iter()
+        .filter_map(|(destination, text)| destination.write(text.as_bytes()).err())
+        .collect()
 }
 
 /// Print to stdout; a reader that went away (`| head`) is not our failure.
@@ -482,8 +550,114 @@ mod tests {
         assert_eq!(malformed.exit_code(), exit_codes::MALFORMED_SUITE);
         let engine = GradeError::Engine(EngineError::ImageMissing { image: "i".into() });
         assert_eq!(engine.exit_code(), exit_codes::SANDBOX_ERROR);
-        assert!(check_report_path("--json", Path::new("/nonexistent/dir/x.json")).is_err());
-        assert!(check_report_path("--json", Path::new("/")).is_err());
-        assert!(check_report_path("--json", Path::new("report.json")).is_ok());
+        let same = GradeError::SameReport {
+            first: "--json",
+            second: "--junit",
+            path: "r".into(),
+        };
+        assert_eq!(same.exit_code(), exit_codes::USAGE);
+        let unwritable = GradeError::Reports(Vec::new());
+        assert_eq!(unwritable.exit_code(), exit_codes::CANNOT_CREATE);
+    }
+
+    fn options(
+        json: Option<&Path>,
+        junit: Option<&Path>,
+        gradescope: Option<&Path>,
+    ) -> GradeOptions {
+        GradeOptions {
+            suite: "suite".into(),
+            submissions: vec!["a.py".into()],
+            jobs: 1,
+            json: json.map(Path::to_path_buf),
+            junit: junit.map(Path::to_path_buf),
+            gradescope: gradescope.map(Path::to_path_buf),
+            fail_fast: false,
+            exit_zero: false,
+            limits: LimitOverrides::default(),
+            image: None,
+        }
+    }
+
+    #[test]
+    fn every_unusable_report_is_named_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.json");
+        let missing = dir.path().join("missing/x.xml");
+        let error =
+            claim_reports(&options(Some(&good), Some(&missing), Some(dir.path()))).unwrap_err();
+        let GradeError::Reports(errors) = &error else {
+            panic!("{error:?}");
+        };
+        let flags: Vec<&str> = errors.iter().map(|error| error.flag).collect();
+        assert_eq!(flags, ["--junit", "--gradescope"]);
+        let lines: Vec<String> = error.to_string().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains(&missing.display().to_string()));
+        // The claim on the good one was dropped: nothing is left in the directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn two_reports_in_one_file_or_a_report_over_source_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report");
+        let same = claim_reports(&options(
+            Some(&report),
+            None,
+            Some(&dir.path().join(".").join("report")),
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(
+                same,
+                GradeError::SameReport {
+                    first: "--json",
+                    second: "--gradescope",
+                    ..
+                }
+            ),
+            "{same:?}"
+        );
+        let source = dir.path().join("a.py");
+        std::fs::write(&source, "print(1)\n").unwrap();
+        let over = claim_reports(&options(None, Some(&source), None)).unwrap_err();
+        assert!(
+            matches!(
+                over,
+                GradeError::ReportOverSource {
+                    flag: "--junit",
+                    ..
+                }
+            ),
+            "{over:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&source).unwrap(), "print(1)\n");
+        let fine = claim_reports(&options(
+            Some(&report),
+            Some(&dir.path().join("r.xml")),
+            None,
+        ))
+        .unwrap();
+        assert!(fine.json.is_some() && fine.junit.is_some() && fine.gradescope.is_none());
+    }
+
+    #[test]
+    fn a_report_that_fails_does_not_stop_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let after = dir.path().join("after.xml");
+        let failed = write_each([
+            (
+                Destination::claim("--json", Path::new("/dev/full")).unwrap(),
+                "{}".to_owned(),
+            ),
+            (
+                Destination::claim("--junit", &after).unwrap(),
+                "<testsuites/>".to_owned(),
+            ),
+        ]);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].flag, "--json");
+        assert_eq!(std::fs::read_to_string(&after).unwrap(), "<testsuites/>");
     }
 }

@@ -7,16 +7,19 @@
 //! program output and no diff, only a message that reveals nothing of the answer. Reports can
 //! therefore render a [`CaseResult`] as it is.
 //!
-//! This module is pure: it reads no files and runs nothing.
+//! This module reads no files and runs nothing: the answer comes in as a stream, and the files
+//! shown as feedback as their first bytes ([`Head`]).
 
 use std::fmt;
+use std::io::BufRead;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::compare::compare;
+use super::compare::compare_stream;
 use super::suite::Case;
 use crate::report::{status_message, Outcome, Status};
+use crate::source::describe_io;
 
 /// The verdict of a case or a submission. A submission's verdict is its worst case's, in the
 /// order JE, CE, RTE, MLE, TLE, OLE, WA, AC ([`Verdict::worst`]).
@@ -158,13 +161,51 @@ impl CaseResult {
     }
 }
 
-/// The verdict for `case` from how its run ended. `answer` is the `.ans` file (or why it could not
-/// be read); `input` is the `.in` file when the case has full feedback.
+/// The start of a file shown as feedback (`.in`, `.ans`), and the whole file's length: feedback
+/// shows at most [`EXCERPT_BYTES`], so a file is never read further than that for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Head {
+    /// The first bytes of the file: at most [`Head::BYTES`].
+    pub bytes: Vec<u8>,
+    /// The length of the whole file.
+    pub len: u64,
+}
+
+impl Head {
+    /// How much of a file a [`Head`] keeps: one byte past the excerpt, to tell whether the
+    /// excerpt's last character is whole.
+    pub const BYTES: usize = EXCERPT_BYTES + 1;
+
+    /// The head of bytes already in memory.
+    pub fn of(bytes: &[u8]) -> Head {
+        Head {
+            bytes: bytes[..bytes.len().min(Head::BYTES)].to_vec(),
+            len: bytes.len() as u64,
+        }
+    }
+
+    /// The excerpt shown to the student; see [`excerpt`].
+    pub fn excerpt(&self) -> String {
+        excerpt_of(&self.bytes, self.len)
+    }
+}
+
+/// The files of a case with full feedback, as far as feedback shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shown {
+    pub input: Head,
+    /// Empty when the answer file could not be read.
+    pub answer: Head,
+}
+
+/// The verdict for `case` from how its run ended. `answer` streams the `.ans` file (or says why
+/// it could not be opened); it is read only when the program ended normally, and only as far as
+/// the comparison needs. `shown` holds the files' heads when the case has full feedback.
 pub fn judge(
     case: &Case,
     outcome: &Outcome,
-    answer: Result<&[u8], String>,
-    input: Option<&[u8]>,
+    answer: Result<&mut dyn BufRead, String>,
+    shown: Option<&Shown>,
 ) -> CaseResult {
     let mut result = CaseResult {
         verdict: Verdict::AC,
@@ -175,11 +216,12 @@ pub fn judge(
         feedback: None,
     };
     let (verdict, message) = match outcome.status {
-        Status::Ok => match &answer {
-            Ok(answer) => match compare(answer, &outcome.stdout.bytes, &case.compare) {
-                Ok(()) => (Verdict::AC, "accepted".to_owned()),
-                Err(mismatch) => (Verdict::WA, mismatch.describe(case.full_feedback)),
-            },
+        Status::Ok => match answer.and_then(|answer| {
+            compare_stream(answer, &outcome.stdout.bytes, &case.compare)
+                .map_err(|error| describe_io(&error))
+        }) {
+            Ok(Ok(())) => (Verdict::AC, "accepted".to_owned()),
+            Ok(Err(mismatch)) => (Verdict::WA, mismatch.describe(case.full_feedback)),
             Err(error) => (
                 Verdict::JE,
                 format!("judge error: cannot read the answer file: {error}"),
@@ -200,12 +242,10 @@ pub fn judge(
     result.verdict = verdict;
     result.message = message;
     if verdict != Verdict::AC && verdict != Verdict::JE && case.full_feedback {
+        let shown = shown.cloned().unwrap_or_default();
         result.feedback = Some(Feedback {
-            input: input.map(excerpt).unwrap_or_default(),
-            expected: answer
-                .as_ref()
-                .map(|answer| excerpt(answer))
-                .unwrap_or_default(),
+            input: shown.input.excerpt(),
+            expected: shown.answer.excerpt(),
             stdout: excerpt(&outcome.stdout.bytes),
             stderr: excerpt(&outcome.stderr.bytes),
         });
@@ -222,18 +262,48 @@ fn message_for(outcome: &Outcome) -> String {
 /// The first [`EXCERPT_BYTES`] of `bytes` as text (invalid UTF-8 replaced), with a note saying
 /// how much was left out.
 pub fn excerpt(bytes: &[u8]) -> String {
-    if bytes.len() <= EXCERPT_BYTES {
-        return String::from_utf8_lossy(bytes).into_owned();
+    excerpt_of(bytes, bytes.len() as u64)
+}
+
+/// [`excerpt`] of a file of `len` bytes that starts with `head` (at least [`Head::BYTES`] of it,
+/// or all of it).
+fn excerpt_of(head: &[u8], len: u64) -> String {
+    if len <= EXCERPT_BYTES as u64 {
+        return String::from_utf8_lossy(head).into_owned();
     }
-    let mut cut = EXCERPT_BYTES;
+    let mut cut = EXCERPT_BYTES.min(head.len());
     // Do not split a UTF-8 sequence: back up to a character boundary (at most 3 bytes).
-    while cut > EXCERPT_BYTES - 4 && bytes.get(cut).is_some_and(|byte| byte & 0xC0 == 0x80) {
+    while cut > EXCERPT_BYTES - 4 && head.get(cut).is_some_and(|byte| byte & 0xC0 == 0x80) {
         cut -= 1;
     }
     format!(
         "{}\n… ({} more bytes not shown)",
-        String::from_utf8_lossy(&bytes[..cut]),
-        bytes.len() - cut
+        String::from_utf8_lossy(&head[..cut]),
+        len.saturating_sub(cut as u64)
+    )
+}
+
+/// [`judge`] with the case's files in memory (for tests).
+#[cfg(test)]
+pub(crate) fn judge_in_memory(
+    case: &Case,
+    outcome: &Outcome,
+    answer: Result<&[u8], String>,
+    input: Option<&[u8]>,
+) -> CaseResult {
+    let shown = Shown {
+        input: input.map(Head::of).unwrap_or_default(),
+        answer: answer.as_deref().map(Head::of).unwrap_or_default(),
+    };
+    let mut reader = answer.as_ref().map(|answer| *answer);
+    judge(
+        case,
+        outcome,
+        reader
+            .as_mut()
+            .map(|reader| reader as &mut dyn BufRead)
+            .map_err(|error| error.clone()),
+        case.full_feedback.then_some(&shown),
     )
 }
 
@@ -315,8 +385,9 @@ mod tests {
     #[test]
     fn outcomes_map_to_verdicts() {
         let secret = case(false);
-        let judged =
-            |status, stdout| judge(&secret, &outcome(status, stdout), Ok(b"42\n"), None).verdict;
+        let judged = |status, stdout| {
+            judge_in_memory(&secret, &outcome(status, stdout), Ok(b"42\n"), None).verdict
+        };
         assert_eq!(judged(Status::Ok, "42"), Verdict::AC);
         assert_eq!(judged(Status::Ok, "41"), Verdict::WA);
         assert_eq!(judged(Status::RuntimeError, "42"), Verdict::RTE);
@@ -324,7 +395,7 @@ mod tests {
         assert_eq!(judged(Status::MemoryLimit, ""), Verdict::MLE);
         assert_eq!(judged(Status::OutputLimit, "42"), Verdict::OLE);
         assert_eq!(judged(Status::SandboxError, ""), Verdict::JE);
-        let unreadable = judge(
+        let unreadable = judge_in_memory(
             &secret,
             &outcome(Status::Ok, "42"),
             Err("gone".into()),
@@ -340,11 +411,11 @@ mod tests {
             signal: Some(11),
             ..outcome(Status::RuntimeError, "")
         };
-        let result = judge(&case(false), &killed, Ok(b""), None);
+        let result = judge_in_memory(&case(false), &killed, Ok(b""), None);
         assert_eq!(result.time, Some(Duration::from_millis(120)));
         assert_eq!(result.signal, Some(11));
         assert!(result.message.contains("SIGSEGV"), "{}", result.message);
-        let timeout = judge(&case(false), &outcome(Status::Timeout, ""), Ok(b""), None);
+        let timeout = judge_in_memory(&case(false), &outcome(Status::Timeout, ""), Ok(b""), None);
         assert!(
             timeout.message.contains("time limit"),
             "{}",
@@ -354,7 +425,7 @@ mod tests {
 
     #[test]
     fn secret_cases_carry_no_feedback_and_no_answer_in_the_message() {
-        let result = judge(
+        let result = judge_in_memory(
             &case(false),
             &outcome(Status::Ok, "guess\n"),
             Ok(b"SECRET-ANSWER\n"),
@@ -368,7 +439,7 @@ mod tests {
 
     #[test]
     fn full_feedback_cases_show_everything_when_they_fail() {
-        let result = judge(
+        let result = judge_in_memory(
             &case(true),
             &outcome(Status::Ok, "guess\n"),
             Ok(b"ANSWER\n"),
@@ -379,13 +450,42 @@ mod tests {
         assert_eq!(feedback.expected, "ANSWER\n");
         assert_eq!(feedback.input, "INPUT");
         assert_eq!(feedback.stdout, "guess\n");
-        let passed = judge(
+        let passed = judge_in_memory(
             &case(true),
             &outcome(Status::Ok, "ANSWER"),
             Ok(b"ANSWER\n"),
             Some(b"INPUT"),
         );
         assert!(passed.feedback.is_none(), "nothing to explain on AC");
+    }
+
+    #[test]
+    fn a_head_excerpts_like_the_whole_file() {
+        for text in [
+            "short".to_owned(),
+            "é".repeat(EXCERPT_BYTES),
+            "x".repeat(EXCERPT_BYTES),
+        ] {
+            assert_eq!(
+                Head::of(text.as_bytes()).excerpt(),
+                excerpt(text.as_bytes())
+            );
+        }
+        // A file of 1 GiB: only its head is in memory, and the note counts the rest.
+        let head = Head {
+            bytes: vec![b'7'; Head::BYTES],
+            len: 1 << 30,
+        };
+        let text = head.excerpt();
+        assert!(text.starts_with(&"7".repeat(EXCERPT_BYTES)));
+        assert!(
+            text.ends_with(&format!(
+                "({} more bytes not shown)",
+                (1u64 << 30) - EXCERPT_BYTES as u64
+            )),
+            "{}",
+            &text[EXCERPT_BYTES..]
+        );
     }
 
     #[test]

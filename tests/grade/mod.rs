@@ -1,7 +1,9 @@
 //! `safe-exec grade` against the real engine: every verdict from the example submissions,
 //! comparison flags end to end, malformed suites and missing paths refused before anything runs,
 //! an unavailable engine, `--jobs` not changing results, `--fail-fast`, the reports parsed back,
-//! and an interrupted batch leaving nothing behind.
+//! unwritable reports refused before anything runs (and reported without stopping the others
+//! after), suite files far larger than memory should hold, and an interrupted batch leaving
+//! nothing behind.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -432,7 +434,6 @@ fn malformed_suites_are_refused_before_anything_runs() {
 fn missing_paths_are_refused_before_anything_runs() {
     let session = Session::new();
     let ac = submission("ac");
-    let missing_report = "/nonexistent/dir/grade.json";
     for (args, mentions) in [
         (
             vec!["examples/suites/nope", ac.as_str()],
@@ -440,10 +441,6 @@ fn missing_paths_are_refused_before_anything_runs() {
         ),
         (vec![SUITE, "examples/nope.py"], "examples/nope.py"),
         (vec![SUITE, "examples"], "directory"),
-        (
-            vec![SUITE, ac.as_str(), "--json", missing_report],
-            missing_report,
-        ),
     ] {
         let output = grade(&session, &args);
         let message = stderr(&output);
@@ -602,7 +599,242 @@ fn an_interrupted_batch_leaves_nothing_running() {
         !PathBuf::from(&json).exists(),
         "no report after an interrupted batch"
     );
+    assert!(
+        listing(out.path()).is_empty(),
+        "the report's temporary file is removed too: {:?}",
+        listing(out.path())
+    );
     let mut message = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut message).unwrap();
     assert!(message.contains("interrupted"), "{message}");
+}
+
+/// Names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn unwritable_reports_are_refused_before_anything_runs() {
+    let session = Session::new();
+    let ac = submission("ac");
+    let out = tempfile::tempdir().unwrap();
+    let good = out.path().join("good.json");
+    let a_file = out.path().join("a-file");
+    fs::write(&a_file, "").unwrap();
+    let under_a_file = a_file.join("x.xml");
+    let a_dir = out.path().join("reports");
+    fs::create_dir(&a_dir).unwrap();
+    // (flag, path, what the message says about it)
+    let cases: [(&str, &Path, &str); 4] = [
+        (
+            "--json",
+            Path::new("/nonexistent-dir/x.json"),
+            "does not exist",
+        ),
+        ("--junit", &a_dir, "is a directory"),
+        ("--junit", &under_a_file, "not a directory"),
+        // sysfs refuses new files even to root: a read-only location wherever the tests run.
+        ("--gradescope", Path::new("/sys/x.json"), "/sys"),
+    ];
+    for (flag, path, problem) in cases {
+        // A good report next to the bad one: it must not be created either.
+        let other = if flag == "--json" {
+            "--junit"
+        } else {
+            "--json"
+        };
+        let output = grade(
+            &session,
+            &[SUITE, &ac, other, path_str(&good), flag, path_str(path)],
+        );
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(73), "{flag} {path:?}: {message}");
+        assert!(
+            message.contains(&format!("cannot write {flag} {}", path.display()))
+                && message.contains(problem),
+            "{message}"
+        );
+        assert!(!message.contains("grading"), "nothing may start: {message}");
+        assert!(output.stdout.is_empty());
+    }
+    // Every unwritable report is named at once.
+    let output = grade(
+        &session,
+        &[
+            SUITE,
+            &ac,
+            "--json",
+            "/nonexistent-dir/x.json",
+            "--junit",
+            path_str(&a_dir),
+        ],
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(73), "{message}");
+    assert!(
+        message.contains("--json /nonexistent-dir/x.json") && message.contains("--junit"),
+        "{message}"
+    );
+    // Two reports in one file, or a report over a submission: usage errors.
+    let output = grade(
+        &session,
+        &[
+            SUITE,
+            &ac,
+            "--json",
+            path_str(&good),
+            "--junit",
+            path_str(&good),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("both write"),
+        "{}",
+        stderr(&output)
+    );
+    let output = grade(&session, &[SUITE, "--junit", &ac, &ac]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(&ac))
+            .unwrap()
+            .contains("print")
+    );
+
+    assert!(
+        session.containers().is_empty(),
+        "no container may be created for an unwritable report"
+    );
+    assert_eq!(
+        listing(out.path()),
+        ["a-file", "reports"],
+        "no report and no temporary file left behind"
+    );
+    assert!(listing(&a_dir).is_empty());
+}
+
+#[test]
+fn a_report_that_cannot_be_written_after_grading_does_not_stop_the_others() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let junit = out.path().join("grade.xml");
+    let results = out.path().join("results.json");
+    // /dev/full accepts the claim (it exists) and fails every write, as a full disk does.
+    let output = grade(
+        &session,
+        &[
+            SUITE,
+            &submission("ac"),
+            "--json",
+            "/dev/full",
+            "--junit",
+            path_str(&junit),
+            "--gradescope",
+            path_str(&results),
+            "--exit-zero",
+        ],
+    );
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(73), "{message}");
+    assert!(
+        message.contains("cannot write --json /dev/full") && message.contains("1 report(s)"),
+        "{message}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1 of 1 submission(s) accepted"),
+        "the table is printed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    roxmltree::Document::parse(&fs::read_to_string(&junit).unwrap()).unwrap();
+    let gradescope: gradescope::Results =
+        serde_json::from_str(&fs::read_to_string(&results).unwrap()).unwrap();
+    assert_eq!(gradescope.score, 100.0);
+    assert_eq!(listing(out.path()), ["grade.xml", "results.json"]);
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+/// The largest resident set of any child of this process waited for so far (nextest runs each
+/// test in its own process, so: this test's).
+fn children_peak_rss_bytes() -> u64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    let usage = unsafe {
+        assert_eq!(
+            libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()),
+            0
+        );
+        usage.assume_init()
+    };
+    u64::try_from(usage.ru_maxrss).unwrap() * 1024
+}
+
+#[test]
+fn suite_files_larger_than_memory_should_hold_are_streamed() {
+    const BIG: usize = 96 << 20;
+    let session = Session::new();
+    // One case with full feedback, so its files are shown (in part): a 96 MiB input, and an
+    // answer of `42`, 96 MiB of newlines and one more token. The program prints `42` without
+    // reading its input (streaming 96 MiB through the engine would only load the machine), so the
+    // comparison reads the whole answer before it finds the difference.
+    let suite = tempfile::tempdir().unwrap();
+    let write_big = |name: &str, head: &[u8], fill: u8, tail: &[u8]| {
+        let mut file = std::io::BufWriter::new(fs::File::create(suite.path().join(name)).unwrap());
+        std::io::Write::write_all(&mut file, head).unwrap();
+        let chunk = vec![fill; 1 << 20];
+        for _ in 0..BIG >> 20 {
+            std::io::Write::write_all(&mut file, &chunk).unwrap();
+        }
+        std::io::Write::write_all(&mut file, tail).unwrap();
+        std::io::Write::flush(&mut file).unwrap();
+    };
+    write_big("big.in", b"", b'x', b"");
+    write_big("big.ans", b"42", b'\n', b"extra\n");
+    fs::write(suite.path().join("big.yaml"), "full_feedback: true\n").unwrap();
+    let subs = tempfile::tempdir().unwrap();
+    let answer = subs.path().join("answer.py");
+    fs::write(&answer, "print(42)\n").unwrap();
+    let json = subs.path().join("grade.json");
+    let output = grade(
+        &session,
+        &[
+            path_str(suite.path()),
+            path_str(&answer),
+            "--json",
+            path_str(&json),
+            "--timeout",
+            "30",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let peak = children_peak_rss_bytes();
+    let report = read_json(&json);
+    let case = &report.submissions[0].cases[0];
+    assert_eq!(case.verdict, Verdict::WA, "{case:#?}");
+    assert!(
+        case.message.contains("the answer continues with `extra`"),
+        "{}",
+        case.message
+    );
+    let feedback = case.feedback.as_ref().unwrap();
+    assert_eq!(feedback.stdout, "42\n");
+    assert!(feedback.expected.starts_with("42\n\n"));
+    assert!(feedback.input.starts_with("xxxx"));
+    for excerpt in [&feedback.input, &feedback.expected] {
+        assert!(excerpt.len() < 4096, "{}", excerpt.len());
+        assert!(excerpt.contains("more bytes not shown"));
+    }
+    // Neither file was read whole: safe-exec (and docker, the largest child) stayed far below
+    // the size of either.
+    assert!(
+        peak < 64 << 20,
+        "a child of the test peaked at {} MiB",
+        peak >> 20
+    );
+    session.assert_clean_within(Duration::from_secs(2));
 }

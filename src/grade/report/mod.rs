@@ -91,7 +91,7 @@ pub(crate) mod fixture {
 
     use crate::grade::score::{summarize, SubmissionResult};
     use crate::grade::suite::Suite;
-    use crate::grade::verdict::{judge, CaseResult, Verdict};
+    use crate::grade::verdict::{judge_in_memory, CaseResult, Verdict};
     use crate::limits::Limits;
     use crate::report::{Captured, Outcome, Status};
 
@@ -146,7 +146,7 @@ pub(crate) mod fixture {
 
     fn run(suite: &Suite, case: usize, outcome: Outcome) -> CaseResult {
         let answer = fixture_answer(case).as_bytes();
-        judge(
+        judge_in_memory(
             &suite.cases[case],
             &outcome,
             Ok(answer),
