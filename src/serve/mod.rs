@@ -75,8 +75,9 @@ struct Config {
 
 impl Config {
     fn from_args(args: ServeArgs) -> Result<Config, AuthConfigError> {
-        let token = args.token.as_deref().filter(|token| !token.is_empty());
-        let auth = Auth::new(args.addr, token, args.allow_unauthenticated)?;
+        // An empty --token or SAFE_EXEC_TOKEN is refused in Auth::new, not read as "no token": a
+        // variable that was meant to hold a secret and came out empty must not open the server.
+        let auth = Auth::new(args.addr, args.token.as_deref(), args.allow_unauthenticated)?;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Config {
             addr: args.addr,

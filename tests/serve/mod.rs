@@ -695,6 +695,37 @@ fn a_public_address_needs_a_token_or_an_explicit_flag() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
+/// An empty token is a mistake (a secret that did not make it into the variable), never "no
+/// token": usage error, on a loopback address too.
+#[test]
+fn an_empty_token_is_a_usage_error() {
+    let session = Session::new();
+    for (flag, variable) in [(Some(""), None), (None, Some(""))] {
+        let mut command = session.safe_exec();
+        command
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env_remove("SAFE_EXEC_TOKEN")
+            .timeout(Duration::from_secs(20));
+        if let Some(token) = flag {
+            command.args(["--token", token]);
+        }
+        if let Some(token) = variable {
+            command.env("SAFE_EXEC_TOKEN", token);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flag:?} {variable:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("the token is empty (--token or SAFE_EXEC_TOKEN)"),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_loopback_server_without_token_refuses_foreign_host_names() {
     let session = Session::new();
