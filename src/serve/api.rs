@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use super::admission::{Admission, RateLimiter, Refusal, RunRegistry};
 use super::audit::{self, AuditEntry, AuditLog};
@@ -73,12 +74,16 @@ pub struct AppState {
     /// The web page, rendered once with this server's limits.
     pub page: String,
     pub stopping: AtomicBool,
+    /// Turns true when shutdown begins: the connection loop stops accepting and closes idle
+    /// connections, and requests still sending their body are answered at once.
+    pub shutdown: watch::Sender<bool>,
 }
 
 impl AppState {
     /// Begin shutdown: refuse queued and new runs, cancel the ones in progress.
     pub fn stop(&self, signal: i32) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.shutdown.send_replace(true);
         self.admission.close();
         self.runs.stop_all(signal);
     }
@@ -358,14 +363,7 @@ async fn handle_run(
         Err(reason) => {
             let answer = rejected_answer(&reason, flavor, state.limits);
             let outcome = Outcome::not_run(Status::Rejected, reason.to_string(), state.limits);
-            if state.audit.is_some() {
-                let state = state.clone();
-                let status = answer.status;
-                let _ = tokio::task::spawn_blocking(move || {
-                    record.write(&state, &outcome, status, Duration::ZERO, None);
-                })
-                .await;
-            }
+            record.write(&state, &outcome, answer.status, Duration::ZERO, None);
             return answer.into_response();
         }
     };
@@ -459,7 +457,7 @@ struct Record {
 }
 
 impl Record {
-    /// Append the audit line, if there is an audit log. Blocking: call off the runtime.
+    /// Queue the audit line, if there is an audit log. Never blocks (see [`AuditLog::write`]).
     fn write(
         self,
         state: &AppState,

@@ -104,8 +104,9 @@ pub fn execute(args: ServeArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("safe-exec-serve")
-        // One blocking thread per run slot, plus room for health checks and audit writes, so a
-        // run that holds a slot never waits for a thread.
+        // One blocking thread per run slot, plus room for health checks and container sweeps,
+        // so a run that holds a slot never waits for a thread. (Audit lines have a thread of
+        // their own.)
         .max_blocking_threads(config.max_concurrent + 32)
         .build()
         .context("cannot start the async runtime")?;
@@ -140,6 +141,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         body_limit: api::body_limit(limits.max_code_chars),
         page: assets::render_page(&limits),
         stopping: AtomicBool::new(false),
+        shutdown: watch::channel(false).0,
         sandbox,
     });
 
@@ -165,13 +167,17 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         },
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let signals =
-        watch_signals(state.clone(), stop_tx).context("cannot install signal handlers")?;
+    let signals = watch_signals(state.clone()).context("cannot install signal handlers")?;
     let sweeper = sweep_stale_periodically(state.sandbox.clone());
-    server::serve(listener, api::router(state.clone()), stop_rx).await;
+    let drop_reporter = report_audit_drops_periodically(state.clone());
+    let stopped = state.shutdown.subscribe();
+    server::serve(listener, api::router(state.clone()), stopped).await;
     sweeper.abort();
     let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
+    drop_reporter.abort();
+    if let Some(audit) = &state.audit {
+        audit.finish(audit::FINISH_TIMEOUT).await;
+    }
     signals.abort();
     if clean {
         say!("stopped; no runs left");
@@ -208,12 +214,22 @@ fn sweep_stale_periodically(sandbox: Sandbox) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// On the first SIGTERM/SIGINT/SIGHUP: stop accepting and cancel every run. On a second:
-/// remove every container at once and exit 128+N.
-fn watch_signals(
-    state: Arc<AppState>,
-    stop: watch::Sender<bool>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// Say how many audit lines were dropped, every [`audit::DROP_REPORT_INTERVAL`] while some are:
+/// the writer thread cannot say it while its destination is stalled.
+fn report_audit_drops_periodically(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(audit) = &state.audit else { return };
+        let mut interval = tokio::time::interval(audit::DROP_REPORT_INTERVAL);
+        loop {
+            interval.tick().await;
+            audit.report_drops();
+        }
+    })
+}
+
+/// On the first SIGTERM/SIGINT/SIGHUP: stop accepting, close idle connections and cancel every
+/// run. On a second: remove every container at once and exit 128+N.
+fn watch_signals(state: Arc<AppState>) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -223,7 +239,6 @@ fn watch_signals(
             "received {}: stopping; running and queued runs are cancelled (again to exit at once)",
             signal_name(first)
         );
-        let _ = stop.send(true);
         state.stop(first);
         let second = next_signal(&mut term, &mut int, &mut hup).await;
         say!(

@@ -265,9 +265,11 @@ fn post_request(addr: SocketAddr, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The complete lines of an audit log (one being written may lack its newline yet).
 fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|line| {
             serde_json::from_str(line)
@@ -932,6 +934,10 @@ fn thirty_concurrent_slow_runs_are_all_answered() {
         (1..=3).contains(&most),
         "{most} containers at once with --max-concurrent 3"
     );
+    // Audit lines are written by a thread of their own, just after each answer.
+    server.wait_for(Duration::from_secs(10), "30 audit lines", || {
+        audit_lines(&audit).len() >= 30
+    });
     let lines = audit_lines(&audit);
     assert_eq!(lines.len(), 30);
     assert!(lines
@@ -1135,4 +1141,65 @@ fn the_audit_log_has_one_line_per_execution_and_no_code() {
     }
     assert_eq!(audit_lines(&with_code)[0]["code"], secret);
     session.assert_clean_within(Duration::from_secs(2));
+}
+
+/// `--audit-log -` into a pipe nobody reads: runs are still answered, the lines that did not fit
+/// the queue are counted on stderr, and every line is either written or counted.
+#[test]
+fn an_unread_audit_log_on_stdout_never_holds_up_runs() {
+    let session = Session::new();
+    let mut server = Server::start_with(
+        &session,
+        &["--audit-log", "-", "--audit-code", "--rate-limit", "0"],
+        |command| {
+            command.stdout(Stdio::piped());
+        },
+    );
+    let stdout = server.child.stdout.take().unwrap();
+    // Refused code is audited (with --audit-code, all 60 000 characters of it) but starts no
+    // container: the pipe (64 KiB) and the queue (1 MiB) are full after about 20 of these.
+    let long = json!({ "code": "#".repeat(60_000) }).to_string();
+    for i in 0..40 {
+        let refused = server.post_raw("/run", Some("application/json"), long.as_bytes(), None);
+        assert_eq!(refused.status, 400, "request {i}: {}", refused.body);
+    }
+    let started = Instant::now();
+    let ran = server.run("print('answered')");
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert_eq!(ran.json()["output"], "answered\n");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    server.wait_for(
+        Duration::from_secs(30),
+        "the dropped lines on stderr",
+        || server.stderr().contains("line(s) dropped ("),
+    );
+
+    // Read the pipe at last: what was queued is written, and shutdown reports the total.
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stdout).read_to_string(&mut text).unwrap();
+        text
+    });
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    let written = reader.join().unwrap();
+    let lines: Vec<Value> = written
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let stderr = server.stderr();
+    let dropped: usize = stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("safe-exec serve: audit log: ")?
+                .strip_suffix(" line(s) dropped in all")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no total of dropped lines:\n{stderr}"));
+    assert!(dropped > 0, "{stderr}");
+    assert!(!stderr.contains("not written"), "{stderr}");
+    assert_eq!(lines.len() + dropped, 41, "{stderr}");
+    assert!(lines.iter().all(|line| line["code"].as_str().is_some()));
+    session.assert_clean();
 }
