@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -138,9 +138,6 @@ pub struct Answer {
     pub body: Value,
     pub retry_after: Option<u64>,
     pub authenticate: bool,
-    /// Close the connection after answering: the request body was not (fully) read, so the
-    /// connection cannot carry another request.
-    pub close: bool,
 }
 
 impl Answer {
@@ -150,7 +147,6 @@ impl Answer {
             body,
             retry_after: None,
             authenticate: false,
-            close: false,
         }
     }
 
@@ -181,9 +177,6 @@ impl IntoResponse for Answer {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"safe-exec\""),
             );
-        }
-        if self.close {
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -218,21 +211,9 @@ enum Refused {
 }
 
 impl Refused {
+    /// The answer. Every answer closes its connection (see [`super::server`]), so a body left
+    /// unread cannot be taken for the next request.
     fn answer(&self, flavor: Flavor) -> Answer {
-        let mut answer = self.answer_body(flavor);
-        answer.close = matches!(
-            self,
-            Refused::RateLimited { .. }
-                | Refused::Unauthorized
-                | Refused::WrongContentType
-                | Refused::TooLarge { .. }
-                | Refused::BodyTimeout
-                | Refused::BodyUnreadable
-        );
-        answer
-    }
-
-    fn answer_body(&self, flavor: Flavor) -> Answer {
         use StatusCode as S;
         match self {
             Refused::RateLimited { retry_secs, per_minute } => Answer::error(
@@ -341,7 +322,14 @@ async fn handle_run(
     if !state.auth.token_ok(&headers) {
         return Refused::Unauthorized.answer(flavor).into_response();
     }
-    let request = match read_request(&headers, body, state.body_limit).await {
+    // A client still sending its body when shutdown begins is answered at once rather than
+    // holding shutdown up for the body timeout.
+    let mut shutdown = state.shutdown.subscribe();
+    let read = tokio::select! {
+        read = read_request(&headers, body, state.body_limit) => read,
+        _ = shutdown.wait_for(|stop| *stop) => Err(Refused::Stopping),
+    };
+    let request = match read {
         Ok(request) => request,
         Err(refused) => return refused.answer(flavor).into_response(),
     };
