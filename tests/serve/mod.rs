@@ -3,6 +3,7 @@
 
 mod browser;
 mod connections;
+mod openapi;
 mod shutdown;
 
 use std::io::{BufRead, BufReader, Read, Write};
