@@ -859,9 +859,21 @@ fn a_public_address_needs_a_token_or_an_explicit_flag() {
         .stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on http://0.0.0.0:"), "{line}");
+    // A warning about the engine may come first (another job on this engine rebuilding the
+    // image, say); Server::start skips it the same way.
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("listening on") {
+            assert!(line.contains("listening on http://0.0.0.0:"), "{seen}");
+            break;
+        }
+    }
     // Keep draining, as a terminal would.
     thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     std::process::Command::new("kill")
