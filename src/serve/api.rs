@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use super::admission::{Admission, RateLimiter, Refusal, RunRegistry};
 use super::audit::{self, AuditEntry, AuditLog};
@@ -73,12 +74,16 @@ pub struct AppState {
     /// The web page, rendered once with this server's limits.
     pub page: String,
     pub stopping: AtomicBool,
+    /// Turns true when shutdown begins: the connection loop stops accepting and closes idle
+    /// connections, and requests still sending their body are answered at once.
+    pub shutdown: watch::Sender<bool>,
 }
 
 impl AppState {
     /// Begin shutdown: refuse queued and new runs, cancel the ones in progress.
     pub fn stop(&self, signal: i32) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.shutdown.send_replace(true);
         self.admission.close();
         self.runs.stop_all(signal);
     }
@@ -133,9 +138,6 @@ pub struct Answer {
     pub body: Value,
     pub retry_after: Option<u64>,
     pub authenticate: bool,
-    /// Close the connection after answering: the request body was not (fully) read, so the
-    /// connection cannot carry another request.
-    pub close: bool,
 }
 
 impl Answer {
@@ -145,7 +147,6 @@ impl Answer {
             body,
             retry_after: None,
             authenticate: false,
-            close: false,
         }
     }
 
@@ -176,9 +177,6 @@ impl IntoResponse for Answer {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"safe-exec\""),
             );
-        }
-        if self.close {
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -213,21 +211,9 @@ enum Refused {
 }
 
 impl Refused {
+    /// The answer. Every answer closes its connection (see [`super::server`]), so a body left
+    /// unread cannot be taken for the next request.
     fn answer(&self, flavor: Flavor) -> Answer {
-        let mut answer = self.answer_body(flavor);
-        answer.close = matches!(
-            self,
-            Refused::RateLimited { .. }
-                | Refused::Unauthorized
-                | Refused::WrongContentType
-                | Refused::TooLarge { .. }
-                | Refused::BodyTimeout
-                | Refused::BodyUnreadable
-        );
-        answer
-    }
-
-    fn answer_body(&self, flavor: Flavor) -> Answer {
         use StatusCode as S;
         match self {
             Refused::RateLimited { retry_secs, per_minute } => Answer::error(
@@ -336,7 +322,14 @@ async fn handle_run(
     if !state.auth.token_ok(&headers) {
         return Refused::Unauthorized.answer(flavor).into_response();
     }
-    let request = match read_request(&headers, body, state.body_limit).await {
+    // A client still sending its body when shutdown begins is answered at once rather than
+    // holding shutdown up for the body timeout.
+    let mut shutdown = state.shutdown.subscribe();
+    let read = tokio::select! {
+        read = read_request(&headers, body, state.body_limit) => read,
+        _ = shutdown.wait_for(|stop| *stop) => Err(Refused::Stopping),
+    };
+    let request = match read {
         Ok(request) => request,
         Err(refused) => return refused.answer(flavor).into_response(),
     };
@@ -358,14 +351,7 @@ async fn handle_run(
         Err(reason) => {
             let answer = rejected_answer(&reason, flavor, state.limits);
             let outcome = Outcome::not_run(Status::Rejected, reason.to_string(), state.limits);
-            if state.audit.is_some() {
-                let state = state.clone();
-                let status = answer.status;
-                let _ = tokio::task::spawn_blocking(move || {
-                    record.write(&state, &outcome, status, Duration::ZERO, None);
-                })
-                .await;
-            }
+            record.write(&state, &outcome, answer.status, Duration::ZERO, None);
             return answer.into_response();
         }
     };
@@ -459,7 +445,7 @@ struct Record {
 }
 
 impl Record {
-    /// Append the audit line, if there is an audit log. Blocking: call off the runtime.
+    /// Queue the audit line, if there is an audit log. Never blocks (see [`AuditLog::write`]).
     fn write(
         self,
         state: &AppState,

@@ -22,18 +22,37 @@
 //! | `code` | string, optional | the code itself, only with `--audit-code` |
 //!
 //! Requests refused before their code was read (bad token, rate limit, full queue, malformed
-//! JSON) are not executions and are not logged here. Writing never blocks a request on a
-//! failure: a line that cannot be written is reported on stderr.
+//! JSON) are not executions and are not logged here.
+//!
+//! # Writing never holds up a run
+//!
+//! A run only queues its line; one writer thread does the writing. A destination that does not
+//! keep up (stdout into a pipe nobody reads, a stalled disk) must not stop runs from answering,
+//! and an unbounded queue would grow until the server runs out of memory. So the queue holds at
+//! most [`QUEUE_BYTES`]; a line that does not fit is dropped and counted, and the count goes to
+//! stderr: when the writer catches up, every [`DROP_REPORT_INTERVAL`] while lines keep being
+//! dropped, and at shutdown (which gives the writer [`FINISH_TIMEOUT`] to empty the queue). An
+//! audit log that must be complete belongs in a file on a disk that keeps up. A line that
+//! cannot be written (an I/O error) is reported on stderr too.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+/// Bytes of audit lines waiting for the writer at most (a line is a few hundred bytes, more with
+/// `--audit-code`). A line is always taken when the queue is empty, however long it is.
+pub const QUEUE_BYTES: usize = 1024 * 1024;
+/// While lines are being dropped, how often the count is reported on stderr.
+pub const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// At shutdown, how long the writer gets to write what is still queued.
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One line of the audit log; see the module docs.
 #[derive(Debug, Clone, Serialize)]
@@ -60,42 +79,110 @@ pub struct AuditEntry {
     pub code: Option<String>,
 }
 
-/// Where audit lines go.
+/// Where audit lines go: a bounded queue in front of a writer thread.
 pub struct AuditLog {
-    sink: Mutex<Box<dyn Write + Send>>,
-    path: PathBuf,
+    queue: mpsc::Sender<Vec<u8>>,
+    counters: Arc<Counters>,
     include_code: bool,
+}
+
+/// Shared between the runs that queue lines, the writer thread and the reports.
+#[derive(Debug)]
+struct Counters {
+    /// Where the lines go, for messages: the path, or `standard output`.
+    destination: String,
+    queued_bytes: AtomicUsize,
+    queued_lines: AtomicUsize,
+    /// Dropped lines not reported yet.
+    dropped_unreported: AtomicU64,
+    dropped_total: AtomicU64,
+}
+
+impl Counters {
+    /// Say how many lines were dropped since the last report, if any were.
+    fn report_drops(&self) {
+        let dropped = self.dropped_unreported.swap(0, Ordering::SeqCst);
+        if dropped > 0 {
+            say!(
+                "audit log: {dropped} line(s) dropped ({} in all): {} did not keep up and its \
+                 queue ({} KiB) was full",
+                self.dropped_total.load(Ordering::SeqCst),
+                self.destination,
+                QUEUE_BYTES / 1024
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
-            .field("path", &self.path)
+            .field("destination", &self.counters.destination)
             .field("include_code", &self.include_code)
             .finish()
     }
 }
 
 impl AuditLog {
-    /// Open `path` for appending (created with mode 0600 if missing), or stdout for `-`.
+    /// Open `path` for appending (created with mode 0600 if missing), or stdout for `-`, and
+    /// start the writer thread.
     pub fn open(path: &Path, include_code: bool) -> anyhow::Result<AuditLog> {
-        let sink: Box<dyn Write + Send> = if path == Path::new("-") {
-            Box::new(std::io::stdout())
-        } else {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file: File = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| {
-                    format!("cannot open the audit log {} for appending", path.display())
-                })?;
-            Box::new(file)
-        };
+        if path == Path::new("-") {
+            return AuditLog::with_sink(
+                Box::new(std::io::stdout()),
+                "standard output".to_owned(),
+                include_code,
+            );
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let file: File = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| {
+                format!("cannot open the audit log {} for appending", path.display())
+            })?;
+        AuditLog::with_sink(Box::new(file), path.display().to_string(), include_code)
+    }
+
+    /// An audit log writing to `sink` on its own thread.
+    fn with_sink(
+        mut sink: Box<dyn Write + Send>,
+        destination: String,
+        include_code: bool,
+    ) -> anyhow::Result<AuditLog> {
+        let counters = Arc::new(Counters {
+            destination,
+            queued_bytes: AtomicUsize::new(0),
+            queued_lines: AtomicUsize::new(0),
+            dropped_unreported: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
+        });
+        let (queue, lines) = mpsc::channel::<Vec<u8>>();
+        let writer = counters.clone();
+        std::thread::Builder::new()
+            .name("safe-exec-audit".to_owned())
+            .spawn(move || {
+                for line in lines {
+                    // One write per line: with O_APPEND, lines never interleave with another
+                    // process appending to the same file.
+                    let written = sink.write_all(&line).and_then(|()| sink.flush());
+                    writer.queued_bytes.fetch_sub(line.len(), Ordering::SeqCst);
+                    writer.queued_lines.fetch_sub(1, Ordering::SeqCst);
+                    if let Err(error) = written {
+                        say!(
+                            "cannot write to the audit log {}: {error}",
+                            writer.destination
+                        );
+                    }
+                    writer.report_drops();
+                }
+            })
+            .context("cannot start the audit log's writer thread")?;
         Ok(AuditLog {
-            sink: Mutex::new(sink),
-            path: path.to_owned(),
+            queue,
+            counters,
             include_code,
         })
     }
@@ -104,7 +191,8 @@ impl AuditLog {
         self.include_code
     }
 
-    /// Append one line. Call it off the async runtime: it writes to a file.
+    /// Queue one line for the writer, or drop and count it when the queue is full. Never
+    /// blocks on the destination, so it is safe anywhere, the async runtime included.
     pub fn write(&self, entry: &AuditEntry) {
         let mut line = match serde_json::to_vec(entry) {
             Ok(line) => line,
@@ -114,17 +202,58 @@ impl AuditLog {
             }
         };
         line.push(b'\n');
-        let mut sink = self
-            .sink
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // One write per line: with O_APPEND, lines from concurrent writers never interleave.
-        if let Err(error) = sink.write_all(&line).and_then(|()| sink.flush()) {
+        let len = line.len();
+        let counters = &self.counters;
+        let admitted = counters
+            .queued_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
+                (queued == 0 || queued + len <= QUEUE_BYTES).then_some(queued + len)
+            })
+            .is_ok();
+        if admitted {
+            counters.queued_lines.fetch_add(1, Ordering::SeqCst);
+            if self.queue.send(line).is_ok() {
+                return;
+            }
+            // The writer thread is gone (it panicked): nothing will be written any more.
+            counters.queued_bytes.fetch_sub(len, Ordering::SeqCst);
+            counters.queued_lines.fetch_sub(1, Ordering::SeqCst);
+        }
+        counters.dropped_unreported.fetch_add(1, Ordering::SeqCst);
+        counters.dropped_total.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Report lines dropped since the last report (called every [`DROP_REPORT_INTERVAL`]).
+    pub fn report_drops(&self) {
+        self.counters.report_drops();
+    }
+
+    /// Lines dropped since the server started.
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped_total.load(Ordering::SeqCst)
+    }
+
+    /// At shutdown: give the writer up to `within` to write what is queued, then report what
+    /// was dropped or is still unwritten. Returns the number of lines left unwritten.
+    pub async fn finish(&self, within: Duration) -> usize {
+        let until = Instant::now() + within;
+        while self.counters.queued_lines.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.counters.report_drops();
+        let unwritten = self.counters.queued_lines.load(Ordering::SeqCst);
+        if unwritten > 0 {
             say!(
-                "cannot write to the audit log {}: {error}",
-                self.path.display()
+                "audit log: {unwritten} queued line(s) not written: {} did not take them within {} s",
+                self.counters.destination,
+                within.as_secs_f64()
             );
         }
+        let dropped = self.dropped();
+        if dropped > 0 {
+            say!("audit log: {dropped} line(s) dropped in all");
+        }
+        unwritten
     }
 }
 
@@ -190,12 +319,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn lines_are_appended() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(&path, false).unwrap();
-        let entry = AuditEntry {
+    fn entry(code: Option<String>) -> AuditEntry {
+        AuditEntry {
             time: rfc3339(SystemTime::now()),
             client: "127.0.0.1".into(),
             endpoint: "/run",
@@ -212,14 +337,78 @@ mod tests {
             stderr_bytes: 0,
             cancelled_by: None,
             error: None,
-            code: None,
-        };
-        log.write(&entry);
-        log.write(&entry);
+            code,
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, false).unwrap();
+        log.write(&entry(None));
+        log.write(&entry(None));
+        assert_eq!(log.finish(Duration::from_secs(10)).await, 0);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2);
         let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(line["status"], "ok");
         assert!(line.get("code").is_none());
+        assert_eq!(log.dropped(), 0);
+    }
+
+    /// A sink that takes nothing until it is opened, like a pipe nobody reads.
+    struct Gate {
+        open: mpsc::Receiver<()>,
+        written: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            // Blocks until the gate opens (or its sender is gone).
+            let _ = self.open.recv();
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_destination_drops_and_counts_lines_instead_of_blocking() {
+        let (open, gate) = mpsc::channel();
+        let written = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Gate {
+            open: gate,
+            written: written.clone(),
+        };
+        let log = AuditLog::with_sink(Box::new(sink), "test sink".to_owned(), true).unwrap();
+        // 100 KiB lines: the writer holds one, the queue takes ten more.
+        let big = entry(Some("#".repeat(100 * 1024)));
+        let started = Instant::now();
+        for _ in 0..40 {
+            log.write(&big);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "writing blocked"
+        );
+        let dropped = log.dropped();
+        assert!((20..=35).contains(&dropped), "{dropped} dropped");
+        // Still stalled at shutdown: the queued lines are reported as unwritten.
+        let unwritten = log.finish(Duration::from_millis(200)).await;
+        assert!(unwritten > 0);
+        // Once the destination takes lines again, everything that was queued is written.
+        drop(open);
+        assert_eq!(log.finish(Duration::from_secs(10)).await, 0);
+        let lines = written
+            .lock()
+            .unwrap()
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        assert_eq!(lines as u64 + dropped, 40);
     }
 }

@@ -21,6 +21,11 @@ pub enum AuthConfigError {
          --allow-unauthenticated if this is really meant"
     )]
     PublicWithoutToken { addr: SocketAddr },
+    #[error(
+        "the token is empty (--token or SAFE_EXEC_TOKEN): set one of at least {MIN_TOKEN_CHARS} \
+         characters (try `openssl rand -hex 32`), or leave both unset to run without a token"
+    )]
+    EmptyToken,
     #[error("the token is too short ({chars} characters): use at least {MIN_TOKEN_CHARS}, e.g. `openssl rand -hex 32`")]
     TokenTooShort { chars: usize },
     #[error("the token may contain only visible ASCII characters (it travels in an HTTP header)")]
@@ -45,6 +50,7 @@ impl Auth {
     ) -> Result<Auth, AuthConfigError> {
         let loopback = addr.ip().to_canonical().is_loopback();
         let token_digest = match token {
+            Some("") => return Err(AuthConfigError::EmptyToken),
             Some(token) => {
                 if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
                     return Err(AuthConfigError::TokenNotPrintable);
@@ -160,6 +166,13 @@ mod tests {
             Auth::new(public, Some("short"), false).unwrap_err(),
             AuthConfigError::TokenTooShort { chars: 5 }
         );
+        // Empty is a mistake (an unset secret), not "no token", on any address.
+        for addr in [public, "127.0.0.1:0".parse().unwrap()] {
+            assert_eq!(
+                Auth::new(addr, Some(""), true).unwrap_err(),
+                AuthConfigError::EmptyToken
+            );
+        }
         assert_eq!(
             Auth::new(public, Some("has a space in it, long"), false).unwrap_err(),
             AuthConfigError::TokenNotPrintable

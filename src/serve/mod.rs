@@ -5,8 +5,9 @@
 //! registry of runs in progress), [`auth`] (token, public-address rule, Host check), [`audit`]
 //! (the JSON-lines log), [`hints`], [`assets`] (the embedded page and spec), [`server`] (the
 //! connection loop). This module turns the command line into a running server and owns
-//! shutdown: on SIGTERM, SIGINT or SIGHUP it stops accepting, cancels queued and running runs,
-//! waits until every container is gone and exits 0; a second signal removes what is left at
+//! shutdown: on SIGTERM, SIGINT or SIGHUP it stops accepting, closes connections with no request
+//! in progress, cancels queued and running runs, waits until every container is gone, gives the
+//! audit log's writer a moment to catch up and exits 0; a second signal removes what is left at
 //! once and exits 128+N.
 //!
 //! Runs never execute on the async runtime: each goes through [`Sandbox::run`] on a blocking
@@ -75,8 +76,9 @@ struct Config {
 
 impl Config {
     fn from_args(args: ServeArgs) -> Result<Config, AuthConfigError> {
-        let token = args.token.as_deref().filter(|token| !token.is_empty());
-        let auth = Auth::new(args.addr, token, args.allow_unauthenticated)?;
+        // An empty --token or SAFE_EXEC_TOKEN is refused in Auth::new, not read as "no token": a
+        // variable that was meant to hold a secret and came out empty must not open the server.
+        let auth = Auth::new(args.addr, args.token.as_deref(), args.allow_unauthenticated)?;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Config {
             addr: args.addr,
@@ -103,8 +105,9 @@ pub fn execute(args: ServeArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("safe-exec-serve")
-        // One blocking thread per run slot, plus room for health checks and audit writes, so a
-        // run that holds a slot never waits for a thread.
+        // One blocking thread per run slot, plus room for health checks and container sweeps,
+        // so a run that holds a slot never waits for a thread. (Audit lines have a thread of
+        // their own.)
         .max_blocking_threads(config.max_concurrent + 32)
         .build()
         .context("cannot start the async runtime")?;
@@ -139,6 +142,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         body_limit: api::body_limit(limits.max_code_chars),
         page: assets::render_page(&limits),
         stopping: AtomicBool::new(false),
+        shutdown: watch::channel(false).0,
         sandbox,
     });
 
@@ -164,13 +168,17 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         },
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let signals =
-        watch_signals(state.clone(), stop_tx).context("cannot install signal handlers")?;
+    let signals = watch_signals(state.clone()).context("cannot install signal handlers")?;
     let sweeper = sweep_stale_periodically(state.sandbox.clone());
-    server::serve(listener, api::router(state.clone()), stop_rx).await;
+    let drop_reporter = report_audit_drops_periodically(state.clone());
+    let stopped = state.shutdown.subscribe();
+    server::serve(listener, api::router(state.clone()), stopped).await;
     sweeper.abort();
     let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
+    drop_reporter.abort();
+    if let Some(audit) = &state.audit {
+        audit.finish(audit::FINISH_TIMEOUT).await;
+    }
     signals.abort();
     if clean {
         say!("stopped; no runs left");
@@ -207,12 +215,22 @@ fn sweep_stale_periodically(sandbox: Sandbox) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// On the first SIGTERM/SIGINT/SIGHUP: stop accepting and cancel every run. On a second:
-/// remove every container at once and exit 128+N.
-fn watch_signals(
-    state: Arc<AppState>,
-    stop: watch::Sender<bool>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+/// Say how many audit lines were dropped, every [`audit::DROP_REPORT_INTERVAL`] while some are:
+/// the writer thread cannot say it while its destination is stalled.
+fn report_audit_drops_periodically(state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(audit) = &state.audit else { return };
+        let mut interval = tokio::time::interval(audit::DROP_REPORT_INTERVAL);
+        loop {
+            interval.tick().await;
+            audit.report_drops();
+        }
+    })
+}
+
+/// On the first SIGTERM/SIGINT/SIGHUP: stop accepting, close idle connections and cancel every
+/// run. On a second: remove every container at once and exit 128+N.
+fn watch_signals(state: Arc<AppState>) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -222,7 +240,6 @@ fn watch_signals(
             "received {}: stopping; running and queued runs are cancelled (again to exit at once)",
             signal_name(first)
         );
-        let _ = stop.send(true);
         state.stop(first);
         let second = next_signal(&mut term, &mut int, &mut hup).await;
         say!(

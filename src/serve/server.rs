@@ -1,36 +1,59 @@
-//! The connection loop: accept, cap the number of open connections, serve HTTP/1.1 on each with
-//! a header-read timeout, and shut down gracefully when told.
+//! The connection loop: accept, cap open connections (in all and per client), serve exactly one
+//! HTTP/1.1 request on each with a header-read timeout, and shut down promptly when told.
 //!
 //! `axum::serve` has neither a connection cap nor a header timeout (a client that opens
 //! connections and never finishes its headers would hold them forever), so this small loop
-//! drives hyper directly. Routing and everything above it stay in axum.
+//! drives hyper directly. Routing and everything above it stay in axum; nothing here looks at a
+//! request beyond handing it the client's address.
+//!
+//! Every answer closes its connection (`Connection: close`, keep-alive off). A browser resends a
+//! request that got a 408 on a reused keep-alive connection (it takes the 408 for a server
+//! closing an idle connection), which would run a timed-out `/run` again; with no reused
+//! connections no request is ever resent, and no idle connection outlives its answer. A
+//! connection costs one TCP handshake on loopback or a LAN, nothing next to a container.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use axum::http::header::CONNECTION;
+use axum::http::HeaderValue;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
+use super::admission::ClientKey;
 use super::api::Peer;
 
-/// Open connections at most; more wait in the kernel's accept queue.
+/// Open connections at most, all clients together; more wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 256;
-/// A client must send a request's headers within this long, also between requests on a
-/// kept-alive connection (so idle connections are closed after it too).
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// After shutdown began, how long connections get to deliver their last answers.
+/// Open connections at most from one client (an IPv4 address or an IPv6 /64, as for the rate
+/// limit), so one client cannot take every connection and lock the others out. A browser opens
+/// at most 6 per server. Connections past it get a 503 with `Retry-After` and are closed.
+pub const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+/// A client must send its request's headers within this long after connecting; otherwise the
+/// connection is closed without an answer. The deadline covers the whole head, however slowly
+/// it trickles in.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// After shutdown began, how long connections that are mid-request get to deliver their
+/// answers (runs are cancelled at the same time, so those answers come at once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection refused by [`MAX_CONNECTIONS_PER_CLIENT`] is kept to deliver its 503.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
-/// Serve `router` on `listener` until `shutdown` turns true, then stop accepting, let open
-/// connections finish their current request (bounded), and return.
+/// Serve `router` on `listener` until `shutdown` turns true; then stop accepting, close every
+/// connection that has no request in progress, let the others deliver their answers (bounded by
+/// [`DRAIN_TIMEOUT`]), and return.
 pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_client = PerClient::default();
     loop {
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -55,10 +78,16 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::R
             }
         };
         let _ = stream.set_nodelay(true);
+        // Counted here, before the next accept, so connections are counted in arrival order.
+        let Some(client_slot) = per_client.enter(peer.ip()) else {
+            tokio::spawn(refuse_connection(stream, permit));
+            continue;
+        };
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             serve_connection(stream, peer, router, shutdown).await;
+            drop(client_slot);
             drop(permit);
         });
     }
@@ -69,18 +98,32 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::R
 }
 
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Set once hyper hands a complete request head to the router. Read only by this task after
+    // it stopped polling the connection, so no request can start between the check and the
+    // close.
+    let request_started = Arc::new(AtomicBool::new(false));
+    let started = request_started.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        started.store(true, Ordering::Relaxed);
         request.extensions_mut().insert(Peer(peer));
-        router.clone().oneshot(request)
+        let answer = router.clone().oneshot(request);
+        async move {
+            let mut response = answer.await?;
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
+        .keep_alive(false)
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(64 * 1024);
     // Half-closed connections are not supported (hyper's default): a client that closes its side
@@ -91,6 +134,130 @@ async fn serve_connection(
         _ = connection.as_mut() => return,
         _ = shutdown.wait_for(|stop| *stop) => {}
     }
-    connection.as_mut().graceful_shutdown();
+    if !request_started.load(Ordering::Relaxed) {
+        // Idle, or part of a head: nothing to answer. Dropping closes it now rather than at the
+        // header timeout, which would hold up shutdown.
+        return;
+    }
+    // A request is in progress: its run (if any) is being cancelled, so its answer is due at
+    // once; keep-alive is off, so the connection ends with it.
     let _ = connection.await;
+}
+
+/// Answer a connection past [`MAX_CONNECTIONS_PER_CLIENT`] with a 503 without reading its
+/// request, and close it. The permit (one of [`MAX_CONNECTIONS`]) is held for the short linger,
+/// so a flood of refused connections is bounded too.
+async fn refuse_connection(mut stream: TcpStream, permit: OwnedSemaphorePermit) {
+    let body = format!(
+        r#"{{"error":"Too many connections from this client ({MAX_CONNECTIONS_PER_CLIENT} at most); close some and retry","status":"error"}}"#
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         retry-after: 1\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let mut unsent = answer.as_bytes();
+        while !unsent.is_empty() {
+            stream.writable().await?;
+            match stream.try_write(unsent) {
+                Ok(sent) => unsent = &unsent[sent..],
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+        // FIN after the answer (tokio's AsyncWrite shutdown is a shutdown(2) of the write side).
+        std::future::poll_fn(|cx| tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut stream), cx))
+            .await?;
+        // Read (and drop) what the client sends until it closes: closing a socket with unread
+        // data resets the connection, and the client could lose the answer with it.
+        let mut sink = [0u8; 4096];
+        loop {
+            stream.readable().await?;
+            match stream.try_read(&mut sink) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+    })
+    .await;
+    drop(permit);
+}
+
+/// Open connections per client.
+#[derive(Debug, Default, Clone)]
+struct PerClient(Arc<Mutex<HashMap<ClientKey, usize>>>);
+
+impl PerClient {
+    /// A place for one more connection from `ip`, or `None` when it has
+    /// [`MAX_CONNECTIONS_PER_CLIENT`] open. The map holds only clients with open connections,
+    /// so it never has more than [`MAX_CONNECTIONS`] entries.
+    fn enter(&self, ip: IpAddr) -> Option<ClientSlot> {
+        let key = ClientKey::of(ip);
+        let mut open = lock(&self.0);
+        let count = open.entry(key).or_insert(0);
+        if *count >= MAX_CONNECTIONS_PER_CLIENT {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            open: self.clone(),
+            key,
+        })
+    }
+}
+
+/// One open connection of a client, given back on drop.
+struct ClientSlot {
+    open: PerClient,
+    key: ClientKey,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = lock(&self.open.0);
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_capped_per_client_and_given_back() {
+        let per_client = PerClient::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let slots: Vec<_> = (0..MAX_CONNECTIONS_PER_CLIENT)
+            .map(|_| per_client.enter(a).expect("under the cap"))
+            .collect();
+        assert!(per_client.enter(a).is_none());
+        // Another client is not affected; an IPv6 /64 is one client.
+        assert!(per_client.enter("192.0.2.2".parse().unwrap()).is_some());
+        let v6: Vec<_> = (0..MAX_CONNECTIONS_PER_CLIENT)
+            .map(|i| per_client.enter(format!("2001:db8::{i:x}").parse().unwrap()))
+            .collect();
+        assert!(v6.iter().all(Option::is_some));
+        assert!(per_client
+            .enter("2001:db8::ffff:1".parse().unwrap())
+            .is_none());
+        drop(slots);
+        assert!(per_client.enter(a).is_some());
+        drop(v6);
+        assert!(lock(&per_client.0).is_empty());
+    }
 }

@@ -358,3 +358,100 @@ fn the_web_page_runs_code_in_a_real_browser() {
     }
     session.assert_clean_within(Duration::from_secs(2));
 }
+
+/// Chromium resends a request answered 408 when the answer came on a reused keep-alive
+/// connection (it takes the 408 for a server closing an idle connection), so a `/run` that hit
+/// its time limit used to run several times. Every answer now closes its connection; each click
+/// or fetch must be exactly one execution.
+#[test]
+fn a_timed_out_run_from_the_page_runs_exactly_once() {
+    let session = Session::new();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let server = Server::start(
+        &session,
+        &[
+            "--timeout",
+            "1",
+            "--rate-limit",
+            "0",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+    );
+    let browser = Browser::start();
+    browser.goto(&server.url("/"));
+    let forever = "print('started', flush=True)\nwhile True:\n    pass";
+    // Audit lines come from a writer thread of their own, just after the answer: wait for the
+    // expected count, then read it (the final check below catches any line that comes later).
+    let executions = |expected: usize| {
+        server.wait_for(Duration::from_secs(10), "the audit line", || {
+            super::audit_lines(&audit).len() >= expected
+        });
+        super::audit_lines(&audit).len()
+    };
+
+    // The page's own Run button (POST /api/v1/runs: a time limit is a 200 report).
+    for click in 1..=2 {
+        browser.type_code(
+            &[
+                "print('started', flush=True)",
+                ENTER,
+                "while True:",
+                ENTER,
+                "pass",
+            ]
+            .concat(),
+        );
+        browser.click("#run");
+        assert_eq!(
+            browser.wait_result(),
+            "Time limit exceeded",
+            "click {click}"
+        );
+        assert_eq!(browser.text("#stdout"), "started\n");
+        assert_eq!(executions(click), click, "click {click}");
+    }
+
+    // The original API from the same page: the time limit is a 408, which is what Chromium
+    // resends on a reused connection.
+    let fetch = format!(
+        "const done = arguments[arguments.length - 1];
+         fetch('/run', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json' }},
+                          body: JSON.stringify({{ code: {} }}) }})
+           .then(async (r) => done({{ status: r.status, body: await r.json() }}))
+           .catch((e) => done({{ status: 0, body: String(e) }}));",
+        json!(forever)
+    );
+    for call in 1..=2 {
+        let answer = browser.command(
+            "POST",
+            "/execute/async",
+            Some(json!({ "script": fetch, "args": [] })),
+        );
+        assert_eq!(answer["status"], 408, "fetch {call}: {answer}");
+        assert_eq!(
+            answer["body"]["output"], "started\n",
+            "fetch {call}: {answer}"
+        );
+        assert_eq!(executions(2 + call), 2 + call, "fetch {call}");
+    }
+
+    // Nothing arrives late either: four requests, four executions.
+    thread::sleep(Duration::from_secs(2));
+    let lines = super::audit_lines(&audit);
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(
+        lines.iter().all(|line| line["status"] == "timeout"),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|line| line["endpoint"] == "/run")
+            .count(),
+        2,
+        "{lines:#?}"
+    );
+    session.assert_clean_within(Duration::from_secs(10));
+}

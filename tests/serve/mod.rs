@@ -2,6 +2,9 @@
 //! HTTP with ureq (and raw TCP where ureq would hide what matters).
 
 mod browser;
+mod connections;
+mod openapi;
+mod shutdown;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -257,6 +260,93 @@ fn raw_exchange(addr: SocketAddr, request: &[u8], within: Duration) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// A TCP connection to `addr` from the local address `source`. Linux routes all of 127.0.0.0/8
+/// to the loopback interface, so `127.0.0.2` is a second client next to `127.0.0.1`.
+/// `recv_buffer` shrinks the receive buffer, for a client that stops reading.
+fn connect_from(source: &str, addr: SocketAddr, recv_buffer: Option<u32>) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        socket
+            .bind(SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap_or_else(|error| panic!("cannot bind {source}: {error}"));
+        let stream = socket
+            .connect(addr)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect from {source} to {addr}: {error}"));
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}
+
+/// An HTTP answer read off a raw connection.
+#[derive(Debug)]
+struct RawReply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl RawReply {
+    fn parse(text: &str) -> RawReply {
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {head:?}"));
+        RawReply {
+            status,
+            head: head.to_owned(),
+            body: body.to_owned(),
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+}
+
+/// Send `request` from the local address `source` and read the whole answer.
+fn exchange_from(source: &str, addr: SocketAddr, request: &[u8]) -> RawReply {
+    let mut stream = connect_from(source, addr, None);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .unwrap_or_else(|error| panic!("no answer from {addr}: {error}"));
+    RawReply::parse(&String::from_utf8_lossy(&answer))
+}
+
+/// `POST path` with a JSON body, as raw bytes.
+fn json_request(addr: SocketAddr, path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 fn post_request(addr: SocketAddr, body: &str) -> Vec<u8> {
     format!(
         "POST /run HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -265,9 +355,11 @@ fn post_request(addr: SocketAddr, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The complete lines of an audit log (one being written may lack its newline yet).
 fn audit_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|line| {
             serde_json::from_str(line)
@@ -565,6 +657,55 @@ fn oversized_bodies_get_413() {
     session.assert_clean();
 }
 
+/// The documented limit exactly: a body of 65536 bytes runs, one byte more is 413, whether the
+/// length is declared (Content-Length) or not (chunked).
+#[test]
+fn the_body_limit_is_exact() {
+    const LIMIT: usize = 64 * 1024;
+    let session = Session::new();
+    let server = Server::start(&session, &["--rate-limit", "0"]);
+    let code = "import sys\nprint(len(sys.stdin.read()))";
+    // A body of exactly `size` bytes, padded in stdin.
+    let body = |size: usize| {
+        let bare = json!({ "code": code, "stdin": "" }).to_string().len();
+        let body = json!({ "code": code, "stdin": "a".repeat(size - bare) }).to_string();
+        assert_eq!(body.len(), size);
+        (body, size - bare)
+    };
+    let (exact, stdin_len) = body(LIMIT);
+    let (over, _) = body(LIMIT + 1);
+    let json = Some("application/json");
+    for path in ["/run", "/api/v1/runs"] {
+        let accepted = server.post_raw(path, json, exact.as_bytes(), None);
+        assert_eq!(accepted.status, 200, "{path}: {}", accepted.body);
+        assert_eq!(
+            accepted.json()["stdout"],
+            format!("{stdin_len}\n"),
+            "{path}"
+        );
+        let refused = server.post_raw(path, json, over.as_bytes(), None);
+        assert_eq!(refused.status, 413, "{path}: {}", refused.body);
+        assert_eq!(
+            refused.json(),
+            json!({ "error": "Request body too large (65536 bytes max)", "status": "error" })
+        );
+    }
+    let chunked = |body: &str| {
+        reply(
+            server
+                .agent
+                .post(&server.url("/run"))
+                .set("Content-Type", "application/json")
+                .send(std::io::Cursor::new(body.as_bytes().to_vec())),
+        )
+    };
+    let accepted = chunked(&exact);
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(accepted.json()["output"], format!("{stdin_len}\n"));
+    assert_eq!(chunked(&over).status, 413);
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
 #[test]
 fn a_full_queue_gets_503_with_retry_after() {
     let session = Session::new();
@@ -610,6 +751,41 @@ fn a_client_over_its_rate_gets_429_with_retry_after() {
     assert_eq!(server.get("/healthz").status, 200);
     assert_eq!(server.get("/").status, 200);
     session.assert_clean();
+}
+
+/// The rate limit is per client: one client over its budget gets 429 while another, from a
+/// second loopback address, is still served.
+#[test]
+fn the_rate_limit_is_per_client() {
+    let session = Session::new();
+    let server = Server::start(&session, &["--rate-limit", "2"]);
+    let addr = server.addr;
+    let empty = json_request(addr, "/run", "{}");
+    let run = |text: &str| {
+        json_request(
+            addr,
+            "/run",
+            &json!({ "code": format!("print({text:?})") }).to_string(),
+        )
+    };
+    for _ in 0..2 {
+        assert_eq!(exchange_from("127.0.0.1", addr, &empty).status, 400);
+    }
+    let limited = exchange_from("127.0.0.1", addr, &run("first"));
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+
+    let other = exchange_from("127.0.0.2", addr, &run("second"));
+    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(other.json()["output"], "second\n");
+    assert_eq!(exchange_from("127.0.0.2", addr, &empty).status, 400);
+    let limited_too = exchange_from("127.0.0.2", addr, &empty);
+    assert_eq!(limited_too.status, 429, "{}", limited_too.body);
+    assert!(limited_too.header("retry-after").is_some());
+    // The first client's budget did not come back from the second one's requests.
+    assert_eq!(exchange_from("127.0.0.1", addr, &run("first")).status, 429);
+    session.assert_clean_within(Duration::from_secs(2));
 }
 
 #[test]
@@ -683,9 +859,21 @@ fn a_public_address_needs_a_token_or_an_explicit_flag() {
         .stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("listening on http://0.0.0.0:"), "{line}");
+    // A warning about the engine may come first (another job on this engine rebuilding the
+    // image, say); Server::start skips it the same way.
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no listening line:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("listening on") {
+            assert!(line.contains("listening on http://0.0.0.0:"), "{seen}");
+            break;
+        }
+    }
     // Keep draining, as a terminal would.
     thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     std::process::Command::new("kill")
@@ -693,6 +881,37 @@ fn a_public_address_needs_a_token_or_an_explicit_flag() {
         .status()
         .unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// An empty token is a mistake (a secret that did not make it into the variable), never "no
+/// token": usage error, on a loopback address too.
+#[test]
+fn an_empty_token_is_a_usage_error() {
+    let session = Session::new();
+    for (flag, variable) in [(Some(""), None), (None, Some(""))] {
+        let mut command = session.safe_exec();
+        command
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env_remove("SAFE_EXEC_TOKEN")
+            .timeout(Duration::from_secs(20));
+        if let Some(token) = flag {
+            command.args(["--token", token]);
+        }
+        if let Some(token) = variable {
+            command.env("SAFE_EXEC_TOKEN", token);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flag:?} {variable:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("the token is empty (--token or SAFE_EXEC_TOKEN)"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]
@@ -901,6 +1120,10 @@ fn thirty_concurrent_slow_runs_are_all_answered() {
         (1..=3).contains(&most),
         "{most} containers at once with --max-concurrent 3"
     );
+    // Audit lines are written by a thread of their own, just after each answer.
+    server.wait_for(Duration::from_secs(10), "30 audit lines", || {
+        audit_lines(&audit).len() >= 30
+    });
     let lines = audit_lines(&audit);
     assert_eq!(lines.len(), 30);
     assert!(lines
@@ -1104,4 +1327,65 @@ fn the_audit_log_has_one_line_per_execution_and_no_code() {
     }
     assert_eq!(audit_lines(&with_code)[0]["code"], secret);
     session.assert_clean_within(Duration::from_secs(2));
+}
+
+/// `--audit-log -` into a pipe nobody reads: runs are still answered, the lines that did not fit
+/// the queue are counted on stderr, and every line is either written or counted.
+#[test]
+fn an_unread_audit_log_on_stdout_never_holds_up_runs() {
+    let session = Session::new();
+    let mut server = Server::start_with(
+        &session,
+        &["--audit-log", "-", "--audit-code", "--rate-limit", "0"],
+        |command| {
+            command.stdout(Stdio::piped());
+        },
+    );
+    let stdout = server.child.stdout.take().unwrap();
+    // Refused code is audited (with --audit-code, all 60 000 characters of it) but starts no
+    // container: the pipe (64 KiB) and the queue (1 MiB) are full after about 20 of these.
+    let long = json!({ "code": "#".repeat(60_000) }).to_string();
+    for i in 0..40 {
+        let refused = server.post_raw("/run", Some("application/json"), long.as_bytes(), None);
+        assert_eq!(refused.status, 400, "request {i}: {}", refused.body);
+    }
+    let started = Instant::now();
+    let ran = server.run("print('answered')");
+    assert_eq!(ran.status, 200, "{}", ran.body);
+    assert_eq!(ran.json()["output"], "answered\n");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    server.wait_for(
+        Duration::from_secs(30),
+        "the dropped lines on stderr",
+        || server.stderr().contains("line(s) dropped ("),
+    );
+
+    // Read the pipe at last: what was queued is written, and shutdown reports the total.
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        BufReader::new(stdout).read_to_string(&mut text).unwrap();
+        text
+    });
+    server.signal("TERM");
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).code(), Some(0));
+    let written = reader.join().unwrap();
+    let lines: Vec<Value> = written
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let stderr = server.stderr();
+    let dropped: usize = stderr
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("safe-exec serve: audit log: ")?
+                .strip_suffix(" line(s) dropped in all")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no total of dropped lines:\n{stderr}"));
+    assert!(dropped > 0, "{stderr}");
+    assert!(!stderr.contains("not written"), "{stderr}");
+    assert_eq!(lines.len() + dropped, 41, "{stderr}");
+    assert!(lines.iter().all(|line| line["code"].as_str().is_some()));
+    session.assert_clean();
 }
