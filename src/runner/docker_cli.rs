@@ -264,7 +264,17 @@ fn subcommand(args: &[String]) -> String {
 
 /// Turn a failed call's stderr into an error a user can act on.
 pub fn classify_failure(command: &str, stderr: &str, image: Option<&str>) -> EngineError {
-    let detail = stderr.trim().lines().last().unwrap_or("").trim().to_owned();
+    // docker's own message is its last line, bar the "Run 'docker run --help'" or "See 'docker
+    // create --help'" hint it may append.
+    let detail = stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|line| {
+            !line.is_empty() && !line.starts_with("Run 'docker") && !line.starts_with("See 'docker")
+        })
+        .unwrap_or("")
+        .trim_start_matches("docker: ")
+        .to_owned();
     let lower = stderr.to_ascii_lowercase();
     if lower.contains("cannot connect to the docker daemon")
         || lower.contains("error during connect")
@@ -347,6 +357,20 @@ mod tests {
             error.to_string(),
             "`docker create` failed: Error response from daemon: Conflict"
         );
+    }
+
+    #[test]
+    fn docker_s_help_hints_are_not_the_message() {
+        for hint in [
+            "Run 'docker run --help' for more information",
+            "See 'docker create --help'.",
+        ] {
+            let stderr = format!("docker: Error response from daemon: Conflict\n\n{hint}\n");
+            assert_eq!(
+                classify_failure("create", &stderr, None).to_string(),
+                "`docker create` failed: Error response from daemon: Conflict"
+            );
+        }
     }
 
     #[test]

@@ -263,6 +263,15 @@ impl Sandbox {
         let (ending, program_started) =
             watch_run(&mut client, &watch, started, limits.timeout, cancel);
         let ended = Instant::now();
+        // `docker start --attach` exits with the container's exit code.
+        let client_exit_code = match ending {
+            Ending::Exited => client
+                .try_wait()
+                .ok()
+                .flatten()
+                .and_then(|status| status.code()),
+            _ => None,
+        };
         if !matches!(ending, Ending::Exited) {
             // Kill first, then collect: the attached client ends once the container is gone.
             let _ = container.remove();
@@ -346,7 +355,14 @@ impl Sandbox {
                     ));
                 }
             }
-            Ending::Exited => self.classify_exit(container.name(), launcher, &mut outcome),
+            // A valid trailer that agrees with the attached client's exit code (which is the
+            // container's) says everything: the engine need not be asked.
+            Ending::Exited => match launcher
+                .filter(|report| client_exit_code == Some(report.container_exit_code()))
+            {
+                Some(report) => classify_from_launcher(report, &mut outcome),
+                None => self.classify_exit(container.name(), launcher, &mut outcome),
+            },
         }
         outcome
     }
@@ -420,35 +436,9 @@ impl Sandbox {
             Some(ContainerState {
                 oom_killed: true, ..
             }) => outcome.status = Status::MemoryLimit,
-            Some(_) if launcher.is_some_and(|report| report.oom_kills > 0) => {
-                outcome.status = Status::MemoryLimit;
-            }
             Some(_) if launcher.is_some() => {
-                let ending = launcher.map(|report| report.ending);
-                match ending {
-                    Some(ProgramEnd::Exited(0)) => {
-                        outcome.status = Status::Ok;
-                        outcome.exit_code = Some(0);
-                    }
-                    // The launcher's watchdog (our deadline, enforced inside, whatever our clock
-                    // says) or the kernel's CPU limit after the deadline.
-                    _ if launcher.is_some_and(|report| report.timed_out()) => {
-                        outcome.status = Status::Timeout;
-                    }
-                    Some(ProgramEnd::Signalled(SIGKILL))
-                        if outcome.duration >= outcome.limits.timeout =>
-                    {
-                        outcome.status = Status::Timeout;
-                    }
-                    Some(ProgramEnd::Exited(code)) => {
-                        outcome.status = Status::RuntimeError;
-                        outcome.exit_code = Some(code);
-                    }
-                    Some(ProgramEnd::Signalled(signal)) => {
-                        outcome.status = Status::RuntimeError;
-                        outcome.signal = Some(signal);
-                    }
-                    None => {}
+                if let Some(report) = launcher {
+                    classify_from_launcher(report, outcome);
                 }
             }
             // Below: no trailer (the launcher itself was killed, or an old image). The exit code
@@ -477,6 +467,35 @@ impl Sandbox {
                     "could not read the container's state from `docker inspect`: {state:?}"
                 ));
             }
+        }
+    }
+}
+
+/// The status from the launcher's verified trailer: the kernel's OOM count, its watchdog, and the
+/// program's own ending.
+fn classify_from_launcher(report: LauncherReport, outcome: &mut Outcome) {
+    if report.oom_kills > 0 {
+        outcome.status = Status::MemoryLimit;
+        return;
+    }
+    match report.ending {
+        ProgramEnd::Exited(0) => {
+            outcome.status = Status::Ok;
+            outcome.exit_code = Some(0);
+        }
+        // The launcher's watchdog (our deadline, enforced inside, whatever our clock says) or
+        // the kernel's CPU limit after the deadline.
+        _ if report.timed_out() => outcome.status = Status::Timeout,
+        ProgramEnd::Signalled(SIGKILL) if outcome.duration >= outcome.limits.timeout => {
+            outcome.status = Status::Timeout;
+        }
+        ProgramEnd::Exited(code) => {
+            outcome.status = Status::RuntimeError;
+            outcome.exit_code = Some(code);
+        }
+        ProgramEnd::Signalled(signal) => {
+            outcome.status = Status::RuntimeError;
+            outcome.signal = Some(signal);
         }
     }
 }

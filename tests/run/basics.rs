@@ -222,12 +222,15 @@ fn a_program_cannot_forge_the_launcher_s_report() {
     );
     assert_eq!(report.stdout, "closed\n1000\n");
     // It can reopen the shared stderr pipe and steal the real line, MAC and all, then reword it:
-    // the MAC no longer fits, so the ending stays the one that happened.
+    // the MAC no longer fits, so the ending stays the one that happened. (On a loaded host the
+    // thief can even get the start marker before the engine reads it: then the run is a
+    // sandbox error. Never the `exit 0` it wrote.)
     for _ in 0..3 {
         let (report, code) = session.run_json(STEALS_THE_TRAILER, &[]);
-        assert_eq!(
-            (report.status, report.exit_code, report.signal, code),
-            (Status::RuntimeError, None, Some(9), 137),
+        let reported = (report.status, report.exit_code, report.signal, code);
+        assert!(
+            reported == (Status::RuntimeError, None, Some(9), 137)
+                || (report.status, code) == (Status::SandboxError, 125),
             "{report:?}"
         );
     }
