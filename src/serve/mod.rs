@@ -6,9 +6,10 @@
 //! (the JSON-lines log), [`hints`], [`assets`] (the embedded page and spec), [`server`] (the
 //! connection loop). This module turns the command line into a running server and owns
 //! shutdown: on SIGTERM, SIGINT or SIGHUP it stops accepting, closes connections with no request
-//! in progress, cancels queued and running runs, waits until every container is gone, gives the
-//! audit log's writer a moment to catch up and exits 0; a second signal removes what is left at
-//! once and exits 128+N.
+//! in progress, cancels queued and running runs, waits until every container is gone (a run
+//! counts as gone once its audit line is queued), closes the audit log's queue and waits
+//! (bounded) for its writer thread to write what is queued, and exits 0; a second signal removes
+//! what is left at once and exits 128+N.
 //!
 //! Runs never execute on the async runtime: each goes through [`Sandbox::run`] on a blocking
 //! thread, holding a run slot until its container is removed.
