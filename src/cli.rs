@@ -168,6 +168,14 @@ pub struct ServeArgs {
     /// [default: 60]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub rate_limit: Option<u32>,
+    /// Connections open at once per client address (an IPv6 /64 counts as one); 0 turns the
+    /// per-client cap off (behind a reverse proxy every client has the proxy's address) [default: 32]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(0..=crate::serve::server::MAX_CONNECTIONS as i64)
+    )]
+    pub max_connections_per_client: Option<u32>,
     /// Allow a non-loopback --addr without a token
     #[arg(long)]
     pub allow_unauthenticated: bool,

@@ -392,10 +392,10 @@ async fn handle_run(
         // The slot is held until the run, container removal included, is over, even when the
         // request that asked for it is gone.
         let _slot = slot;
-        let outcome = {
-            let _registration = runner.runs.register(&token);
-            runner.sandbox.run(job, RunIo::capture(), &token)
-        };
+        // Held until the audit line is queued: shutdown waits for the registry to empty before
+        // it closes the audit log, so a line queued later would be lost.
+        let registration = runner.runs.register(&token);
+        let outcome = runner.sandbox.run(job, RunIo::capture(), &token);
         if outcome.status == Status::SandboxError {
             say!(
                 "a run failed in the sandbox: {}",
@@ -409,6 +409,7 @@ async fn handle_run(
             None => "client",
         });
         record.write(&runner, &outcome, answer.status, queued, cancelled_by);
+        drop(registration);
         answer
     });
     let answer = task.await;

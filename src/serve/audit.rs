@@ -31,7 +31,8 @@
 //! and an unbounded queue would grow until the server runs out of memory. So the queue holds at
 //! most [`QUEUE_BYTES`]; a line that does not fit is dropped and counted, and the count goes to
 //! stderr: when the writer catches up, every [`DROP_REPORT_INTERVAL`] while lines keep being
-//! dropped, and at shutdown (which gives the writer [`FINISH_TIMEOUT`] to empty the queue). An
+//! dropped, and at shutdown (which closes the queue and gives the writer thread [`FINISH_TIMEOUT`]
+//! to write what is in it and end). An
 //! audit log that must be complete belongs in a file on a disk that keeps up. A line that
 //! cannot be written (an I/O error) is reported on stderr too.
 
@@ -39,7 +40,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -81,7 +83,10 @@ pub struct AuditEntry {
 
 /// Where audit lines go: a bounded queue in front of a writer thread.
 pub struct AuditLog {
-    queue: mpsc::Sender<Vec<u8>>,
+    /// `None` once [`AuditLog::finish`] closed the queue.
+    queue: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    /// The writer thread, until it has ended and been joined.
+    writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
     include_code: bool,
 }
@@ -160,28 +165,29 @@ impl AuditLog {
             dropped_total: AtomicU64::new(0),
         });
         let (queue, lines) = mpsc::channel::<Vec<u8>>();
-        let writer = counters.clone();
-        std::thread::Builder::new()
+        let shared = counters.clone();
+        let writer = std::thread::Builder::new()
             .name("safe-exec-audit".to_owned())
             .spawn(move || {
                 for line in lines {
                     // One write per line: with O_APPEND, lines never interleave with another
                     // process appending to the same file.
                     let written = sink.write_all(&line).and_then(|()| sink.flush());
-                    writer.queued_bytes.fetch_sub(line.len(), Ordering::SeqCst);
-                    writer.queued_lines.fetch_sub(1, Ordering::SeqCst);
+                    shared.queued_bytes.fetch_sub(line.len(), Ordering::SeqCst);
+                    shared.queued_lines.fetch_sub(1, Ordering::SeqCst);
                     if let Err(error) = written {
                         say!(
                             "cannot write to the audit log {}: {error}",
-                            writer.destination
+                            shared.destination
                         );
                     }
-                    writer.report_drops();
+                    shared.report_drops();
                 }
             })
             .context("cannot start the audit log's writer thread")?;
         Ok(AuditLog {
-            queue,
+            queue: Mutex::new(Some(queue)),
+            writer: Mutex::new(Some(writer)),
             counters,
             include_code,
         })
@@ -191,8 +197,9 @@ impl AuditLog {
         self.include_code
     }
 
-    /// Queue one line for the writer, or drop and count it when the queue is full. Never
-    /// blocks on the destination, so it is safe anywhere, the async runtime included.
+    /// Queue one line for the writer, or drop and count it when the queue is full (or closed,
+    /// after [`AuditLog::finish`]). Never blocks on the destination, so it is safe anywhere, the
+    /// async runtime included.
     pub fn write(&self, entry: &AuditEntry) {
         let mut line = match serde_json::to_vec(entry) {
             Ok(line) => line,
@@ -212,10 +219,15 @@ impl AuditLog {
             .is_ok();
         if admitted {
             counters.queued_lines.fetch_add(1, Ordering::SeqCst);
-            if self.queue.send(line).is_ok() {
+            let sent = match lock(&self.queue).as_ref() {
+                Some(queue) => queue.send(line).is_ok(),
+                None => false,
+            };
+            if sent {
                 return;
             }
-            // The writer thread is gone (it panicked): nothing will be written any more.
+            // The queue is closed, or the writer thread is gone (it panicked): nothing will be
+            // written any more.
             counters.queued_bytes.fetch_sub(len, Ordering::SeqCst);
             counters.queued_lines.fetch_sub(1, Ordering::SeqCst);
         }
@@ -233,12 +245,29 @@ impl AuditLog {
         self.counters.dropped_total.load(Ordering::SeqCst)
     }
 
-    /// At shutdown: give the writer up to `within` to write what is queued, then report what
-    /// was dropped or is still unwritten. Returns the number of lines left unwritten.
+    /// At shutdown: close the queue (lines written after this are dropped and counted), give
+    /// the writer thread up to `within` to write what is queued and end, join it, then report
+    /// what was dropped or is still unwritten. Returns the number of lines left unwritten. A
+    /// writer still blocked on its destination after `within` is left behind (it cannot be
+    /// interrupted); calling this again waits for it again.
     pub async fn finish(&self, within: Duration) -> usize {
+        // The writer ends once it has taken every queued line and the queue is closed.
+        drop(lock(&self.queue).take());
         let until = Instant::now() + within;
-        while self.counters.queued_lines.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        loop {
+            let ended = lock(&self.writer)
+                .as_ref()
+                .is_none_or(JoinHandle::is_finished);
+            if ended || Instant::now() >= until {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let ended = lock(&self.writer).take_if(|writer| writer.is_finished());
+        if let Some(writer) = ended {
+            if writer.join().is_err() {
+                say!("audit log: the writer thread failed");
+            }
         }
         self.counters.report_drops();
         let unwritten = self.counters.queued_lines.load(Ordering::SeqCst);
@@ -255,6 +284,12 @@ impl AuditLog {
         }
         unwritten
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Hex SHA-256 of `code`.
@@ -355,6 +390,25 @@ mod tests {
         assert_eq!(line["status"], "ok");
         assert!(line.get("code").is_none());
         assert_eq!(log.dropped(), 0);
+    }
+
+    /// Shutdown does not just wait for the queue to look empty: it closes it and joins the
+    /// writer thread, so every queued line is written before it returns, and a line that comes
+    /// later is counted as dropped rather than lost without a word.
+    #[tokio::test]
+    async fn finish_closes_the_queue_and_joins_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, false).unwrap();
+        for _ in 0..100 {
+            log.write(&entry(None));
+        }
+        assert_eq!(log.finish(Duration::from_secs(10)).await, 0);
+        assert!(lock(&log.writer).is_none(), "the writer was not joined");
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 100);
+        log.write(&entry(None));
+        assert_eq!(log.dropped(), 1);
+        assert_eq!(log.finish(Duration::from_secs(1)).await, 0);
     }
 
     /// A sink that takes nothing until it is opened, like a pipe nobody reads.

@@ -6,9 +6,10 @@
 //! (the JSON-lines log), [`hints`], [`assets`] (the embedded page and spec), [`server`] (the
 //! connection loop). This module turns the command line into a running server and owns
 //! shutdown: on SIGTERM, SIGINT or SIGHUP it stops accepting, closes connections with no request
-//! in progress, cancels queued and running runs, waits until every container is gone, gives the
-//! audit log's writer a moment to catch up and exits 0; a second signal removes what is left at
-//! once and exits 128+N.
+//! in progress, cancels queued and running runs, waits until every container is gone (a run
+//! counts as gone once its audit line is queued), closes the audit log's queue and waits
+//! (bounded) for its writer thread to write what is queued, and exits 0; a second signal removes
+//! what is left at once and exits 128+N.
 //!
 //! Runs never execute on the async runtime: each goes through [`Sandbox::run`] on a blocking
 //! thread, holding a run slot until its container is removed.
@@ -68,6 +69,8 @@ struct Config {
     max_concurrent: usize,
     queue: usize,
     rate_limit: u32,
+    /// Connections one client may have open; `None`: no per-client cap.
+    max_connections_per_client: Option<usize>,
     auth: Auth,
     audit_log: Option<PathBuf>,
     audit_code: bool,
@@ -86,6 +89,11 @@ impl Config {
             max_concurrent: args.max_concurrent.map_or(cpus, |n| n as usize),
             queue: args.queue.map_or(DEFAULT_QUEUE, |n| n as usize),
             rate_limit: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
+            max_connections_per_client: match args.max_connections_per_client {
+                None => Some(server::MAX_CONNECTIONS_PER_CLIENT),
+                Some(0) => None,
+                Some(n) => Some(n as usize),
+            },
             auth,
             audit_log: args.audit_log,
             audit_code: args.audit_code,
@@ -152,12 +160,16 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         say!("warning: {error}; runs will be answered with 503 until this is fixed");
     }
     say!(
-        "listening on http://{local} ({} run(s) at once, queue {}, {}, timeout {}, memory {}, {})",
+        "listening on http://{local} ({} run(s) at once, queue {}, {}, {}, timeout {}, memory {}, {})",
         config.max_concurrent,
         config.queue,
         match config.rate_limit {
             0 => "no rate limit".to_owned(),
             n => format!("{n} runs/min per client"),
+        },
+        match config.max_connections_per_client {
+            None => "no per-client connection cap".to_owned(),
+            Some(n) => format!("{n} connections per client"),
         },
         human_secs(limits.timeout),
         human_bytes(limits.memory_bytes),
@@ -172,7 +184,13 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let sweeper = sweep_stale_periodically(state.sandbox.clone());
     let drop_reporter = report_audit_drops_periodically(state.clone());
     let stopped = state.shutdown.subscribe();
-    server::serve(listener, api::router(state.clone()), stopped).await;
+    server::serve(
+        listener,
+        api::router(state.clone()),
+        config.max_connections_per_client,
+        stopped,
+    )
+    .await;
     sweeper.abort();
     let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
     drop_reporter.abort();

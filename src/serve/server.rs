@@ -35,9 +35,15 @@ use super::api::Peer;
 /// Open connections at most, all clients together; more wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 256;
 /// Open connections at most from one client (an IPv4 address or an IPv6 /64, as for the rate
-/// limit), so one client cannot take every connection and lock the others out. A browser opens
-/// at most 6 per server. Connections past it get a 503 with `Retry-After` and are closed.
+/// limit), unless `--max-connections-per-client` says otherwise, so one client cannot take every
+/// connection and lock the others out. A browser opens at most 6 per server. Connections past it
+/// get a 503 with `Retry-After` and are closed.
 pub const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+/// Refused connections (past a client's cap) being answered at once, at most, all clients
+/// together. They hold none of the [`MAX_CONNECTIONS`]: a client opening connections as fast as
+/// it can must not take the others' places. Past this budget a refused connection gets one
+/// non-blocking attempt at its 503 and is closed at once.
+pub const MAX_LINGERING_REFUSALS: usize = 16;
 /// A client must send its request's headers within this long after connecting; otherwise the
 /// connection is closed without an answer. The deadline covers the whole head, however slowly
 /// it trickles in.
@@ -45,15 +51,23 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// After shutdown began, how long connections that are mid-request get to deliver their
 /// answers (runs are cancelled at the same time, so those answers come at once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connection refused by [`MAX_CONNECTIONS_PER_CLIENT`] is kept to deliver its 503.
+/// How long a connection refused by the per-client cap is kept to deliver its 503.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// Serve `router` on `listener` until `shutdown` turns true; then stop accepting, close every
 /// connection that has no request in progress, let the others deliver their answers (bounded by
-/// [`DRAIN_TIMEOUT`]), and return.
-pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+/// [`DRAIN_TIMEOUT`]), and return. `per_client_cap` is the most connections one client may have
+/// open (`None`: no cap but [`MAX_CONNECTIONS`]).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    per_client_cap: Option<usize>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let per_client = PerClient::default();
+    let refusals = Arc::new(Semaphore::new(MAX_LINGERING_REFUSALS));
+    let per_client = PerClient::new(per_client_cap);
+    let refused = refusal(per_client_cap.unwrap_or(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
@@ -80,7 +94,16 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::R
         let _ = stream.set_nodelay(true);
         // Counted here, before the next accept, so connections are counted in arrival order.
         let Some(client_slot) = per_client.enter(peer.ip()) else {
-            tokio::spawn(refuse_connection(stream, permit));
+            // A refusal holds no connection permit (it would let one client flooding the server
+            // with connections take every one); it lingers on a budget of its own, or not at all.
+            drop(permit);
+            match refusals.clone().try_acquire_owned() {
+                Ok(lingering) => {
+                    tokio::spawn(refuse_connection(stream, refused.clone(), lingering));
+                }
+                // Whatever fits in the socket's buffer now, then closed.
+                Err(_) => drop(stream.try_write(refused.as_bytes())),
+            }
             continue;
         };
         let router = router.clone();
@@ -144,19 +167,23 @@ async fn serve_connection(
     let _ = connection.await;
 }
 
-/// Answer a connection past [`MAX_CONNECTIONS_PER_CLIENT`] with a 503 without reading its
-/// request, and close it. The permit (one of [`MAX_CONNECTIONS`]) is held for the short linger,
-/// so a flood of refused connections is bounded too.
-async fn refuse_connection(mut stream: TcpStream, permit: OwnedSemaphorePermit) {
+/// The raw 503 for a connection past its client's cap of `cap`.
+fn refusal(cap: usize) -> String {
     let body = format!(
-        r#"{{"error":"Too many connections from this client ({MAX_CONNECTIONS_PER_CLIENT} at most); close some and retry","status":"error"}}"#
+        r#"{{"error":"Too many connections from this client ({cap} at most); close some and retry","status":"error"}}"#
     );
-    let answer = format!(
+    format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
          retry-after: 1\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\n\
          connection: close\r\n\r\n{body}",
         body.len()
-    );
+    )
+}
+
+/// Answer a connection past its client's cap with `answer` (a 503) without reading its request,
+/// and close it. `lingering` (one of [`MAX_LINGERING_REFUSALS`]) is held for the short linger,
+/// so a flood of refused connections is bounded too.
+async fn refuse_connection(mut stream: TcpStream, answer: String, lingering: OwnedSemaphorePermit) {
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {
         let mut unsent = answer.as_bytes();
         while !unsent.is_empty() {
@@ -184,22 +211,35 @@ async fn refuse_connection(mut stream: TcpStream, permit: OwnedSemaphorePermit) 
         }
     })
     .await;
-    drop(permit);
+    drop(lingering);
 }
 
-/// Open connections per client.
-#[derive(Debug, Default, Clone)]
-struct PerClient(Arc<Mutex<HashMap<ClientKey, usize>>>);
+/// Open connections per client, and the most one client may have (`None`: no cap).
+#[derive(Debug, Clone)]
+struct PerClient {
+    open: Arc<Mutex<HashMap<ClientKey, usize>>>,
+    cap: Option<usize>,
+}
 
 impl PerClient {
-    /// A place for one more connection from `ip`, or `None` when it has
-    /// [`MAX_CONNECTIONS_PER_CLIENT`] open. The map holds only clients with open connections,
-    /// so it never has more than [`MAX_CONNECTIONS`] entries.
+    fn new(cap: Option<usize>) -> PerClient {
+        PerClient {
+            open: Arc::default(),
+            cap,
+        }
+    }
+
+    /// A place for one more connection from `ip`, or `None` when it has its cap open. The map
+    /// holds only clients with open connections, so it never has more than [`MAX_CONNECTIONS`]
+    /// entries.
     fn enter(&self, ip: IpAddr) -> Option<ClientSlot> {
         let key = ClientKey::of(ip);
-        let mut open = lock(&self.0);
+        let mut open = lock(&self.open);
         let count = open.entry(key).or_insert(0);
-        if *count >= MAX_CONNECTIONS_PER_CLIENT {
+        if self.cap.is_some_and(|cap| *count >= cap) {
+            if *count == 0 {
+                open.remove(&key);
+            }
             return None;
         }
         *count += 1;
@@ -218,7 +258,7 @@ struct ClientSlot {
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut open = lock(&self.open.0);
+        let mut open = lock(&self.open.open);
         if let Some(count) = open.get_mut(&self.key) {
             *count -= 1;
             if *count == 0 {
@@ -240,7 +280,7 @@ mod tests {
 
     #[test]
     fn connections_are_capped_per_client_and_given_back() {
-        let per_client = PerClient::default();
+        let per_client = PerClient::new(Some(MAX_CONNECTIONS_PER_CLIENT));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let slots: Vec<_> = (0..MAX_CONNECTIONS_PER_CLIENT)
             .map(|_| per_client.enter(a).expect("under the cap"))
@@ -258,6 +298,31 @@ mod tests {
         drop(slots);
         assert!(per_client.enter(a).is_some());
         drop(v6);
-        assert!(lock(&per_client.0).is_empty());
+        assert!(lock(&per_client.open).is_empty());
+    }
+
+    #[test]
+    fn no_cap_takes_every_connection_and_a_small_cap_holds() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let uncapped = PerClient::new(None);
+        let slots: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|_| uncapped.enter(a).expect("no cap"))
+            .collect();
+        drop(slots);
+        assert!(lock(&uncapped.open).is_empty());
+        let two = PerClient::new(Some(2));
+        let slots: Vec<_> = (0..2).map(|_| two.enter(a).expect("under 2")).collect();
+        assert!(two.enter(a).is_none());
+        drop(slots);
+        assert!(lock(&two.open).is_empty());
+    }
+
+    #[test]
+    fn the_refusal_names_the_cap() {
+        let answer = refusal(7);
+        assert!(answer.starts_with("HTTP/1.1 503 "));
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(body.contains("Too many connections from this client (7 at most)"));
     }
 }

@@ -28,6 +28,21 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> (Duration, String)
     )
 }
 
+/// Read one answer head (through its blank line), byte by byte so nothing after it is taken.
+fn read_head(stream: &mut TcpStream, within: Duration) -> String {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            Ok(_) => panic!("closed after {:?}", String::from_utf8_lossy(&head)),
+            Err(error) => panic!("no answer head within {within:?}: {error}"),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 /// Connections without a request in progress (idle, or part of a head) do not hold shutdown up
 /// until the header timeout: they are closed at once. A request still sending its body and a
 /// run in progress are answered 503 at once, the run's container is removed, and the server
@@ -65,13 +80,17 @@ fn shutdown_closes_connections_without_a_request_at_once() {
         .write_all(
             format!(
                 "POST /run HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-                 Content-Length: 100\r\n\r\n{{\"code\": "
+                 Content-Length: 100\r\nExpect: 100-continue\r\n\r\n"
             )
             .as_bytes(),
         )
         .unwrap();
-    // Let the server read what was sent before it is told to stop.
-    thread::sleep(Duration::from_millis(500));
+    // The server says `100 Continue` once the handler starts reading the body: the request is
+    // in progress before the signal, with no guessing how long that takes. (The connections
+    // above were accepted before this one, in arrival order.)
+    let interim = read_head(&mut half_body, Duration::from_secs(30));
+    assert!(interim.starts_with("HTTP/1.1 100 "), "{interim}");
+    half_body.write_all(b"{\"code\": ").unwrap();
 
     let signalled = Instant::now();
     server.signal("TERM");
