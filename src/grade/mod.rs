@@ -280,15 +280,9 @@ fn check_submission_path(path: &Path) -> Result<(), GradeError> {
 }
 
 fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
-    let Prepared {
-        suite,
-        submissions,
-        limits,
-        reports,
-    } = prepare(options)?;
     let sandbox = Sandbox::new(options.image.clone());
-    sandbox.check_ready()?;
-
+    // Before the claims: a Ctrl-C while the suite loads or the engine is asked (seconds) must
+    // still drop the claims, so that no temporary report file is left behind.
     let token = CancelToken::new();
     cancel::cancel_on_signals(token.clone(), sandbox.docker().clone()).map_err(|error| {
         EngineError::Failed {
@@ -296,6 +290,23 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
             detail: error.to_string(),
         }
     })?;
+    let prepared = prepare(options);
+    if let Some(code) = interrupted_before_grading(&token) {
+        return Ok(code);
+    }
+    let Prepared {
+        suite,
+        submissions,
+        limits,
+        reports,
+    } = prepared?;
+    let ready = sandbox.check_ready();
+    // A Ctrl-C in a terminal reaches the docker client too, which then fails: that is the
+    // interruption, not an engine error.
+    if let Some(code) = interrupted_before_grading(&token) {
+        return Ok(code);
+    }
+    ready?;
     let jobs = options.jobs.max(1);
     eprintln!(
         "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} wall-clock, {} memory",
@@ -339,6 +350,22 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         return Ok(exit_codes::CANNOT_CREATE);
     }
     Ok(exit_code(&results, options.exit_zero))
+}
+
+/// The exit code when a signal came before grading started (the claims are dropped on return,
+/// removing their temporary files); `None` when none came.
+fn interrupted_before_grading(token: &CancelToken) -> Option<u8> {
+    if !token.is_cancelled() {
+        return None;
+    }
+    eprintln!(
+        "safe-exec: interrupted before grading started; nothing ran and no report was written"
+    );
+    Some(
+        token
+            .signal()
+            .map_or(exit_codes::INTERRUPTED, exit_codes::for_signal),
+    )
 }
 
 /// The exit code for a finished batch; see the module docs.
