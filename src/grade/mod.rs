@@ -10,10 +10,12 @@
 //! - [`score`]: group and submission scores;
 //! - [`batch`]: the worker pool that runs everything through [`Sandbox::run`];
 //! - [`report`]: table, JSON, JUnit, Gradescope, GitHub step summary;
-//! - [`destination`]: the report files, claimed up front and replaced whole at the end.
+//! - [`destination`]: the report files, claimed up front and written at the end (replaced whole
+//!   where possible).
 //!
-//! Order of business: paths are checked (exit [`exit_codes::MISSING_PATH`]), every report
-//! destination is claimed (exit [`exit_codes::CANNOT_CREATE`]), the suite is validated (exit
+//! Order of business: the signal handlers are installed (so that an interrupt from here on drops
+//! the claims below and exits 128+N), paths are checked (exit [`exit_codes::MISSING_PATH`]), every
+//! report destination is claimed (exit [`exit_codes::CANNOT_CREATE`]), the suite is validated (exit
 //! [`exit_codes::MALFORMED_SUITE`]), the engine is asked whether it is ready (exit
 //! [`exit_codes::SANDBOX_ERROR`]); only then does anything run. Exit codes afterwards:
 //! [`exit_codes::CANNOT_CREATE`] when a report could not be written (every other report is
