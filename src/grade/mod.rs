@@ -303,8 +303,8 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         reports,
     } = prepared?;
     let ready = sandbox.check_ready();
-    // A Ctrl-C in a terminal reaches the docker client too, which then fails: that is the
-    // interruption, not an engine error.
+    // The docker client runs in its own process group, so a Ctrl-C does not reach it: the check
+    // ends by itself (within its timeout), and whatever it found, the interruption wins.
     if let Some(code) = interrupted_before_grading(&token) {
         return Ok(code);
     }
