@@ -408,6 +408,8 @@ struct Cursor<'a, R> {
 impl<'a, R: BufRead> Cursor<'a, R> {
     fn compare(&mut self, options: &CompareOptions) -> Result<(), Stop> {
         let mut tokens = 0usize;
+        // One buffer for every answer token: answers can hold millions of them.
+        let mut expected = Vec::new();
         loop {
             self.skip_answer_space(options.space_change_sensitive)?;
             self.skip_output_space(options.space_change_sensitive)?;
@@ -415,13 +417,13 @@ impl<'a, R: BufRead> Cursor<'a, R> {
                 break;
             }
             let Some(got) = self.output_token() else {
-                let (expected, _) = self.answer_token(MESSAGE_TOKEN_BYTES)?;
+                self.answer_token(&mut expected, MESSAGE_TOKEN_BYTES)?;
                 return Err(self.mismatch(MismatchKind::OutputEnded {
                     output_was_empty: tokens == 0 && self.o == 0,
                     expected,
                 }));
             };
-            let (expected, longer) = self.answer_token(got.len().max(ANSWER_TOKEN_BYTES))?;
+            let longer = self.answer_token(&mut expected, got.len().max(ANSWER_TOKEN_BYTES))?;
             if let Some(kind) = compare_tokens(&expected, longer, got, options) {
                 return Err(self.mismatch(kind));
             }
@@ -499,23 +501,24 @@ impl<'a, R: BufRead> Cursor<'a, R> {
         Ok(())
     }
 
-    /// Read the answer's next token (its whitespace was skipped already), keeping at most `limit`
-    /// bytes of it; `true` when the token is longer than that (the rest is left unread).
-    fn answer_token(&mut self, limit: usize) -> Result<(Vec<u8>, bool), Stop> {
-        let mut token = Vec::new();
+    /// Read the answer's next token (its whitespace was skipped already) into `token` (cleared
+    /// first, its allocation reused), keeping at most `limit` bytes of it; `true` when the token
+    /// is longer than that (the rest is left unread).
+    fn answer_token(&mut self, token: &mut Vec<u8>, limit: usize) -> Result<bool, Stop> {
+        token.clear();
         loop {
             let buffer = fill(&mut self.answer)?;
             let length = buffer.iter().take_while(|byte| !is_space(**byte)).count();
             let room = limit - token.len();
             if length > room {
                 token.extend_from_slice(&buffer[..room]);
-                return Ok((token, true));
+                return Ok(true);
             }
             token.extend_from_slice(&buffer[..length]);
             let done = length < buffer.len() || buffer.is_empty();
             self.answer.consume(length);
             if done {
-                return Ok((token, false));
+                return Ok(false);
             }
         }
     }

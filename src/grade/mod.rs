@@ -10,10 +10,12 @@
 //! - [`score`]: group and submission scores;
 //! - [`batch`]: the worker pool that runs everything through [`Sandbox::run`];
 //! - [`report`]: table, JSON, JUnit, Gradescope, GitHub step summary;
-//! - [`destination`]: the report files, claimed up front and replaced whole at the end.
+//! - [`destination`]: the report files, claimed up front and written at the end (replaced whole
+//!   where possible).
 //!
-//! Order of business: paths are checked (exit [`exit_codes::MISSING_PATH`]), every report
-//! destination is claimed (exit [`exit_codes::CANNOT_CREATE`]), the suite is validated (exit
+//! Order of business: the signal handlers are installed (so that an interrupt from here on drops
+//! the claims below and exits 128+N), paths are checked (exit [`exit_codes::MISSING_PATH`]), every
+//! report destination is claimed (exit [`exit_codes::CANNOT_CREATE`]), the suite is validated (exit
 //! [`exit_codes::MALFORMED_SUITE`]), the engine is asked whether it is ready (exit
 //! [`exit_codes::SANDBOX_ERROR`]); only then does anything run. Exit codes afterwards:
 //! [`exit_codes::CANNOT_CREATE`] when a report could not be written (every other report is
@@ -280,15 +282,9 @@ fn check_submission_path(path: &Path) -> Result<(), GradeError> {
 }
 
 fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
-    let Prepared {
-        suite,
-        submissions,
-        limits,
-        reports,
-    } = prepare(options)?;
     let sandbox = Sandbox::new(options.image.clone());
-    sandbox.check_ready()?;
-
+    // Before the claims: a Ctrl-C while the suite loads or the engine is asked (seconds) must
+    // still drop the claims, so that no temporary report file is left behind.
     let token = CancelToken::new();
     cancel::cancel_on_signals(token.clone(), sandbox.docker().clone()).map_err(|error| {
         EngineError::Failed {
@@ -296,6 +292,23 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
             detail: error.to_string(),
         }
     })?;
+    let prepared = prepare(options);
+    if let Some(code) = interrupted_before_grading(&token) {
+        return Ok(code);
+    }
+    let Prepared {
+        suite,
+        submissions,
+        limits,
+        reports,
+    } = prepared?;
+    let ready = sandbox.check_ready();
+    // The docker client runs in its own process group, so a Ctrl-C does not reach it: the check
+    // ends by itself (within its timeout), and whatever it found, the interruption wins.
+    if let Some(code) = interrupted_before_grading(&token) {
+        return Ok(code);
+    }
+    ready?;
     let jobs = options.jobs.max(1);
     eprintln!(
         "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} wall-clock, {} memory",
@@ -339,6 +352,22 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         return Ok(exit_codes::CANNOT_CREATE);
     }
     Ok(exit_code(&results, options.exit_zero))
+}
+
+/// The exit code when a signal came before grading started (the claims are dropped on return,
+/// removing their temporary files); `None` when none came.
+fn interrupted_before_grading(token: &CancelToken) -> Option<u8> {
+    if !token.is_cancelled() {
+        return None;
+    }
+    eprintln!(
+        "safe-exec: interrupted before grading started; nothing ran and no report was written"
+    );
+    Some(
+        token
+            .signal()
+            .map_or(exit_codes::INTERRUPTED, exit_codes::for_signal),
+    )
 }
 
 /// The exit code for a finished batch; see the module docs.

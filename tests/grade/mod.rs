@@ -2,8 +2,9 @@
 //! comparison flags end to end, malformed suites and missing paths refused before anything runs,
 //! an unavailable engine, `--jobs` not changing results, `--fail-fast`, the reports parsed back,
 //! unwritable reports refused before anything runs (and reported without stopping the others
-//! after), suite files far larger than memory should hold, and an interrupted batch leaving
-//! nothing behind.
+//! after), a report to `/dev/stdout` appended after what stdout already holds, suite files far
+//! larger than memory should hold, and an interrupted batch (or a run interrupted before
+//! grading) leaving nothing behind.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -837,4 +838,91 @@ fn suite_files_larger_than_memory_should_hold_are_streamed() {
         peak >> 20
     );
     session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn a_report_to_dev_stdout_follows_what_stdout_already_holds() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("log.txt");
+    fs::write(&log, "an earlier line\n").unwrap();
+    // `safe-exec grade ... --json /dev/stdout >> log.txt`
+    let appended = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let output = session
+        .std_command()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["grade", SUITE, &submission("ac"), "--json", "/dev/stdout"])
+        .stdout(appended)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("an earlier line\n"), "{text}");
+    assert!(
+        text.contains("1 of 1 submission(s) accepted"),
+        "the table: {text}"
+    );
+    // The JSON document comes last, after the table, whole.
+    let start = text.find("\n{").expect("a JSON document") + 1;
+    let report: GradeReport = serde_json::from_str(&text[start..])
+        .unwrap_or_else(|error| panic!("not a grade report ({error}):\n{text}"));
+    assert_eq!(report.submissions.len(), 1);
+    assert_eq!(listing(out.path()), ["log.txt"]);
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
+#[test]
+fn a_signal_before_grading_starts_leaves_no_temporary_report() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    // An engine that takes its time to answer whether it is ready, then is not.
+    let docker = out.path().join("slow-docker");
+    fs::write(&docker, "#!/bin/sh\nsleep 2\nexit 1\n").unwrap();
+    fs::set_permissions(&docker, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let reports = out.path().join("reports");
+    fs::create_dir(&reports).unwrap();
+    let mut child = session
+        .std_command()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SAFE_EXEC_DOCKER", &docker)
+        .args(["grade", SUITE, &submission("ac"), "--json"])
+        .arg(reports.join("grade.json"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the claim: the temporary file exists.
+    let started = Instant::now();
+    while listing(&reports).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the report was never claimed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let signalled = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "grade did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut message = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut message).unwrap();
+    assert_eq!(code, Some(143), "{message}");
+    assert!(message.contains("interrupted before grading"), "{message}");
+    assert!(
+        listing(&reports).is_empty(),
+        "the temporary file is removed: {:?}",
+        listing(&reports)
+    );
 }
