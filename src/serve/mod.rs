@@ -154,6 +154,9 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         sandbox,
     });
 
+    // Before the listening line: a supervisor may send SIGTERM the moment it reads it.
+    let signals = watch_signals(state.clone()).context("cannot install signal handlers")?;
+
     // Not fatal: the engine may come up later; until then runs get 503 and /healthz says why.
     let probe = state.sandbox.clone();
     if let Ok(Err(error)) = tokio::task::spawn_blocking(move || probe.check_ready()).await {
@@ -180,7 +183,6 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         },
     );
 
-    let signals = watch_signals(state.clone()).context("cannot install signal handlers")?;
     let sweeper = sweep_stale_periodically(state.sandbox.clone());
     let drop_reporter = report_audit_drops_periodically(state.clone());
     let stopped = state.shutdown.subscribe();
