@@ -40,13 +40,15 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use super::lock;
 
 /// Bytes of audit lines waiting for the writer at most (a line is a few hundred bytes, more with
 /// `--audit-code`). A line is always taken when the queue is empty, however long it is.
@@ -284,12 +286,6 @@ impl AuditLog {
         }
         unwritten
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Hex SHA-256 of `code`.

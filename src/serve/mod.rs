@@ -34,7 +34,7 @@ pub mod server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -285,4 +285,12 @@ fn signal_name(signal: i32) -> &'static str {
         2 => "SIGINT",
         _ => "SIGTERM",
     }
+}
+
+/// A lock that a panic elsewhere does not poison for good: the serve state stays usable, and every
+/// piece of it is valid between statements.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

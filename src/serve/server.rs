@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::header::CONNECTION;
@@ -31,6 +31,7 @@ use tower::ServiceExt;
 
 use super::admission::ClientKey;
 use super::api::Peer;
+use super::lock;
 
 /// Open connections at most, all clients together; more wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -266,12 +267,6 @@ impl Drop for ClientSlot {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

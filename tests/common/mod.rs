@@ -139,3 +139,27 @@ pub fn require_engine() {
         Err(error) => panic!("cannot run `docker` ({error}): run `scripts/setup.sh` first"),
     }
 }
+
+/// Send `signal` (a name: `INT`, `TERM`, `KILL`) to `child`.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = StdCommand::new("kill")
+        .args(["-s", signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Wait for `child` to exit, at most `within`; its exit code (-1 for death by a signal).
+pub fn wait_exit(child: &mut std::process::Child, within: Duration) -> i32 {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < until,
+            "safe-exec did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -15,7 +15,7 @@ use safe_exec::grade::report::gradescope;
 use safe_exec::grade::report::json::{GradeReport, SubmissionReport};
 use safe_exec::grade::verdict::Verdict;
 
-use crate::common::Session;
+use crate::common::{signal, wait_exit, Session};
 
 const SUITE: &str = "examples/suites/sum";
 
@@ -573,23 +573,10 @@ fn an_interrupted_batch_leaves_nothing_running() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(&child, "INT");
     let signalled = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(10),
-            "grade did not stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(code, Some(130));
+    let code = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(code, 130);
     assert!(
         signalled.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -900,25 +887,11 @@ fn a_signal_before_grading_starts_leaves_no_temporary_report() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let signalled = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(10),
-            "grade did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    signal(&child, "TERM");
+    let code = wait_exit(&mut child, Duration::from_secs(10));
     let mut message = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut message).unwrap();
-    assert_eq!(code, Some(143), "{message}");
+    assert_eq!(code, 143, "{message}");
     assert!(message.contains("interrupted before grading"), "{message}");
     assert!(
         listing(&reports).is_empty(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use predicates::prelude::*;
 use safe_exec::report::Status;
 
-use crate::common::{parse_report, Session};
+use crate::common::{parse_report, signal, wait_exit, Session};
 
 const READY_PROGRAM: &str = "import time\nprint('ready', flush=True)\nwhile True:\n    try:\n        time.sleep(100)\n    except KeyboardInterrupt:\n        print('caught', flush=True)";
 
@@ -48,28 +48,6 @@ fn wait_for(within: Duration, mut condition: impl FnMut() -> bool) {
             "condition not met within {within:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn signal(child: &std::process::Child, signal: &str) {
-    let status = StdCommand::new("kill")
-        .args(["-s", signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut std::process::Child, within: Duration) -> i32 {
-    let until = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        assert!(
-            Instant::now() < until,
-            "safe-exec did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
