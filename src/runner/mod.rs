@@ -260,9 +260,9 @@ impl Sandbox {
             drain(pipe, sink, Some(STARTED_MARKER), Some(trailer))
         });
 
-        let (ending, program_started) =
+        let (ending, program_started, program_ended) =
             watch_run(&mut client, &watch, started, limits.timeout, cancel);
-        let ended = Instant::now();
+        let ended = program_ended.unwrap_or_else(Instant::now);
         // `docker start --attach` exits with the container's exit code.
         let client_exit_code = match ending {
             Ending::Exited => client
@@ -292,7 +292,7 @@ impl Sandbox {
         let program_started = program_started.or_else(|| {
             watch.try_iter().find_map(|event| match event {
                 Event::Started(at) => Some(at),
-                Event::OutputLimit(_) => None,
+                Event::Ended(_) | Event::OutputLimit(_) => None,
             })
         });
         // The program's own run time; container start-up is not part of it.
@@ -318,6 +318,13 @@ impl Sandbox {
         };
         match ending {
             Ending::Timeout => outcome.status = Status::Timeout,
+            Ending::ClientStuck => {
+                outcome.status = Status::SandboxError;
+                outcome.error = Some(format!(
+                    "the program ended but the docker client did not exit within {} s; the container was removed: check `docker info`",
+                    STARTUP_TIMEOUT.as_secs()
+                ));
+            }
             Ending::StartupTimeout => {
                 outcome.status = Status::SandboxError;
                 outcome.error = Some(format!(
@@ -531,6 +538,8 @@ enum Ending {
     Exited,
     Timeout,
     StartupTimeout,
+    /// The program ended (its trailer arrived) but the docker client did not exit.
+    ClientStuck,
     OutputLimit(Stream),
     Cancelled,
 }
@@ -538,20 +547,25 @@ enum Ending {
 enum Event {
     /// The launcher's start marker arrived: the program starts now.
     Started(Instant),
+    /// The launcher's trailer arrived: the program has ended, whatever docker does next.
+    Ended(Instant),
     OutputLimit(Stream),
 }
 
 /// Watch the attached client until it exits or we must stop it. The deadline is the time limit
 /// counted from the program's start marker; until that arrives, the container gets
-/// [`STARTUP_TIMEOUT`] on top. Returns why we stopped and when the program started.
+/// [`STARTUP_TIMEOUT`] on top. Once the launcher's trailer says the program ended, the time
+/// limit no longer applies (docker's teardown is not the program's time); the client then gets
+/// [`STARTUP_TIMEOUT`] to exit. Returns why we stopped, and when the program started and ended.
 fn watch_run(
     client: &mut Child,
     events: &Receiver<Event>,
     spawned: Instant,
     timeout: Duration,
     cancel: &CancelToken,
-) -> (Ending, Option<Instant>) {
+) -> (Ending, Option<Instant>, Option<Instant>) {
     let mut program_started = None;
+    let mut program_ended = None;
     let mut deadline = spawned + timeout + STARTUP_TIMEOUT;
     loop {
         match events.recv_timeout(POLL) {
@@ -559,27 +573,34 @@ fn watch_run(
                 program_started = Some(at);
                 deadline = at + timeout;
             }
+            Ok(Event::Ended(at)) => {
+                program_ended = Some(at);
+                deadline = at + STARTUP_TIMEOUT;
+            }
             Ok(Event::OutputLimit(stream)) => {
-                return (Ending::OutputLimit(stream), program_started)
+                return (Ending::OutputLimit(stream), program_started, program_ended)
             }
             Err(RecvTimeoutError::Timeout) => {}
             // Both readers are done: the client is about to exit. Keep polling it, gently.
             Err(RecvTimeoutError::Disconnected) => thread::sleep(POLL),
         }
         match client.try_wait() {
-            Ok(Some(_)) | Err(_) => return (Ending::Exited, program_started),
+            Ok(Some(_)) | Err(_) => return (Ending::Exited, program_started, program_ended),
             Ok(None) => {}
         }
         if Instant::now() >= deadline {
-            let ending = if program_started.is_some() {
-                Ending::Timeout
-            } else {
-                Ending::StartupTimeout
-            };
-            return (ending, program_started);
+            return (
+                match (program_started, program_ended) {
+                    (_, Some(_)) => Ending::ClientStuck,
+                    (Some(_), None) => Ending::Timeout,
+                    (None, None) => Ending::StartupTimeout,
+                },
+                program_started,
+                program_ended,
+            );
         }
         if cancel.is_cancelled() {
-            return (Ending::Cancelled, program_started);
+            return (Ending::Cancelled, program_started, program_ended);
         }
     }
 }
@@ -691,7 +712,11 @@ fn drain(
                 {
                     Some(scanner) => {
                         output.clear();
+                        let before = scanner.found().is_some();
                         scanner.feed(bytes, &mut output);
+                        if !before && scanner.found().is_some() {
+                            let _ = sink.events.send(Event::Ended(Instant::now()));
+                        }
                         sink.accept(&output);
                     }
                     None => sink.accept(bytes),
@@ -844,6 +869,7 @@ mod tests {
             .try_iter()
             .map(|event| match event {
                 Event::Started(_) => "started",
+                Event::Ended(_) => "ended",
                 Event::OutputLimit(_) => "limit",
             })
             .collect();
@@ -872,6 +898,39 @@ mod tests {
             assert_eq!(captured.bytes, input);
             assert!(events.is_empty());
         }
+    }
+
+    #[test]
+    fn the_trailer_reports_the_program_s_end_the_moment_it_arrives() {
+        let key = "00112233445566778899aabbccddeeff";
+        let mut input = STARTED_MARKER.to_vec();
+        input.extend_from_slice(b"out\n");
+        input.extend(trailer::signed_line("exit 3 oom 0 watchdog 0", key));
+        let (events, watch) = mpsc::channel();
+        let sink = Sink::new(Stream::Stderr, 1024, None, true, events);
+        let cursor = std::io::Cursor::new(input);
+        let (captured, report) = drain(
+            cursor,
+            sink,
+            Some(STARTED_MARKER),
+            Some(TrailerScanner::new(key)),
+        )
+        .recv()
+        .unwrap();
+        assert_eq!(captured.bytes, b"out\n");
+        assert_eq!(
+            report.map(|report| report.ending),
+            Some(ProgramEnd::Exited(3))
+        );
+        let seen: Vec<&str> = watch
+            .try_iter()
+            .map(|event| match event {
+                Event::Started(_) => "started",
+                Event::Ended(_) => "ended",
+                Event::OutputLimit(_) => "limit",
+            })
+            .collect();
+        assert_eq!(seen, ["started", "ended"]);
     }
 
     #[test]

@@ -192,6 +192,11 @@ impl TrailerScanner {
         }
     }
 
+    /// The trailer, once it has been seen.
+    pub fn found(&self) -> Option<LauncherReport> {
+        self.found
+    }
+
     /// The stream ended: whatever was held back was output after all. Returns the trailer.
     pub fn finish(&mut self, output: &mut Vec<u8>) -> Option<LauncherReport> {
         output.append(&mut self.pending);
@@ -221,6 +226,15 @@ fn partial_match_len(haystack: &[u8], needle: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
+/// A trailer line as the launcher writes it, signed with `key`.
+#[cfg(test)]
+pub(crate) fn signed_line(words: &str, key: &str) -> Vec<u8> {
+    let mac = hex(&hmac_sha256(key.as_bytes(), words.as_bytes()));
+    let mut bytes = TRAILER_PREFIX.to_vec();
+    bytes.extend_from_slice(format!("{words} {mac}\n").as_bytes());
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,12 +251,8 @@ mod tests {
         (output, found)
     }
 
-    /// A trailer line as the launcher writes it, signed with `key`.
     fn trailer(words: &str, key: &str) -> Vec<u8> {
-        let mac = hex(&hmac_sha256(key.as_bytes(), words.as_bytes()));
-        let mut bytes = TRAILER_PREFIX.to_vec();
-        bytes.extend_from_slice(format!("{words} {mac}\n").as_bytes());
-        bytes
+        signed_line(words, key)
     }
 
     #[test]
