@@ -8,6 +8,8 @@
 //! - [`sandbox`]: the image, labels and the pure `docker create` argv builder;
 //! - [`runner`]: the one supervisor every run goes through (spawn, pipes, deadline, kill, inspect);
 //! - [`report`]: outcomes, the versioned JSON report, messages and exit codes;
+//! - [`sanitize`]: the one escaper for outside text in anything we print;
+//! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
 //! - [`run_command`], [`grade`], [`serve`]: the subcommands.
 
 pub mod cli;
@@ -18,8 +20,11 @@ pub mod report;
 pub mod run_command;
 pub mod runner;
 pub mod sandbox;
+pub mod sanitize;
 pub mod serve;
+pub mod signals;
 pub mod source;
+pub mod sync;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

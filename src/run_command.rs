@@ -10,8 +10,8 @@ use crate::cli::{GcArgs, RunArgs};
 use crate::exit_codes;
 use crate::limits::Limits;
 use crate::report::{describe, Outcome, RunReport, Status};
-use crate::runner::cancel::{self, CancelToken};
 use crate::runner::{gc, Job, ProgramStdin, RunIo, Sandbox};
+use crate::runner::{guard, CancelToken, DockerCli};
 use crate::source::{describe_io, Program, RejectReason};
 
 pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
@@ -20,7 +20,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let outcome = match prepare(&args, limits) {
         Ok(job) => {
             let token = CancelToken::new();
-            cancel::cancel_on_signals(token.clone(), sandbox.docker().clone())
+            stop_runs_on_signals(&token, sandbox.docker())
                 .context("cannot install signal handlers")?;
             let sweeper = sweep_stale_in_background(&sandbox);
             let io = if args.json {
@@ -85,6 +85,20 @@ fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {
     }
 }
 
+/// The first SIGINT/SIGTERM/SIGHUP cancels `token` (every run watching it stops and removes its
+/// container); a second starts removing every live container without waiting and exits 128+N.
+pub(crate) fn stop_runs_on_signals(token: &CancelToken, docker: &DockerCli) -> std::io::Result<()> {
+    let token = token.clone();
+    let docker = docker.clone();
+    crate::signals::on_stop_signals(
+        move |signal| token.cancel_by_signal(signal),
+        move |signal| {
+            guard::remove_all_detached(&docker);
+            std::process::exit(i32::from(exit_codes::for_signal(signal)));
+        },
+    )
+}
+
 /// How long the closing `safe-exec:` line may wait for a stalled reader of our stderr.
 const FINAL_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -140,19 +154,18 @@ fn sweep_stale_in_background(sandbox: &Sandbox) -> Option<std::thread::JoinHandl
 /// truncate whatever it points at).
 fn touch_without_following(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    const O_NOFOLLOW: i32 = 0o400000;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .custom_flags(O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     file.set_modified(std::time::SystemTime::now())
 }
 
 fn effective_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map_or(0, |metadata| metadata.uid())
+    // SAFETY: geteuid(2) cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() }
 }
 
 pub fn collect_garbage(args: GcArgs) -> anyhow::Result<u8> {

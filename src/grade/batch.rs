@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::compile::{self, CompileCheck};
@@ -26,6 +26,7 @@ use crate::limits::Limits;
 use crate::report::Status;
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo, Sandbox};
 use crate::source::{describe_io, Program, RejectReason};
+use crate::sync::lock;
 
 /// One submission to grade.
 #[derive(Debug, Clone)]
@@ -411,10 +412,4 @@ fn record(state: &mut State, sub: usize, case: usize, result: CaseResult) {
     }
     state.results[sub][case] = Some(result);
     state.finished += 1;
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

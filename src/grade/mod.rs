@@ -44,7 +44,7 @@ use thiserror::Error;
 use crate::cli::GradeArgs;
 use crate::exit_codes;
 use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
-use crate::runner::{cancel, CancelToken, EngineError, Sandbox};
+use crate::runner::{CancelToken, EngineError, Sandbox};
 use crate::source::{describe_io, Program, RejectReason};
 use batch::{Batch, Progress, Submission};
 use destination::{Destination, DestinationError};
@@ -86,7 +86,7 @@ impl GradeOptions {
 
 /// The number of CPUs, the default for `--jobs`.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |cpus| cpus.get())
+    crate::sync::available_cpus()
 }
 
 /// Why grading did not start (or its reports could not be written). Each maps to an exit code.
@@ -286,7 +286,7 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     // Before the claims: a Ctrl-C while the suite loads or the engine is asked (seconds) must
     // still drop the claims, so that no temporary report file is left behind.
     let token = CancelToken::new();
-    cancel::cancel_on_signals(token.clone(), sandbox.docker().clone()).map_err(|error| {
+    crate::run_command::stop_runs_on_signals(&token, sandbox.docker()).map_err(|error| {
         EngineError::Failed {
             command: "(signal handlers)".to_owned(),
             detail: error.to_string(),

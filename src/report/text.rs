@@ -14,7 +14,7 @@ pub fn status_message(outcome: &Outcome) -> Option<String> {
             (Some(signal), _) => {
                 format!(
                     "the program was killed by signal {signal} ({})",
-                    signal_name(signal)
+                    crate::signals::name(signal)
                 )
             }
             (None, Some(code)) => format!("the program exited with code {code}"),
@@ -47,26 +47,6 @@ pub fn describe(outcome: &Outcome) -> Option<String> {
         return None;
     }
     status_message(outcome).map(|message| format!("safe-exec: {message}"))
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        _ => "unknown signal",
-    }
 }
 
 #[cfg(test)]

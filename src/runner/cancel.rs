@@ -1,19 +1,10 @@
-//! Cancellation of runs in progress: by a signal to safe-exec (SIGINT, SIGTERM, SIGHUP) or by a
-//! caller (an HTTP client that went away, a grading batch stopping).
-//!
-//! The first signal cancels the shared [`CancelToken`]; every supervisor watching it kills its
-//! container and returns `interrupted`. A second signal removes every live container without
-//! waiting and exits at once with 128+N.
+//! Cancellation of runs in progress, by whoever holds the token: a signal to safe-exec (routed
+//! here by [`crate::signals`]), an HTTP client that went away, a grading batch stopping. Every
+//! supervisor watching a cancelled token kills its container and returns `interrupted`. The
+//! token only records why; it never exits the process.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
-
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
-
-use super::docker_cli::DockerCli;
-use super::guard;
-use crate::exit_codes;
 
 const NOT_CANCELLED: i32 = 0;
 const CANCELLED_BY_CALLER: i32 = -1;
@@ -55,23 +46,6 @@ impl CancelToken {
             _ => None,
         }
     }
-}
-
-/// Route SIGINT, SIGTERM and SIGHUP to `token` for the rest of the process's life.
-pub fn cancel_on_signals(token: CancelToken, docker: DockerCli) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    std::thread::Builder::new()
-        .name("safe-exec-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if token.is_cancelled() {
-                    guard::remove_all_detached(&docker);
-                    std::process::exit(i32::from(exit_codes::for_signal(signal)));
-                }
-                token.cancel_by_signal(signal);
-            }
-        })?;
-    Ok(())
 }
 
 #[cfg(test)]

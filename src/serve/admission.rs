@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::lock;
 use crate::runner::CancelToken;
+use crate::sync::lock;
 
 /// Why a request was not given a run slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,7 +48,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::lock;
+use crate::sync::lock;
 
 /// Bytes of audit lines waiting for the writer at most (a line is a few hundred bytes, more with
 /// `--audit-code`). A line is always taken when the queue is empty, however long it is.

@@ -34,11 +34,10 @@ pub mod server;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -82,7 +81,7 @@ impl Config {
         // An empty --token or SAFE_EXEC_TOKEN is refused in Auth::new, not read as "no token": a
         // variable that was meant to hold a secret and came out empty must not open the server.
         let auth = Auth::new(args.addr, args.token.as_deref(), args.allow_unauthenticated)?;
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let cpus = crate::sync::available_cpus();
         Ok(Config {
             addr: args.addr,
             limits: Limits::default().with(&args.limits.overrides()),
@@ -155,7 +154,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     });
 
     // Before the listening line: a supervisor may send SIGTERM the moment it reads it.
-    let signals = watch_signals(state.clone()).context("cannot install signal handlers")?;
+    watch_signals(state.clone()).context("cannot install signal handlers")?;
 
     // Not fatal: the engine may come up later; until then runs get 503 and /healthz says why.
     let probe = state.sandbox.clone();
@@ -199,7 +198,6 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     if let Some(audit) = &state.audit {
         audit.finish(audit::FINISH_TIMEOUT).await;
     }
-    signals.abort();
     if clean {
         say!("stopped; no runs left");
     } else {
@@ -250,47 +248,23 @@ fn report_audit_drops_periodically(state: Arc<AppState>) -> tokio::task::JoinHan
 
 /// On the first SIGTERM/SIGINT/SIGHUP: stop accepting, close idle connections and cancel every
 /// run. On a second: remove every container at once and exit 128+N.
-fn watch_signals(state: Arc<AppState>) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    Ok(tokio::spawn(async move {
-        let first = next_signal(&mut term, &mut int, &mut hup).await;
-        say!(
-            "received {}: stopping; running and queued runs are cancelled (again to exit at once)",
-            signal_name(first)
-        );
-        state.stop(first);
-        let second = next_signal(&mut term, &mut int, &mut hup).await;
-        say!(
-            "received {} again: removing containers and exiting",
-            signal_name(second)
-        );
-        guard::remove_all_detached(state.sandbox.docker());
-        std::process::exit(i32::from(exit_codes::for_signal(second)));
-    }))
-}
-
-async fn next_signal(term: &mut Signal, int: &mut Signal, hup: &mut Signal) -> i32 {
-    tokio::select! {
-        _ = term.recv() => 15,
-        _ = int.recv() => 2,
-        _ = hup.recv() => 1,
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        _ => "SIGTERM",
-    }
-}
-
-/// A lock that a panic elsewhere does not poison for good: the serve state stays usable, and every
-/// piece of it is valid between statements.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn watch_signals(state: Arc<AppState>) -> std::io::Result<()> {
+    let docker = state.sandbox.docker().clone();
+    crate::signals::on_stop_signals(
+        move |first| {
+            say!(
+                "received {}: stopping; running and queued runs are cancelled (again to exit at once)",
+                crate::signals::name(first)
+            );
+            state.stop(first);
+        },
+        move |second| {
+            say!(
+                "received {} again: removing containers and exiting",
+                crate::signals::name(second)
+            );
+            guard::remove_all_detached(&docker);
+            std::process::exit(i32::from(exit_codes::for_signal(second)));
+        },
+    )
 }

@@ -31,7 +31,7 @@ use tower::ServiceExt;
 
 use super::admission::ClientKey;
 use super::api::Peer;
-use super::lock;
+use crate::sync::lock;
 
 /// Open connections at most, all clients together; more wait in the kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 256;
