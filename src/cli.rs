@@ -38,9 +38,13 @@ pub enum Command {
 /// Limits shared by every subcommand. Unset flags keep the defaults (or a suite's own limits).
 #[derive(Debug, Clone, Default, Args)]
 pub struct LimitArgs {
-    /// Wall-clock limit in seconds [default: 10]
+    /// Time limit in seconds of CPU time, all the program's processes together [default: 10]
     #[arg(long, value_name = "SECS", value_parser = limits::parse_timeout)]
     pub timeout: Option<Duration>,
+    /// Wall-clock limit in seconds, for a program that waits instead of computing
+    /// [default: 2 × --timeout + 1]
+    #[arg(long, value_name = "SECS", value_parser = limits::parse_timeout)]
+    pub wall_timeout: Option<Duration>,
     /// Memory limit, swap included, e.g. 128m, 1g [default: 128m]
     #[arg(long, value_name = "SIZE", value_parser = limits::parse_memory)]
     pub memory: Option<u64>,
@@ -62,6 +66,7 @@ impl LimitArgs {
     pub fn overrides(&self) -> LimitOverrides {
         LimitOverrides {
             timeout: self.timeout,
+            wall_timeout: self.wall_timeout,
             memory_bytes: self.memory,
             cpus: self.cpus,
             pids: self.pids_limit,

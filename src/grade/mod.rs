@@ -281,6 +281,9 @@ fn check_submission_path(path: &Path) -> Result<(), GradeError> {
     Ok(())
 }
 
+/// How long grading waits at the end for the last containers to be removed.
+const REMOVALS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     let sandbox = Sandbox::new(options.image.clone());
     // Before the claims: a Ctrl-C while the suite loads or the engine is asked (seconds) must
@@ -311,7 +314,7 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     ready?;
     let jobs = options.jobs.max(1);
     eprintln!(
-        "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} wall-clock, {} memory",
+        "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} of CPU time, {} memory",
         submissions.len(),
         suite.cases.len(),
         suite.name.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>(),
@@ -328,6 +331,9 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     let bar = Bar::new();
     let outcome = batch.run(&sandbox, &token, &bar);
     bar.0.finish_and_clear();
+    // Containers of finished cases are removed in the background while later cases run; what is
+    // still pending goes now (the reaper has the rest should this time out).
+    crate::runner::registry::wait_for_removals(std::time::Instant::now() + REMOVALS_TIMEOUT);
     let results = match outcome {
         Ok(results) => results,
         Err(interrupted) => {

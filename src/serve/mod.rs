@@ -44,7 +44,7 @@ use crate::cli::ServeArgs;
 use crate::exit_codes;
 use crate::limits::{human_bytes, human_secs, Limits};
 use crate::runner::Sandbox;
-use crate::runner::{gc, guard};
+use crate::runner::{gc, registry};
 use admission::{Admission, RateLimiter, RunRegistry};
 use api::AppState;
 use audit::AuditLog;
@@ -193,7 +193,12 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     )
     .await;
     sweeper.abort();
-    let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
+    let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await
+        && tokio::task::spawn_blocking(|| {
+            registry::wait_for_removals(std::time::Instant::now() + RUNS_DRAIN_TIMEOUT)
+        })
+        .await
+        .unwrap_or(false);
     drop_reporter.abort();
     if let Some(audit) = &state.audit {
         audit.finish(audit::FINISH_TIMEOUT).await;
@@ -263,7 +268,7 @@ fn watch_signals(state: Arc<AppState>) -> std::io::Result<()> {
                 "received {} again: removing containers and exiting",
                 crate::signals::name(second)
             );
-            guard::remove_all_detached(&docker);
+            registry::remove_all_detached(&docker);
             std::process::exit(i32::from(exit_codes::for_signal(second)));
         },
     )

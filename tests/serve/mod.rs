@@ -532,11 +532,13 @@ fn malformed_requests_get_400_and_start_nothing() {
 #[test]
 fn timeout_is_408_with_the_partial_output() {
     let session = Session::new();
-    let server = Server::start(&session, &["--timeout", "3"]);
+    // The CPU limit is what this is about: the wall-clock backstop is far away, so a loaded
+    // machine that hands the loop its 3 CPU seconds slowly does not change the answer.
+    let server = Server::start(&session, &["--timeout", "3", "--wall-timeout", "60"]);
     let started = Instant::now();
     let reply = server.run("print('started', flush=True)\nwhile True:\n    pass");
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(60),
         "took {:?}",
         started.elapsed()
     );
@@ -547,15 +549,16 @@ fn timeout_is_408_with_the_partial_output() {
     assert_eq!(body["output"], "started\n");
     assert_eq!(body["exit_code"], Value::Null);
     let duration = body["duration_ms"].as_u64().unwrap();
-    assert!((3000..3600).contains(&duration), "{duration} ms");
+    assert!(duration >= 3000, "{duration} ms");
 
     // The v1 endpoint reports it as an ordinary 200 with status timeout.
-    let reply = server.run_v1("print('started', flush=True)\nimport time\ntime.sleep(60)");
+    let reply = server.run_v1("print('started', flush=True)\nwhile True:\n    pass");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let report = reply.report();
     assert_eq!(report.status, Status::Timeout);
     assert_eq!(report.stdout, "started\n");
-    session.assert_clean_within(Duration::from_secs(2));
+    assert!(report.cpu_time_ms.unwrap() > 3000, "{report:?}");
+    session.assert_clean();
 }
 
 #[test]
@@ -1085,40 +1088,44 @@ fn thirty_concurrent_slow_runs_are_all_answered() {
             audit.to_str().unwrap(),
         ],
     ));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Never more containers than run slots.
-    let watcher = {
-        let done = done.clone();
-        let label = session.label.clone();
-        thread::spawn(move || {
-            let session = Session { label };
-            let mut most = 0;
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                most = most.max(session.containers().len());
-                thread::sleep(Duration::from_millis(100));
-            }
-            most
-        })
-    };
+    // Each program says when it ran (the containers share the host's clock): never more
+    // programs running at once than run slots. (Counting containers would also count those whose
+    // program has ended and which are being removed after the answer.)
     let clients: Vec<_> = (0..30)
         .map(|i| {
             let server = server.clone();
             thread::spawn(move || {
-                let reply = server.run(&format!("import time\ntime.sleep(0.3)\nprint({i})"));
+                let reply = server.run(&format!(
+                    "import time\nstart = time.time()\ntime.sleep(0.3)\nprint({i}, start, time.time())"
+                ));
                 (i, reply)
             })
         })
         .collect();
+    let mut intervals = Vec::new();
     for client in clients {
         let (i, reply) = client.join().unwrap();
         assert_eq!(reply.status, 200, "run {i}: {}", reply.body);
-        assert_eq!(reply.json()["output"], format!("{i}\n"), "run {i}");
+        let output = reply.json()["output"].as_str().unwrap().to_owned();
+        let fields: Vec<&str> = output.split_whitespace().collect();
+        assert_eq!(fields[0], i.to_string(), "run {i}: {output}");
+        let start: f64 = fields[1].parse().unwrap();
+        let end: f64 = fields[2].parse().unwrap();
+        intervals.push((start, end));
     }
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let most = watcher.join().unwrap();
+    let most = intervals
+        .iter()
+        .map(|&(start, _)| {
+            intervals
+                .iter()
+                .filter(|&&(other_start, other_end)| other_start <= start && start < other_end)
+                .count()
+        })
+        .max()
+        .unwrap();
     assert!(
         (1..=3).contains(&most),
-        "{most} containers at once with --max-concurrent 3"
+        "{most} programs at once with --max-concurrent 3"
     );
     // Audit lines are written by a thread of their own, just after each answer.
     server.wait_for(Duration::from_secs(10), "30 audit lines", || {
@@ -1135,7 +1142,7 @@ fn thirty_concurrent_slow_runs_are_all_answered() {
     let health = server.get("/healthz").json();
     assert_eq!(health["runs"]["running"], 0);
     assert_eq!(health["runs"]["queued"], 0);
-    session.assert_clean_within(Duration::from_secs(2));
+    session.assert_clean();
 }
 
 #[test]
