@@ -86,7 +86,8 @@ pub struct ImageArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit status: the program's own code when it ends by itself; 124 timeout, 121 memory limit, \
-122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. See the README."
+122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. \
+See docs/run.md and docs/statuses-and-exit-codes.md."
 )]
 pub struct RunArgs {
     /// Python file to run; standard input when absent or `-`
@@ -113,7 +114,8 @@ pub struct RunArgs {
 case-INsensitive unless the suite sets `case_sensitive`. Time limits count from the program's start, not the container's.
 
 Exit status: 0 every submission accepted (or --exit-zero), 1 some not accepted, 65 malformed suite, 66 missing path, 73 a report cannot be written, \
-125 engine unavailable or a judge error, 130 interrupted, 2 usage. See the README."
+125 engine unavailable or a judge error, 130 interrupted, 2 usage. \
+See docs/grading.md and docs/statuses-and-exit-codes.md."
 )]
 pub struct GradeArgs {
     /// Test suite: a Kattis problem package, or a directory of NAME.in + NAME.ans
@@ -149,7 +151,7 @@ pub struct GradeArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Endpoints: POST /run (the original API), POST /api/v1/runs (the `run --json` document), \
-GET /healthz, GET /openapi.json, GET / (the web page). See the README."
+GET /healthz, GET /openapi.json, GET / (the web page). See docs/http-api.md."
 )]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port); a non-loopback address needs --token

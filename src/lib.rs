@@ -13,6 +13,8 @@
 //! - [`run_command`], [`grade`], [`serve`]: the subcommands.
 
 pub mod cli;
+#[cfg(test)]
+mod docs_drift;
 pub mod exit_codes;
 pub mod grade;
 pub mod limits;

@@ -1,5 +1,5 @@
 //! Shared helpers: a `safe_exec()` command with a per-test session label, engine checks, and the
-//! "host is clean" assertion from ../shared/THREATS.md.
+//! "host is clean" assertion from docs/threats.md.
 
 #![allow(dead_code)]
 
@@ -89,7 +89,7 @@ impl Session {
             .count()
     }
 
-    /// THREATS.md's "clean": no container of ours is left (allowing `within` for removal).
+    /// docs/threats.md's "clean": no container of ours is left (allowing `within` for removal).
     pub fn assert_clean_within(&self, within: Duration) {
         let until = Instant::now() + within;
         loop {

@@ -1,5 +1,5 @@
-//! Bad and unusual input (THREATS I1–I10): refused before any container exists, or run the same
-//! however it arrives.
+//! Bad and unusual input (docs/threats.md I1–I10): refused before any container exists, or run the
+//! same however it arrives.
 
 use predicates::prelude::*;
 use safe_exec::report::{Encoding, Status};

@@ -1,4 +1,4 @@
-//! Escape attempts (THREATS E2–E12), checked from inside the container.
+//! Escape attempts (docs/threats.md E2–E12), checked from inside the container.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Resource limits (THREATS R1–R14): each ends with the stated report and a clean host.
+//! Resource limits (docs/threats.md R1–R14): each ends with the stated report and a clean host.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! `safe-exec run` against the real engine: the exit-code table, the JSON schema, program I/O, and
-//! every row of ../shared/THREATS.md that applies to `run`. Each test checks the report and that
+//! every row of docs/threats.md that applies to `run`. Each test checks the report and that
 //! its own containers are gone afterwards.
 
 mod basics;

@@ -1,5 +1,5 @@
 //! Supervision: signals, engine failures, SIGKILL of safe-exec itself, garbage collection and many
-//! runs in a row (THREATS C2, C3, C7 and the sandbox_error rows of the issue).
+//! runs in a row (docs/threats.md C2, C3, C7 and the sandbox_error rows of the issue).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command as StdCommand, Stdio};
@@ -419,7 +419,7 @@ fn c2_many_runs_in_a_row_never_clash_and_touch_only_our_containers() {
         .output()
         .unwrap();
     let foreign = String::from_utf8_lossy(&foreign.stdout).trim().to_owned();
-    // THREATS C2: 1000 runs in a loop, four at a time.
+    // docs/threats.md C2: 1000 runs in a loop, four at a time.
     let runs_per_thread = 250;
     let threads: Vec<_> = (0..4)
         .map(|thread| {
