@@ -29,6 +29,7 @@ pub mod batch;
 pub mod compare;
 pub mod compile;
 pub mod destination;
+pub mod number;
 pub mod report;
 pub mod score;
 pub mod suite;
