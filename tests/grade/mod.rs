@@ -18,6 +18,7 @@ use safe_exec::grade::verdict::Verdict;
 use crate::common::{signal, wait_exit, Session};
 
 mod hostile;
+mod junit_schema;
 
 const SUITE: &str = "examples/suites/sum";
 
