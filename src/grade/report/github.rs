@@ -328,6 +328,24 @@ mod tests {
     }
 
     #[test]
+    fn outside_text_in_annotations_has_no_control_character() {
+        let suite = fixture::suite();
+        let mut results = fixture::results(&suite);
+        results[1].path = "subs/x\r::warning file=a::forged\u{1b}]0;t\u{7}.py".into();
+        results[1].message = Some("boom\r\n::error::again\u{1b}[31m".into());
+        let lines = annotations(&results);
+        let line = &lines[0];
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(!line.contains("%0D") && !line.contains("%0A"), "{line:?}");
+        assert!(
+            line.starts_with(
+                "::error file=subs/x\\r%3A%3Awarning file=a%3A%3Aforged\\u{1b}]0;t\\u{7}.py,"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn stop_commands_wrap_the_log() {
         let token = new_token().unwrap();
         assert_eq!(token.len(), 32);

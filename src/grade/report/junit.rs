@@ -134,7 +134,10 @@ fn xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
-/// Escaped element content.
+/// Escaped element content. Line breaks are character references too: the text (a program's
+/// output among it) then never starts a line of the document, so a report written to a log
+/// (`--junit /dev/stdout` under GitHub Actions) cannot start a workflow command. Parsers read
+/// the same text either way.
 fn text(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars().filter(|c| xml_char(*c)) {
@@ -143,6 +146,7 @@ fn text(value: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '\r' => out.push_str("&#13;"),
+            '\n' => out.push_str("&#10;"),
             c => out.push(c),
         }
     }
@@ -232,6 +236,11 @@ mod tests {
         assert!(
             rte.contains("::error::forged") && rte.contains("</system-err>"),
             "kept as text: {rte}"
+        );
+        assert!(rte.contains("\n::error::forged\n"), "lines kept: {rte}");
+        assert!(
+            xml.lines().all(|line| !line.trim_start().starts_with("::")),
+            "a line of the document GitHub would run:\n{xml}"
         );
 
         let ac_cases: Vec<_> = suites[0]
