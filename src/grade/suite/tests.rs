@@ -4,8 +4,7 @@ use std::fs;
 
 use super::*;
 use crate::exit_codes;
-
-const MIB: u64 = 1024 * 1024;
+use crate::limits::mib_to_bytes;
 
 /// A suite on disk: `files` are (relative path, contents).
 fn suite_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -83,8 +82,8 @@ fn package_with_samples_nested_groups_and_settings() {
         suite.limits.timeout,
         Some(std::time::Duration::from_millis(1500))
     );
-    assert_eq!(suite.limits.memory_bytes, Some(64 * MIB));
-    assert_eq!(suite.limits.max_output_bytes, Some(2 * MIB));
+    assert_eq!(suite.limits.memory_bytes, mib_to_bytes(64));
+    assert_eq!(suite.limits.max_output_bytes, mib_to_bytes(2));
     assert_eq!(
         names(&suite),
         [
