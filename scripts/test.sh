@@ -16,6 +16,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
         --no-install-recommends chromium chromium-driver >/dev/null
 fi
 
+# The JUnit report is validated against junit-10.xsd with xmllint.
+if ! command -v xmllint >/dev/null; then
+    echo "test: installing libxml2-utils with apt (xmllint, for the JUnit schema test)"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+        --no-install-recommends libxml2-utils >/dev/null
+fi
+
 echo "test: cargo fmt --all --check"
 cargo fmt --all --check
 

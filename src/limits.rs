@@ -145,17 +145,28 @@ pub fn parse_timeout(text: &str) -> Result<Duration, String> {
         .trim_end_matches('s')
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds (try `10` or `2.5`)"))?;
+    check_timeout_secs(secs).map_err(|reason| format!("`{text}`: {reason}"))
+}
+
+/// A time limit of `secs` seconds, however it was given (a flag, a suite file): more than 0, at
+/// most [`MAX_TIMEOUT`]. The error is the reason, for the caller to prefix with what it checked.
+pub fn check_timeout_secs(secs: f64) -> Result<Duration, String> {
     if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("`{text}`: the timeout must be more than 0 seconds"));
+        return Err("the timeout must be more than 0 seconds".to_owned());
     }
     let timeout = Duration::from_secs_f64(secs);
     if timeout > MAX_TIMEOUT {
         return Err(format!(
-            "`{text}`: the timeout can be at most {} seconds",
+            "the timeout can be at most {} seconds",
             MAX_TIMEOUT.as_secs()
         ));
     }
     Ok(timeout)
+}
+
+/// `mib` MiB in bytes, as suite files give sizes; `None` when that does not fit in a `u64`.
+pub fn mib_to_bytes(mib: u64) -> Option<u64> {
+    mib.checked_mul(MIB)
 }
 
 /// A size in bytes: a plain number, or with a suffix `k`, `m`, `g` (binary: 1k = 1024), with an
@@ -182,21 +193,27 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 pub fn parse_memory(text: &str) -> Result<u64, String> {
-    let bytes = parse_size(text)?;
+    check_memory_bytes(parse_size(text)?).map_err(|reason| format!("`{text}`: {reason}"))
+}
+
+/// A memory limit of `bytes`, however it was given: at least [`MIN_MEMORY_BYTES`]. The error is
+/// the reason.
+pub fn check_memory_bytes(bytes: u64) -> Result<u64, String> {
     if bytes < MIN_MEMORY_BYTES {
-        return Err(format!(
-            "`{text}`: the memory limit must be at least 6m (Docker's minimum)"
-        ));
+        return Err("the memory limit must be at least 6m (Docker's minimum)".to_owned());
     }
     Ok(bytes)
 }
 
 pub fn parse_output_size(text: &str) -> Result<u64, String> {
-    let bytes = parse_size(text)?;
+    check_output_bytes(parse_size(text)?).map_err(|reason| format!("`{text}`: {reason}"))
+}
+
+/// A per-stream output cap of `bytes`, however it was given: 1 byte to [`MAX_OUTPUT_BYTES`]. The
+/// error is the reason.
+pub fn check_output_bytes(bytes: u64) -> Result<u64, String> {
     if bytes == 0 || bytes > MAX_OUTPUT_BYTES {
-        return Err(format!(
-            "`{text}`: the output cap must be between 1 byte and 1g"
-        ));
+        return Err("the output cap must be between 1 byte and 1g".to_owned());
     }
     Ok(bytes)
 }

@@ -74,7 +74,7 @@ fn prepare(args: &RunArgs, limits: Limits) -> Result<Job, RejectReason> {
 
 fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {
     let unreadable = |message: String| RejectReason::Unreadable {
-        path: format!("--stdin {}", path.display()),
+        path: format!("--stdin {}", crate::sanitize::path(path)),
         message,
     };
     let file = std::fs::File::open(path).map_err(|error| unreadable(describe_io(&error)))?;
@@ -117,6 +117,8 @@ fn report(outcome: Outcome, json: bool) -> anyhow::Result<()> {
             }
         }
     } else if let Some(line) = describe(&outcome) {
+        // Engine and launcher text can reach this line: printed through the sanitiser.
+        let line = crate::sanitize::text(&line).into_owned();
         // Our stderr's reader may have stopped reading (and a drain of the program's stderr,
         // stuck writing to it, may hold its lock): worth a moment, never a hang or a panic.
         let (done, written) = std::sync::mpsc::channel();
@@ -179,12 +181,12 @@ pub fn collect_garbage(args: GcArgs) -> anyhow::Result<u8> {
         Ok(removed) => {
             println!("removed {} container(s)", removed.len());
             for name in removed {
-                println!("  {name}");
+                println!("  {}", crate::sanitize::text(&name));
             }
             Ok(exit_codes::SUCCESS)
         }
         Err(error) => {
-            eprintln!("safe-exec: {error}");
+            eprintln!("safe-exec: {}", crate::sanitize::text(&error.to_string()));
             Ok(exit_codes::SANDBOX_ERROR)
         }
     }

@@ -23,6 +23,7 @@ pub enum RejectReason {
     NulByte { line: usize, column: usize },
     #[error("no code to run: the program is empty or only whitespace")]
     Empty,
+    /// `path` is already safe to print (see [`crate::sanitize::path`]).
     #[error("cannot read {path}: {message}")]
     Unreadable { path: String, message: String },
 }
@@ -108,7 +109,8 @@ impl Program {
     /// Read and validate the program in `path`; it runs under the file's own base name when that
     /// is a plain Python file name.
     pub fn from_file(path: &Path, max_chars: usize) -> Result<Program, RejectReason> {
-        let shown = path.display().to_string();
+        // The path is shown in messages: through the sanitiser, as everything from outside.
+        let shown = crate::sanitize::path(path);
         let unreadable = |message: String| RejectReason::Unreadable {
             path: shown.clone(),
             message,
@@ -274,5 +276,12 @@ mod tests {
         assert!(missing.to_string().contains("no such file"));
         let dir = Program::from_file(Path::new("/"), 10).unwrap_err();
         assert!(dir.to_string().contains("directory"));
+        let hostile = Program::from_file(Path::new("/nonexistent/\r::warning::x\u{1b}.py"), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            hostile.contains("/nonexistent/\\r::warning::x\\u{1b}.py"),
+            "{hostile}"
+        );
     }
 }

@@ -14,18 +14,20 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::compile::{self, CompileCheck};
+use super::files::OpenError;
 use super::score::{summarize, SubmissionResult};
 use super::suite::Suite;
 use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
 use crate::limits::Limits;
 use crate::report::Status;
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo, Sandbox};
-use crate::source::{describe_io, Program, RejectReason};
+use crate::sanitize;
+use crate::source::{Program, RejectReason};
 use crate::sync::lock;
 
 /// One submission to grade.
@@ -310,15 +312,14 @@ impl Batch<'_> {
             unreachable!("only valid programs run");
         };
         let spec = &self.suite.cases[case];
-        let input = match File::open(&spec.input) {
+        let input = match self.suite.open(&spec.input) {
             Ok(file) => file,
             Err(error) => {
                 return Some(CaseResult::not_run(
                     Verdict::JE,
                     format!(
-                        "judge error: cannot open {}: {}",
-                        spec.input.display(),
-                        describe_io(&error)
+                        "judge error: cannot open {}: {error}",
+                        sanitize::path(&self.suite.path(&spec.input)),
                     ),
                 ))
             }
@@ -334,12 +335,19 @@ impl Batch<'_> {
         }
         // The answer is streamed through the comparison and the feedback files are read only as
         // far as feedback shows them: neither is bounded by anything but the suite's author.
-        let mut answer = File::open(&spec.answer)
+        let mut answer = self
+            .suite
+            .open(&spec.answer)
             .map(|file| BufReader::with_capacity(ANSWER_BUFFER_BYTES, file))
-            .map_err(|error| format!("{}: {}", spec.answer.display(), describe_io(&error)));
+            .map_err(|error| {
+                format!(
+                    "{}: {error}",
+                    sanitize::path(&self.suite.path(&spec.answer))
+                )
+            });
         let shown = spec.full_feedback.then(|| Shown {
-            input: head(&spec.input),
-            answer: head(&spec.answer),
+            input: head(self.suite.open(&spec.input)),
+            answer: head(self.suite.open(&spec.answer)),
         });
         Some(judge(
             spec,
@@ -389,11 +397,11 @@ impl Batch<'_> {
 /// Read buffer for answer files (the comparison reads them once, front to back).
 const ANSWER_BUFFER_BYTES: usize = 64 * 1024;
 
-/// The first [`Head::BYTES`] of `path` and its length; empty when it cannot be read (the
+/// The first [`Head::BYTES`] of a suite file and its length; empty when it cannot be read (the
 /// comparison reports an unreadable answer; an unreadable input never ran).
-fn head(path: &Path) -> Head {
+fn head(opened: Result<File, OpenError>) -> Head {
     let read = || -> std::io::Result<Head> {
-        let file = File::open(path)?;
+        let file = opened.map_err(std::io::Error::other)?;
         let len = file.metadata()?.len();
         let mut bytes = Vec::with_capacity(Head::BYTES);
         file.take(Head::BYTES as u64).read_to_end(&mut bytes)?;

@@ -49,7 +49,7 @@ use thiserror::Error;
 /// A report that cannot be written where its flag says. Before grading nothing has run; after
 /// grading the other reports were written regardless.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("cannot write {flag} {path}: {problem}")]
+#[error("cannot write {flag} {}: {}", crate::sanitize::path(.path), crate::sanitize::text(.problem))]
 pub struct DestinationError {
     /// The flag that named the path (`--json`, ...).
     pub flag: &'static str,

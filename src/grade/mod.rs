@@ -3,8 +3,10 @@
 //!
 //! Rooms:
 //!
+//! - [`files`]: submissions and suite files are opened only as regular files, never through a
+//!   link;
 //! - [`suite`]: parse and validate the suite (Kattis package or bare directory);
-//! - [`compare`]: the Kattis default output validator;
+//! - [`compare`]: the Kattis default output validator, reading numbers as [`number`] says;
 //! - [`compile`]: the in-sandbox compile check run once per submission;
 //! - [`verdict`]: outcome + comparison → verdict, with redaction of secret cases;
 //! - [`score`]: group and submission scores;
@@ -14,7 +16,10 @@
 //!   where possible).
 //!
 //! Order of business: the signal handlers are installed (so that an interrupt from here on drops
-//! the claims below and exits 128+N), paths are checked (exit [`exit_codes::MISSING_PATH`]), every
+//! the claims below and exits 128+N), paths are checked and every submission is opened, as a
+//! regular file only (exit [`exit_codes::MISSING_PATH`]: a symbolic link, FIFO, device or
+//! directory is refused, and so, once the suite is read, is a submission that is one of the
+//! suite's own files, such as a hard link to an answer), every
 //! report destination is claimed (exit [`exit_codes::CANNOT_CREATE`]), the suite is validated (exit
 //! [`exit_codes::MALFORMED_SUITE`]), the engine is asked whether it is ready (exit
 //! [`exit_codes::SANDBOX_ERROR`]); only then does anything run. Exit codes afterwards:
@@ -24,16 +29,22 @@
 //! (even with `--exit-zero`: the grades are not trustworthy), else 0 when every submission is
 //! accepted (or with `--exit-zero`) and [`exit_codes::GRADE_NOT_ACCEPTED`] when one is not; 130
 //! (128+N) when interrupted, in which case no report is written and no container is left.
+//!
+//! Everything printed that came from outside (paths, names, engine messages) goes through
+//! [`crate::sanitize`].
 
 pub mod batch;
 pub mod compare;
 pub mod compile;
 pub mod destination;
+pub mod files;
+pub mod number;
 pub mod report;
 pub mod score;
 pub mod suite;
 pub mod verdict;
 
+use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,9 +56,11 @@ use crate::cli::GradeArgs;
 use crate::exit_codes;
 use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
 use crate::runner::{CancelToken, EngineError, Sandbox};
+use crate::sanitize;
 use crate::source::{describe_io, Program, RejectReason};
 use batch::{Batch, Progress, Submission};
 use destination::{Destination, DestinationError};
+use files::{FileId, FileKind, OpenError};
 use score::SubmissionResult;
 use suite::{Suite, SuiteError};
 use verdict::Verdict;
@@ -94,18 +107,18 @@ pub fn default_jobs() -> usize {
 pub enum GradeError {
     #[error("--gradescope writes the result of one submission, but {0} were given: grade them one at a time")]
     GradescopeNeedsOne(usize),
-    #[error("submission {path}: {message}")]
+    #[error("submission {}: {}", sanitize::path(.path), sanitize::text(.message))]
     Submission { path: PathBuf, message: String },
     /// Report destinations that cannot be written, all of them.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Reports(Vec<DestinationError>),
-    #[error("{first} and {second} both write {path}: give each report its own file")]
+    #[error("{first} and {second} both write {}: give each report its own file", sanitize::path(.path))]
     SameReport {
         first: &'static str,
         second: &'static str,
         path: PathBuf,
     },
-    #[error("{flag} {path}: refusing to overwrite Python source with a report (did {flag} take a submission as its path?)")]
+    #[error("{flag} {}: refusing to overwrite Python source with a report (did {flag} take a submission as its path?)", sanitize::path(.path))]
     ReportOverSource { flag: &'static str, path: PathBuf },
     #[error(transparent)]
     Suite(#[from] SuiteError),
@@ -132,9 +145,10 @@ pub fn execute(args: GradeArgs) -> anyhow::Result<u8> {
     match grade(&options) {
         Ok(code) => Ok(code),
         Err(error) => {
-            // One line per problem (several reports can be unwritable at once).
+            // One line per problem (several reports can be unwritable at once). Each part of a
+            // message was shown safely already; engine messages are made safe here too.
             for line in error.to_string().lines() {
-                eprintln!("safe-exec: {line}");
+                eprintln!("safe-exec: {}", sanitize::text(line));
             }
             Ok(error.exit_code())
         }
@@ -168,24 +182,38 @@ fn prepare(options: &GradeOptions) -> Result<Prepared, GradeError> {
         }
         .into());
     }
-    for path in &options.submissions {
-        check_submission_path(path)?;
-    }
+    let opened: Vec<(File, FileId)> = options
+        .submissions
+        .iter()
+        .map(|path| open_submission(path))
+        .collect::<Result<_, _>>()?;
     let reports = claim_reports(options)?;
     let suite = Suite::load(&options.suite)?;
     let limits = case_limits(&suite.limits, &options.limits);
     let submissions = options
         .submissions
         .iter()
-        .map(|path| {
-            let program = match Program::from_file(path, limits.max_code_chars) {
-                Err(RejectReason::Unreadable { message, .. }) => {
-                    return Err(GradeError::Submission {
-                        path: path.clone(),
-                        message,
-                    })
-                }
-                program => program,
+        .zip(opened)
+        .map(|(path, (file, id))| {
+            let problem = |message: String| GradeError::Submission {
+                path: path.clone(),
+                message,
+            };
+            // A hard link to an answer (or the suite's path spelled differently) is a regular
+            // file, but compiling it would quote the answer in every report.
+            if let Some(suite_file) = suite.file_with_id(id) {
+                return Err(problem(format!(
+                    "it is a file of the suite ({}), not a submission: pass the student's own file",
+                    suite_file.display()
+                )));
+            }
+            let shown = sanitize::path(path);
+            let program = match Program::from_reader(file, limits.max_code_chars, &shown) {
+                Err(RejectReason::Unreadable { message, .. }) => return Err(problem(message)),
+                program => program.map(|program| {
+                    let name = path.file_name().and_then(|name| name.to_str());
+                    program.named(name.unwrap_or(""))
+                }),
             };
             Ok(Submission {
                 path: path.clone(),
@@ -266,19 +294,25 @@ pub fn case_limits(suite: &LimitOverrides, command_line: &LimitOverrides) -> Lim
     Limits::default().with(suite).with(command_line)
 }
 
-fn check_submission_path(path: &Path) -> Result<(), GradeError> {
-    let problem = |message: String| GradeError::Submission {
+/// Open a submission to read: a regular file, not through a link in its last component; see
+/// [`files::open_regular`].
+fn open_submission(path: &Path) -> Result<(File, FileId), GradeError> {
+    files::open_regular(path).map_err(|error| GradeError::Submission {
         path: path.to_path_buf(),
-        message,
-    };
-    let metadata = std::fs::metadata(path).map_err(|error| problem(describe_io(&error)))?;
-    if metadata.is_dir() {
-        return Err(problem(
-            "it is a directory: pass the submission's .py file".to_owned(),
-        ));
-    }
-    std::fs::File::open(path).map_err(|error| problem(describe_io(&error)))?;
-    Ok(())
+        message: match error {
+            OpenError::Kind(FileKind::Directory) => {
+                "it is a directory: pass the submission's .py file".to_owned()
+            }
+            OpenError::Kind(FileKind::Symlink) => {
+                "it is a symbolic link: a submission is read only as a regular file, never through a link (copy the file instead)".to_owned()
+            }
+            OpenError::Kind(kind) => format!(
+                "it is {}: a submission must be a regular .py file",
+                kind.describe()
+            ),
+            other => other.to_string(),
+        },
+    })
 }
 
 /// How long grading waits at the end for the last containers to be removed.
@@ -317,7 +351,7 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} of CPU time, {} memory",
         submissions.len(),
         suite.cases.len(),
-        suite.name.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>(),
+        sanitize::text(&suite.name),
         human_secs(limits.timeout),
         human_bytes(limits.memory_bytes)
     );
@@ -401,7 +435,15 @@ fn write_reports(
     let github = std::env::var("GITHUB_ACTIONS").is_ok_and(|value| value == "true");
     let table = report::table::render(suite, results);
     let mut stdout_text = if github {
-        report::github::stop_commands(&report::github::new_token(), &table)
+        match report::github::new_token() {
+            Some(token) => report::github::stop_commands(&token, &table),
+            None => {
+                // Without an unguessable token the table cannot be protected: the reports and
+                // the step summary still have everything.
+                eprintln!("safe-exec: warning: no random source for the log's stop-commands token; the table is not printed (see the reports and the step summary)");
+                String::new()
+            }
+        }
     } else {
         table
     };
@@ -440,7 +482,7 @@ fn write_reports(
                 // The grades stand; a summary we could not append is worth a warning, not a failure.
                 eprintln!(
                     "safe-exec: warning: cannot append to $GITHUB_STEP_SUMMARY ({}): {}",
-                    PathBuf::from(path).display(),
+                    sanitize::path(Path::new(&path)),
                     describe_io(&error)
                 );
             }
@@ -490,12 +532,7 @@ impl Progress for Bar {
     }
 
     fn finished(&self, label: &str) {
-        self.0.set_message(
-            label
-                .chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect::<String>(),
-        );
+        self.0.set_message(sanitize::text(label).into_owned());
         self.0.inc(1);
     }
 }

@@ -257,8 +257,9 @@ pub fn classify_failure(command: &str, stderr: &str, image: Option<&str>) -> Eng
             !line.is_empty() && !line.starts_with("Run 'docker") && !line.starts_with("See 'docker")
         })
         .unwrap_or("")
-        .trim_start_matches("docker: ")
-        .to_owned();
+        .trim_start_matches("docker: ");
+    // The engine's words end up in our messages: never raw.
+    let detail = crate::sanitize::text(detail).into_owned();
     let lower = stderr.to_ascii_lowercase();
     if lower.contains("cannot connect to the docker daemon")
         || lower.contains("error during connect")
@@ -340,6 +341,16 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "`docker create` failed: Error response from daemon: Conflict"
+        );
+    }
+
+    #[test]
+    fn the_engine_s_words_are_sanitised() {
+        let error = classify_failure("run", "Error: \x1b]0;pwned\x07 bad\r::warning::x", None);
+        let message = error.to_string();
+        assert!(
+            !message.contains('\x1b') && !message.contains('\r'),
+            "{message}"
         );
     }
 

@@ -17,6 +17,9 @@ use safe_exec::grade::verdict::Verdict;
 
 use crate::common::{signal, wait_exit, Session};
 
+mod hostile;
+mod junit_schema;
+
 const SUITE: &str = "examples/suites/sum";
 
 fn submission(name: &str) -> String {

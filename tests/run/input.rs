@@ -185,3 +185,76 @@ fn unreadable_files_are_rejected_naming_the_path() {
     assert!(report.error.unwrap().contains("directory"));
     session.assert_clean();
 }
+
+/// A file name that, printed raw, would return the carriage, start a GitHub workflow command,
+/// set the terminal's title and ring its bell; and how the sanitiser shows it.
+const HOSTILE_NAME: &str = "x\r::warning file=a,line=1::forged\u{1b}]0;owned\u{7}.py";
+const HOSTILE_SHOWN: &str = "x\\r::warning file=a,line=1::forged\\u{1b}]0;owned\\u{7}.py";
+
+#[test]
+fn hostile_path_bytes_are_escaped_in_run_s_messages() {
+    let session = Session::new();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join(HOSTILE_NAME);
+    let directory = dir.path().join(format!("{HOSTILE_NAME}.d"));
+    std::fs::create_dir(&directory).unwrap();
+    let cases: [(Vec<&std::ffi::OsStr>, &str); 4] = [
+        (vec![missing.as_os_str()], "no such file"),
+        (vec![directory.as_os_str()], "directory"),
+        (
+            vec![
+                "-c".as_ref(),
+                "print(1)".as_ref(),
+                "--stdin".as_ref(),
+                missing.as_os_str(),
+            ],
+            "no such file",
+        ),
+        (
+            vec![
+                "-c".as_ref(),
+                "print(1)".as_ref(),
+                "--stdin".as_ref(),
+                directory.as_os_str(),
+            ],
+            "directory",
+        ),
+    ];
+    for (args, mentions) in cases {
+        // Refused before the engine is asked anything: a missing docker would be exit 125.
+        let text = session
+            .safe_exec()
+            .env("SAFE_EXEC_DOCKER", "/nonexistent/docker")
+            .arg("run")
+            .args(&args)
+            .output()
+            .unwrap();
+        let message = String::from_utf8_lossy(&text.stderr).into_owned();
+        assert_eq!(text.status.code(), Some(123), "{message:?}");
+        assert!(
+            message.contains(mentions) && message.contains(HOSTILE_SHOWN),
+            "{message:?}"
+        );
+        assert!(
+            !message.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control characters: {message:?}"
+        );
+        assert!(
+            message.lines().all(|line| !line.starts_with("::")),
+            "a line GitHub would run: {message:?}"
+        );
+        // The JSON report carries the same escaped text.
+        let json = session
+            .safe_exec()
+            .env("SAFE_EXEC_DOCKER", "/nonexistent/docker")
+            .args(["run", "--json"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let report = parse_report(&json.stdout);
+        assert_eq!(report.status, Status::Rejected);
+        let error = report.error.unwrap();
+        assert!(error.contains(HOSTILE_SHOWN), "{error:?}");
+    }
+    session.assert_clean();
+}

@@ -9,7 +9,8 @@
 //!   fence longer than any backtick run in it ([`fence`]);
 //! - in the log, everything we print that contains such text is wrapped in
 //!   `::stop-commands::TOKEN` … `::TOKEN::` with an unguessable token ([`stop_commands`]), and our
-//!   own annotations come after it, escaped as the runner expects ([`annotation`]).
+//!   own annotations come after it, their outside text through [`crate::sanitize`] (no control
+//!   character at all) and then escaped as the runner expects ([`annotation`]).
 
 use std::fmt::Write;
 
@@ -18,6 +19,7 @@ use crate::grade::compile::short_message;
 use crate::grade::score::SubmissionResult;
 use crate::grade::suite::{show_score, Suite};
 use crate::grade::verdict::Verdict;
+use crate::sanitize;
 
 /// At most this many `::error` annotations per batch (GitHub shows 10 per step).
 pub const MAX_ANNOTATIONS: usize = 5;
@@ -118,13 +120,16 @@ pub fn annotations(results: &[SubmissionResult]) -> Vec<String> {
                 };
                 message.push_str(&format!(" — {line}"));
             }
+            // Names and messages come from outside: no control character reaches the log,
+            // escaped or not (the runner would unescape %0D back into a carriage return).
+            let name = sanitize::text(&result.name()).into_owned();
             annotation(
                 "error",
                 &[
-                    ("file", &result.name()),
-                    ("title", &format!("{}: {}", result.name(), result.verdict)),
+                    ("file", &name),
+                    ("title", &format!("{name}: {}", result.verdict)),
                 ],
-                &message,
+                &sanitize::text(&message),
             )
         })
         .collect();
@@ -175,20 +180,12 @@ pub fn stop_commands(token: &str, text: &str) -> String {
     out
 }
 
-/// An unguessable token for [`stop_commands`].
-pub fn new_token() -> String {
-    use std::io::Read;
+/// An unguessable token for [`stop_commands`]: 128 bits from the operating system's random
+/// source; `None` when there is none (then nothing may be printed under the token's protection).
+pub fn new_token() -> Option<String> {
     let mut bytes = [0u8; 16];
-    let random =
-        std::fs::File::open("/dev/urandom").and_then(|mut file| file.read_exact(&mut bytes));
-    if random.is_err() {
-        // No /dev/urandom: derive one from the clock and our pid (still not printed anywhere
-        // before it is used).
-        use sha2::{Digest, Sha256};
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        bytes.copy_from_slice(&Sha256::digest(seed.as_bytes())[..16]);
-    }
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
 }
 
 /// Plain text that Markdown shows as it is: every ASCII punctuation character is
@@ -331,10 +328,29 @@ mod tests {
     }
 
     #[test]
+    fn outside_text_in_annotations_has_no_control_character() {
+        let suite = fixture::suite();
+        let mut results = fixture::results(&suite);
+        results[1].path = "subs/x\r::warning file=a::forged\u{1b}]0;t\u{7}.py".into();
+        results[1].message = Some("boom\r\n::error::again\u{1b}[31m".into());
+        let lines = annotations(&results);
+        let line = &lines[0];
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(!line.contains("%0D") && !line.contains("%0A"), "{line:?}");
+        assert!(
+            line.starts_with(
+                "::error file=subs/x\\r%3A%3Awarning file=a%3A%3Aforged\\u{1b}]0;t\\u{7}.py,"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn stop_commands_wrap_the_log() {
-        let token = new_token();
+        let token = new_token().unwrap();
         assert_eq!(token.len(), 32);
-        assert_ne!(token, new_token());
+        assert!(token.bytes().all(|byte| byte.is_ascii_hexdigit()));
+        assert_ne!(Some(token.clone()), new_token());
         let wrapped = stop_commands(&token, "::error::forged\n");
         assert_eq!(
             wrapped,

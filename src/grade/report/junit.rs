@@ -1,11 +1,18 @@
 //! `--junit PATH`: JUnit XML, as GitLab, Jenkins and the GitHub test-report actions read it.
 //!
-//! One `<testsuite>` per submission (named by its path, with `verdict`, `score` and `max_score`
-//! properties), one `<testcase>` per case (`name` the case name, `classname` the submission and
-//! group, `time` in seconds). `WA`, `TLE`, `MLE`, `OLE` are `<failure>`s; `RTE`, `CE`, `JE` are
+//! The document follows the Jenkins xunit schema `junit-10.xsd` (the one pytest checks its own
+//! reports against; a test validates a real report with it). The root `<testsuites>` carries
+//! `name`, `tests`, `failures`, `errors` and `time` (the schema allows no `skipped` there). One
+//! `<testsuite>` per submission (named by its path, with `tests`, `failures`, `errors`,
+//! `skipped`, `time` and the `verdict`, `score` and `max_score` properties), one `<testcase>` per
+//! case (`name` the case name, `classname` the submission and group, `time` in seconds). `WA`, `TLE`, `MLE`, `OLE` are `<failure>`s; `RTE`, `CE`, `JE` are
 //! `<error>`s; `SKIPPED` cases are `<skipped/>`. The body explains the case as the student may
 //! see it (full feedback only where allowed). Characters XML 1.0 cannot carry (control
 //! characters, U+FFFE/U+FFFF) are stripped.
+//!
+//! Written here rather than with the `quick-junit` crate (which nextest uses): every release of
+//! it writes an attribute `junit-10.xsd` refuses whatever the report holds (0.6 puts `disabled`
+//! on each `<testsuite>`, 0.7 `skipped` on `<testsuites>`), and the writer is a screen of code.
 
 use std::fmt::Write;
 
@@ -23,17 +30,17 @@ pub fn render(suite: &Suite, results: &[SubmissionResult]) -> String {
         totals.total += counts.total;
         totals.failures += counts.failures;
         totals.errors += counts.errors;
-        totals.skipped += counts.skipped;
         total_time += seconds(result.total_time());
     }
+    // The root has no `skipped`: the Jenkins schema does not allow it there (each
+    // `<testsuite>` carries its own).
     let _ = writeln!(
         xml,
-        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
+        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{:.3}\">",
         attr(&format!("safe-exec grade {}", suite.name)),
         totals.total,
         totals.failures,
         totals.errors,
-        totals.skipped,
         total_time
     );
     for result in results {
@@ -127,7 +134,10 @@ fn xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
-/// Escaped element content.
+/// Escaped element content. Line breaks are character references too: the text (a program's
+/// output among it) then never starts a line of the document, so a report written to a log
+/// (`--junit /dev/stdout` under GitHub Actions) cannot start a workflow command. Parsers read
+/// the same text either way.
 fn text(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars().filter(|c| xml_char(*c)) {
@@ -136,6 +146,7 @@ fn text(value: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '\r' => out.push_str("&#13;"),
+            '\n' => out.push_str("&#10;"),
             c => out.push(c),
         }
     }
@@ -180,6 +191,11 @@ mod tests {
             Some("safe-exec grade Fixture <&> \"quoted\"")
         );
         assert_eq!(root.attribute("tests"), Some("16"));
+        assert_eq!(
+            root.attribute("skipped"),
+            None,
+            "not allowed by junit-10.xsd"
+        );
         let suites: Vec<_> = root
             .children()
             .filter(|node| node.has_tag_name("testsuite"))
@@ -220,6 +236,11 @@ mod tests {
         assert!(
             rte.contains("::error::forged") && rte.contains("</system-err>"),
             "kept as text: {rte}"
+        );
+        assert!(rte.contains("\n::error::forged\n"), "lines kept: {rte}");
+        assert!(
+            xml.lines().all(|line| !line.trim_start().starts_with("::")),
+            "a line of the document GitHub would run:\n{xml}"
         );
 
         let ac_cases: Vec<_> = suites[0]

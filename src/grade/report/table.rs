@@ -1,7 +1,8 @@
 //! The human summary printed on stdout after a batch: one row per submission (verdict, score,
 //! accepted cases, slowest case), then the failed cases of each submission that was not accepted,
-//! with messages as the student may see them. Control characters are replaced so a file name or
-//! message cannot drive the terminal.
+//! with messages as the student may see them. Every name and message goes through
+//! [`crate::sanitize`], so a file name or message cannot drive the terminal or start a line of
+//! its own.
 
 use std::fmt::Write;
 
@@ -125,10 +126,9 @@ pub fn render(suite: &Suite, results: &[SubmissionResult]) -> String {
     out
 }
 
+/// Text from outside (names, messages, output) as the terminal may show it.
 fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::sanitize::text(text).into_owned()
 }
 
 #[cfg(test)]
