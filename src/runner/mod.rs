@@ -9,7 +9,7 @@
 //! Layout: [`attached`] (one container and its run), [`frames`] and [`launcher_report`] (the
 //! launcher's half of the conversation, parsed), [`rules`] (the outcome rules, pure),
 //! [`registry`] and [`reaper`] (what is live, and its removal), [`docker_cli`] (every docker call,
-//! with a deadline), [`cancel`], [`gc`].
+//! with a deadline), [`job`] (what a run is given), [`cancel`], [`gc`].
 //!
 //! This module does not print; callers choose where output goes through [`RunIo`].
 
@@ -18,26 +18,25 @@ pub mod cancel;
 pub mod docker_cli;
 pub mod frames;
 pub mod gc;
+pub mod job;
 pub mod launcher_report;
 pub mod reaper;
 pub mod registry;
 pub mod rules;
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub use cancel::CancelToken;
 pub use docker_cli::{DockerCli, EngineError};
+pub use job::{Job, ProgramStdin, RunIo};
 
 use crate::limits::Limits;
 use crate::report::{Outcome, Status};
 use crate::sandbox::docker::{COLD_CODE_WAIT, EXPIRY_MARGIN};
 use crate::sandbox::{ContainerSpec, DEFAULT_IMAGE, PROGRAM_UIDS};
-use crate::source::Program;
 use crate::sync::lock;
 use attached::Attached;
 
@@ -46,57 +45,6 @@ use attached::Attached;
 pub const SESSION_ENV: &str = "SAFE_EXEC_LABEL";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the program reads on its standard input.
-#[derive(Debug)]
-pub enum ProgramStdin {
-    /// Nothing: the first read gets end-of-file.
-    Empty,
-    /// These bytes, then end-of-file.
-    Bytes(Vec<u8>),
-    /// The contents of an open file, then end-of-file.
-    File(File),
-    /// safe-exec's own standard input, as `python3 script.py` would read it.
-    Inherit,
-}
-
-/// One program to run, with its input and limits. Built only from validated parts.
-#[derive(Debug)]
-pub struct Job {
-    pub program: Program,
-    pub stdin: ProgramStdin,
-    pub limits: Limits,
-}
-
-/// Where the program's output goes while it runs.
-pub struct RunIo {
-    /// Written to as stdout arrives (text mode streams to our own stdout).
-    pub stdout: Option<Box<dyn Write + Send>>,
-    /// Written to as stderr arrives.
-    pub stderr: Option<Box<dyn Write + Send>>,
-    /// Keep the bytes (up to the cap) in the [`Outcome`]; without it only counts are kept.
-    pub keep: bool,
-}
-
-impl RunIo {
-    /// Keep everything in memory (up to the cap): for `--json`, grading and HTTP.
-    pub fn capture() -> RunIo {
-        RunIo {
-            stdout: None,
-            stderr: None,
-            keep: true,
-        }
-    }
-
-    /// Stream to our own stdout and stderr as the bytes arrive, keeping nothing.
-    pub fn passthrough() -> RunIo {
-        RunIo {
-            stdout: Some(Box::new(std::io::stdout())),
-            stderr: Some(Box::new(std::io::stderr())),
-            keep: false,
-        }
-    }
-}
 
 /// The engine, image and labels runs use. Cheap to clone; share one across threads.
 #[derive(Debug, Clone)]

@@ -284,26 +284,6 @@ fn limits_flags_are_applied_and_reported() {
 }
 
 #[test]
-fn usage_errors_exit_2_without_a_document() {
-    let session = Session::new();
-    for args in [
-        &["run", "--memory", "lots", "-c", "pass"][..],
-        &["run", "--timeout", "0", "-c", "pass"][..],
-        &["run", "--bogus"][..],
-        &["run", "x.py", "-c", "pass"][..],
-    ] {
-        session
-            .safe_exec()
-            .args(args)
-            .assert()
-            .code(2)
-            .stdout("")
-            .stderr(predicate::str::is_empty().not());
-    }
-    session.assert_clean();
-}
-
-#[test]
 fn a_closed_stdout_reader_is_not_an_error() {
     let session = Session::new();
     let safe_exec = assert_cmd::cargo::cargo_bin("safe-exec");

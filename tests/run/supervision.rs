@@ -408,17 +408,9 @@ fn missing_docker_client_is_a_sandbox_error_and_nothing_runs_on_the_host() {
 #[test]
 fn c2_many_runs_in_a_row_never_clash_and_touch_only_our_containers() {
     let session = Session::new();
-    let foreign = StdCommand::new("docker")
-        .args([
-            "create",
-            "--label",
-            &format!("bystander={}", session.label),
-            "safe-exec-python:3.11",
-            "true",
-        ])
-        .output()
-        .unwrap();
-    let foreign = String::from_utf8_lossy(&foreign.stdout).trim().to_owned();
+    // A container that is not ours, created from the test image (always present), removed however
+    // the test ends.
+    let bystander = Bystander::create(&session);
     // docs/threats.md C2: 1000 runs in a loop, four at a time.
     let runs_per_thread = 250;
     let threads: Vec<_> = (0..4)
@@ -449,19 +441,53 @@ fn c2_many_runs_in_a_row_never_clash_and_touch_only_our_containers() {
     for thread in threads {
         thread.join().unwrap();
     }
-    let still_there = StdCommand::new("docker")
-        .args(["inspect", "--type", "container", &foreign])
-        .output()
-        .unwrap();
     assert!(
-        still_there.status.success(),
+        bystander.still_there(),
         "a container that is not ours was touched"
     );
-    StdCommand::new("docker")
-        .args(["rm", "-f", &foreign])
-        .output()
-        .unwrap();
     session.assert_clean();
+}
+
+/// A container that is not safe-exec's: nothing of ours may touch it. Removed on drop, so a
+/// failing test leaves nothing behind either.
+struct Bystander(String);
+
+impl Bystander {
+    fn create(session: &Session) -> Bystander {
+        let created = StdCommand::new("docker")
+            .args([
+                "create",
+                "--label",
+                &format!("bystander={}", session.label),
+                &crate::common::test_image(),
+                "true",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "docker create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        Bystander(String::from_utf8_lossy(&created.stdout).trim().to_owned())
+    }
+
+    fn still_there(&self) -> bool {
+        StdCommand::new("docker")
+            .args(["inspect", "--type", "container", &self.0])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
 }
 
 #[test]
