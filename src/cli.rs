@@ -76,6 +76,28 @@ impl LimitArgs {
     }
 }
 
+/// The warm pool: containers started ahead of time, one program each.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PoolArgs {
+    /// Warm containers kept ready per set of limits; 0 turns the pool off
+    /// [default: grade: --jobs; serve: --max-concurrent]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub pool: Option<u32>,
+    /// A warm container unused this long is replaced by a fresh one [default: 120]
+    #[arg(long, value_name = "SECS", value_parser = limits::parse_timeout)]
+    pub pool_idle: Option<Duration>,
+}
+
+impl PoolArgs {
+    /// The pool's configuration, with `size` when `--pool` is not given.
+    pub fn config(&self, size: usize) -> crate::runner::pool::PoolConfig {
+        crate::runner::pool::PoolConfig {
+            size: self.pool.map_or(size, |n| n as usize),
+            idle: self.pool_idle.unwrap_or(crate::runner::pool::DEFAULT_IDLE),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct ImageArg {
     /// The runner image [default: safe-exec-python:3.11, built by scripts/setup.sh]
@@ -142,6 +164,8 @@ pub struct GradeArgs {
     /// Exit 0 even when cases fail (reports are still written)
     #[arg(long)]
     pub exit_zero: bool,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]

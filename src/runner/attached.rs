@@ -155,7 +155,19 @@ impl Attached {
 
     /// Give the container `job`, supervise it to its end and say what happened. Never panics on
     /// engine trouble: that is a `sandbox_error` outcome.
-    pub fn run(mut self, job: Job, io: RunIo, cancel: &CancelToken, image: &str) -> Outcome {
+    pub fn run(self, job: Job, io: RunIo, cancel: &CancelToken, image: &str) -> Outcome {
+        self.run_telling_start(job, io, cancel, image).0
+    }
+
+    /// As [`Attached::run`], and whether the program was started at all (a warm container whose
+    /// launcher turned out to be gone never started it, and the run may go elsewhere).
+    pub fn run_telling_start(
+        mut self,
+        job: Job,
+        io: RunIo,
+        cancel: &CancelToken,
+        image: &str,
+    ) -> (Outcome, bool) {
         let limits = job.limits;
         let key = launcher_report::new_key();
         *lock(&self.sinks) = Some(Sinks::new(io, limits.max_output_bytes));
@@ -215,7 +227,10 @@ impl Attached {
             limits,
             image: image.to_owned(),
         };
-        outcome(rules::decide(&observed), &observed, stdout, stderr)
+        (
+            outcome(rules::decide(&observed), &observed, stdout, stderr),
+            observed.started,
+        )
     }
 
     /// Wait for the run's end: an end frame, a failure, a cancellation or a deadline. Returns it

@@ -28,6 +28,23 @@ pub struct Job {
     pub limits: Limits,
 }
 
+impl Job {
+    /// A copy to run again, when the input can be given twice (not a file or our own stdin, which
+    /// a first attempt may have read from).
+    pub fn try_clone(&self) -> Option<Job> {
+        let stdin = match &self.stdin {
+            ProgramStdin::Empty => ProgramStdin::Empty,
+            ProgramStdin::Bytes(bytes) => ProgramStdin::Bytes(bytes.clone()),
+            ProgramStdin::File(_) | ProgramStdin::Inherit => return None,
+        };
+        Some(Job {
+            program: self.program.clone(),
+            stdin,
+            limits: self.limits,
+        })
+    }
+}
+
 /// Where the program's output goes while it runs.
 pub struct RunIo {
     /// Written to as stdout arrives (text mode streams to our own stdout).
@@ -39,6 +56,11 @@ pub struct RunIo {
 }
 
 impl RunIo {
+    /// Captures only (no writers): a run can be given the same again.
+    pub fn is_capture_only(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+
     /// Keep everything in memory (up to the cap): for `--json`, grading and HTTP.
     pub fn capture() -> RunIo {
         RunIo {

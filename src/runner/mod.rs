@@ -20,6 +20,7 @@ pub mod frames;
 pub mod gc;
 pub mod job;
 pub mod launcher_report;
+pub mod pool;
 pub mod reaper;
 pub mod registry;
 pub mod rules;
@@ -52,6 +53,7 @@ pub struct Sandbox {
     docker: DockerCli,
     image: String,
     session: Option<String>,
+    pool: Option<pool::Pool>,
 }
 
 impl Sandbox {
@@ -64,7 +66,21 @@ impl Sandbox {
             session: std::env::var(SESSION_ENV)
                 .ok()
                 .filter(|value| is_label_value(value)),
+            pool: None,
         }
+    }
+
+    /// This sandbox with a warm pool (none when `config.size` is 0). Its refill thread starts
+    /// now; stock is made for the limits runs ask for, and for those given to
+    /// [`pool::Pool::prepare`].
+    pub fn with_pool(mut self, config: pool::PoolConfig) -> Sandbox {
+        self.pool = (config.size > 0).then(|| pool::Pool::start(self.clone(), config));
+        self
+    }
+
+    /// The warm pool, when there is one.
+    pub fn pool(&self) -> Option<&pool::Pool> {
+        self.pool.as_ref()
     }
 
     pub fn image(&self) -> &str {
@@ -113,7 +129,39 @@ impl Sandbox {
 
     /// Run `job` to its end and say what happened. Never panics on engine trouble: that is a
     /// `sandbox_error` outcome. Returns `interrupted` as soon as `cancel` is set.
+    ///
+    /// With a pool, a ready container for the job's limits is used when there is one (never
+    /// waited for). Should it turn out to be gone before the program started (its engine
+    /// restarted a moment ago), a job whose input can be given twice runs again, cold.
     pub fn run(&self, job: Job, io: RunIo, cancel: &CancelToken) -> Outcome {
+        let limits = job.limits;
+        if cancel.is_cancelled() {
+            return interrupted_before_start(cancel, limits);
+        }
+        let Some(warm) = self.pool.as_ref().and_then(|pool| pool.take(&limits)) else {
+            return self.run_cold(job, io, cancel);
+        };
+        let again = io
+            .is_capture_only()
+            .then(|| job.try_clone())
+            .flatten()
+            .map(|job| (job, io.keep));
+        let (outcome, started) = warm.run_telling_start(job, io, cancel, &self.image);
+        match again {
+            Some((job, keep)) if !started && outcome.status == Status::SandboxError => {
+                let io = RunIo {
+                    stdout: None,
+                    stderr: None,
+                    keep,
+                };
+                self.run_cold(job, io, cancel)
+            }
+            _ => outcome,
+        }
+    }
+
+    /// Run `job` in a container started for it.
+    fn run_cold(&self, job: Job, io: RunIo, cancel: &CancelToken) -> Outcome {
         let limits = job.limits;
         if cancel.is_cancelled() {
             return interrupted_before_start(cancel, limits);

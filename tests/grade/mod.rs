@@ -713,3 +713,60 @@ fn a_signal_before_grading_starts_leaves_no_temporary_report() {
         listing(&reports)
     );
 }
+
+/// The JSON report with what depends on the machine's speed taken out: times, and the numbers in
+/// messages (a wall-clock timeout says how much CPU time was used).
+fn without_durations(report: &GradeReport) -> serde_json::Value {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.retain(|key, _| !key.ends_with("time_s"));
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            serde_json::Value::String(text) if text.contains("time limit exceeded") => {
+                *text = text
+                    .chars()
+                    .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(report).unwrap();
+    strip(&mut value);
+    value
+}
+
+#[test]
+fn warm_and_cold_grading_give_identical_reports() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec![SUITE.to_owned()];
+    for name in ["ac", "wa", "rte", "tle", "mle", "ole", "ce", "partial"] {
+        args.push(submission(name));
+    }
+    let mut reports = Vec::new();
+    for (label, pool) in [("cold", "0"), ("warm", "2")] {
+        let json = out.path().join(format!("{label}.json"));
+        let mut these = args.clone();
+        these.extend(["--jobs", "2", "--pool", pool, "--json"].map(String::from));
+        these.push(path_str(&json).to_owned());
+        let refs: Vec<&str> = these.iter().map(String::as_str).collect();
+        let output = grade(&session, &refs);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{label}: {}",
+            stderr(&output)
+        );
+        reports.push(read_json(&json));
+        // Every container of the batch, warm ones included, is gone when grade exits.
+        session.assert_clean_within(Duration::ZERO);
+    }
+    assert_eq!(
+        without_durations(&reports[0]),
+        without_durations(&reports[1]),
+        "warm and cold reports differ"
+    );
+}
