@@ -175,7 +175,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "N",
-        value_parser = clap::value_parser!(u32).range(0..=crate::serve::server::MAX_CONNECTIONS as i64)
+        value_parser = clap::value_parser!(u32).range(0..=crate::serve::limits::MAX_CONNECTIONS as i64)
     )]
     pub max_connections_per_client: Option<u32>,
     /// Allow a non-loopback --addr without a token

@@ -6,8 +6,7 @@
 //! [`Program::from_text`], a run slot, then [`Sandbox::run`] on a blocking thread. A client that
 //! goes away cancels its run. Nothing here spawns a process except through the supervisor.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,22 +22,17 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::sync::watch;
 
-use super::admission::{Admission, RateLimiter, Refusal, RunRegistry};
-use super::audit::{self, AuditEntry, AuditLog};
-use super::auth::Auth;
+use super::admission::Refusal;
+use super::audit::{self, AuditEntry};
+use super::limits::BODY_TIMEOUT;
+use super::state::{AppState, Peer};
 use super::{assets, hints};
 use crate::limits::{human_bytes, Limits};
 use crate::report::{Outcome, RunReport, Status};
-use crate::runner::{CancelToken, EngineError, Job, ProgramStdin, RunIo, Sandbox};
+use crate::runner::{CancelToken, Job, ProgramStdin, RunIo};
 use crate::source::{Program, RejectReason};
 
-/// The smallest request body limit. 5000 characters written as JSON escapes of surrogate pairs
-/// (`\ud83d\ude00`, 12 bytes per character) are 60 000 bytes; the rest is room for `stdin`.
-pub const MIN_BODY_LIMIT: usize = 64 * 1024;
-/// How long a client may take to send its request body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// An over-long body up to this size is read and dropped before the 413, so the client sees the
 /// answer instead of a reset connection; past it the connection is simply closed after the 413.
 const DRAIN_LIMIT: usize = 1024 * 1024;
@@ -46,56 +40,6 @@ const DRAIN_LIMIT: usize = 1024 * 1024;
 const ENGINE_RETRY_SECS: u64 = 10;
 /// Retry-After while the server shuts down (a restart is expected).
 const SHUTDOWN_RETRY_SECS: u64 = 5;
-/// How long a health answer is reused, so pollers cannot make us spawn docker in a loop.
-const HEALTH_TTL: Duration = Duration::from_secs(2);
-
-/// The body limit for a given code limit: [`MIN_BODY_LIMIT`], or 12 bytes per allowed character
-/// plus 4 KiB when that is larger.
-pub fn body_limit(max_code_chars: usize) -> usize {
-    max_code_chars
-        .saturating_mul(12)
-        .saturating_add(4096)
-        .max(MIN_BODY_LIMIT)
-}
-
-/// Everything the handlers share.
-#[derive(Debug)]
-pub struct AppState {
-    pub sandbox: Sandbox,
-    pub limits: Limits,
-    pub admission: Admission,
-    pub rate_limit: u32,
-    pub rate_limiter: Option<RateLimiter>,
-    pub auth: Auth,
-    pub audit: Option<AuditLog>,
-    pub runs: RunRegistry,
-    pub health: HealthCache,
-    pub body_limit: usize,
-    /// The web page, rendered once with this server's limits.
-    pub page: String,
-    pub stopping: AtomicBool,
-    /// Turns true when shutdown begins: the connection loop stops accepting and closes idle
-    /// connections, and requests still sending their body are answered at once.
-    pub shutdown: watch::Sender<bool>,
-}
-
-impl AppState {
-    /// Begin shutdown: refuse queued and new runs, cancel the ones in progress.
-    pub fn stop(&self, signal: i32) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.shutdown.send_replace(true);
-        self.admission.close();
-        self.runs.stop_all(signal);
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-}
-
-/// The client's address, put on every request by the connection loop.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -723,45 +667,6 @@ fn seconds(duration: Duration) -> String {
     }
 }
 
-/// Reused readiness results, one docker call at a time.
-#[derive(Debug, Default)]
-pub struct HealthCache {
-    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
-}
-
-impl HealthCache {
-    async fn check(&self, sandbox: &Sandbox) -> Result<(), String> {
-        let mut last = self.last.lock().await;
-        if let Some((at, result)) = last.as_ref() {
-            if at.elapsed() < HEALTH_TTL {
-                return result.clone();
-            }
-        }
-        let sandbox = sandbox.clone();
-        let result = match tokio::task::spawn_blocking(move || sandbox.check_ready()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(engine_problem(&error).to_owned()),
-            Err(_) => Err("engine check failed".to_owned()),
-        };
-        *last = Some((Instant::now(), result.clone()));
-        result
-    }
-}
-
-/// A short public reason; the full message (paths, hosts) is for the server's log.
-fn engine_problem(error: &EngineError) -> &'static str {
-    match error {
-        EngineError::CliMissing { .. } | EngineError::Spawn { .. } => "docker client missing",
-        EngineError::Unreachable { .. } => "engine unreachable",
-        EngineError::PermissionDenied { .. } => "engine permission denied",
-        EngineError::ImageMissing { .. } => "runner image missing",
-        EngineError::Timeout { .. } => "engine not answering",
-        EngineError::Failed { .. } => "engine error",
-        EngineError::LimitRefused { .. } => "limit refused by the engine",
-        EngineError::Cancelled { .. } => "cancelled",
-    }
-}
-
 /// `GET /healthz`: 200 when the engine answers and the image is there, 503 otherwise.
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let runs = json!({
@@ -973,14 +878,6 @@ mod tests {
         assert!(!with("text/plain"));
         assert!(!with("application/x-www-form-urlencoded"));
         assert!(!is_json(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn body_limit_fits_5000_escaped_astral_characters() {
-        assert_eq!(body_limit(5000), 64 * 1024);
-        let escaped = format!("{{\"code\": \"{}\"}}", "\\ud83d\\ude00".repeat(5000));
-        assert!(escaped.len() < body_limit(5000));
-        assert_eq!(body_limit(100_000), 1_204_096);
     }
 
     #[test]

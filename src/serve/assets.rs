@@ -11,7 +11,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::api::AppState;
+use super::state::AppState;
 use crate::limits::{human_bytes, Limits};
 
 /// The OpenAPI 3 description of the API, kept in the repository next to this file.

@@ -1,10 +1,12 @@
 //! `safe-exec serve`: the HTTP API (`POST /run`, `POST /api/v1/runs`), health, the OpenAPI
 //! description and the web page, on the same supervisor as `safe-exec run`.
 //!
-//! Rooms: [`api`] (routes, handlers, answers), [`admission`] (run slots, queue, rate limit, the
-//! registry of runs in progress), [`auth`] (token, public-address rule, Host check), [`audit`]
-//! (the JSON-lines log), [`hints`], [`assets`] (the embedded page and spec), [`server`] (the
-//! connection loop). This module turns the command line into a running server and owns
+//! Rooms: [`api`] (routes, handlers, answers), [`state`] (what the handlers share),
+//! [`admission`] (run slots, queue, the registry of runs in progress), [`clients`] (what one
+//! client may hold: connections, rate budget), [`limits`] (the server's fixed caps, deadlines and
+//! defaults), [`auth`] (token, public-address rule, Host check), [`audit`] (the JSON-lines log),
+//! [`health`], [`hints`], [`assets`] (the embedded page and spec), [`server`] (the connection
+//! loop). This module turns the command line into a running server and owns
 //! shutdown: on SIGTERM, SIGINT or SIGHUP it stops accepting, closes connections with no request
 //! in progress, cancels queued and running runs, waits until every container is gone (a run
 //! counts as gone once its audit line is queued), closes the audit log's queue and waits
@@ -28,8 +30,12 @@ pub mod api;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod clients;
+pub mod health;
 pub mod hints;
+pub mod limits;
 pub mod server;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,15 +51,13 @@ use crate::exit_codes;
 use crate::limits::{human_bytes, human_secs, Limits};
 use crate::runner::Sandbox;
 use crate::runner::{gc, guard};
-use admission::{Admission, RateLimiter, RunRegistry};
-use api::AppState;
+use admission::{Admission, RunRegistry};
 use audit::AuditLog;
 use auth::{Auth, AuthConfigError};
+use clients::RateLimiter;
+use limits::{body_limit, DEFAULT_QUEUE, DEFAULT_RATE_LIMIT};
+use state::AppState;
 
-/// Requests allowed to wait for a run slot, unless `--queue` says otherwise.
-pub const DEFAULT_QUEUE: usize = 16;
-/// Run requests per minute per client, unless `--rate-limit` says otherwise.
-pub const DEFAULT_RATE_LIMIT: u32 = 60;
 /// How long shutdown waits for cancelled runs to remove their containers. Each removal has its
 /// own 15 s deadline in the supervisor.
 const RUNS_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,7 +93,7 @@ impl Config {
             queue: args.queue.map_or(DEFAULT_QUEUE, |n| n as usize),
             rate_limit: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
             max_connections_per_client: match args.max_connections_per_client {
-                None => Some(server::MAX_CONNECTIONS_PER_CLIENT),
+                None => Some(limits::MAX_CONNECTIONS_PER_CLIENT),
                 Some(0) => None,
                 Some(n) => Some(n as usize),
             },
@@ -145,8 +149,8 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         auth: config.auth.clone(),
         audit,
         runs: RunRegistry::default(),
-        health: api::HealthCache::default(),
-        body_limit: api::body_limit(limits.max_code_chars),
+        health: health::HealthCache::default(),
+        body_limit: body_limit(limits.max_code_chars),
         page: assets::render_page(&limits),
         stopping: AtomicBool::new(false),
         shutdown: watch::channel(false).0,

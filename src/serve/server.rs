@@ -12,11 +12,10 @@
 //! connections no request is ever resent, and no idle connection outlives its answer. A
 //! connection costs one TCP handshake on loopback or a LAN, nothing next to a container.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header::CONNECTION;
@@ -29,26 +28,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
-use super::admission::ClientKey;
-use super::api::Peer;
-use crate::sync::lock;
+use super::clients::PerClient;
+use super::limits::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_LINGERING_REFUSALS};
+use super::state::Peer;
 
-/// Open connections at most, all clients together; more wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 256;
-/// Open connections at most from one client (an IPv4 address or an IPv6 /64, as for the rate
-/// limit), unless `--max-connections-per-client` says otherwise, so one client cannot take every
-/// connection and lock the others out. A browser opens at most 6 per server. Connections past it
-/// get a 503 with `Retry-After` and are closed.
-pub const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
-/// Refused connections (past a client's cap) being answered at once, at most, all clients
-/// together. They hold none of the [`MAX_CONNECTIONS`]: a client opening connections as fast as
-/// it can must not take the others' places. Past this budget a refused connection gets one
-/// non-blocking attempt at its 503 and is closed at once.
-pub const MAX_LINGERING_REFUSALS: usize = 16;
-/// A client must send its request's headers within this long after connecting; otherwise the
-/// connection is closed without an answer. The deadline covers the whole head, however slowly
-/// it trickles in.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// After shutdown began, how long connections that are mid-request get to deliver their
 /// answers (runs are cancelled at the same time, so those answers come at once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -215,102 +198,9 @@ async fn refuse_connection(mut stream: TcpStream, answer: String, lingering: Own
     drop(lingering);
 }
 
-/// Open connections per client, and the most one client may have (`None`: no cap).
-#[derive(Debug, Clone)]
-struct PerClient {
-    open: Arc<Mutex<HashMap<ClientKey, usize>>>,
-    cap: Option<usize>,
-}
-
-impl PerClient {
-    fn new(cap: Option<usize>) -> PerClient {
-        PerClient {
-            open: Arc::default(),
-            cap,
-        }
-    }
-
-    /// A place for one more connection from `ip`, or `None` when it has its cap open. The map
-    /// holds only clients with open connections, so it never has more than [`MAX_CONNECTIONS`]
-    /// entries.
-    fn enter(&self, ip: IpAddr) -> Option<ClientSlot> {
-        let key = ClientKey::of(ip);
-        let mut open = lock(&self.open);
-        let count = open.entry(key).or_insert(0);
-        if self.cap.is_some_and(|cap| *count >= cap) {
-            if *count == 0 {
-                open.remove(&key);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(ClientSlot {
-            open: self.clone(),
-            key,
-        })
-    }
-}
-
-/// One open connection of a client, given back on drop.
-struct ClientSlot {
-    open: PerClient,
-    key: ClientKey,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = lock(&self.open.open);
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connections_are_capped_per_client_and_given_back() {
-        let per_client = PerClient::new(Some(MAX_CONNECTIONS_PER_CLIENT));
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let slots: Vec<_> = (0..MAX_CONNECTIONS_PER_CLIENT)
-            .map(|_| per_client.enter(a).expect("under the cap"))
-            .collect();
-        assert!(per_client.enter(a).is_none());
-        // Another client is not affected; an IPv6 /64 is one client.
-        assert!(per_client.enter("192.0.2.2".parse().unwrap()).is_some());
-        let v6: Vec<_> = (0..MAX_CONNECTIONS_PER_CLIENT)
-            .map(|i| per_client.enter(format!("2001:db8::{i:x}").parse().unwrap()))
-            .collect();
-        assert!(v6.iter().all(Option::is_some));
-        assert!(per_client
-            .enter("2001:db8::ffff:1".parse().unwrap())
-            .is_none());
-        drop(slots);
-        assert!(per_client.enter(a).is_some());
-        drop(v6);
-        assert!(lock(&per_client.open).is_empty());
-    }
-
-    #[test]
-    fn no_cap_takes_every_connection_and_a_small_cap_holds() {
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let uncapped = PerClient::new(None);
-        let slots: Vec<_> = (0..MAX_CONNECTIONS)
-            .map(|_| uncapped.enter(a).expect("no cap"))
-            .collect();
-        drop(slots);
-        assert!(lock(&uncapped.open).is_empty());
-        let two = PerClient::new(Some(2));
-        let slots: Vec<_> = (0..2).map(|_| two.enter(a).expect("under 2")).collect();
-        assert!(two.enter(a).is_none());
-        drop(slots);
-        assert!(lock(&two.open).is_empty());
-    }
 
     #[test]
     fn the_refusal_names_the_cap() {

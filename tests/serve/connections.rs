@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use safe_exec::serve::server::{
+use safe_exec::serve::limits::{
     HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT as PER_CLIENT,
 };
 use serde_json::json;
