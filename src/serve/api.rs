@@ -31,6 +31,7 @@ use super::{assets, hints};
 use crate::limits::{human_bytes, Limits};
 use crate::report::{Outcome, RunReport, Status};
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo};
+use crate::sanitize;
 use crate::source::{Program, RejectReason};
 
 /// An over-long body up to this size is read and dropped before the 413, so the client sees the
@@ -343,7 +344,7 @@ async fn handle_run(
         if outcome.status == Status::SandboxError {
             say!(
                 "a run failed in the sandbox: {}",
-                outcome.error.as_deref().unwrap_or("unknown error")
+                sanitize::text(outcome.error.as_deref().unwrap_or("unknown error"))
             );
         }
         let hint = hints::hint(&outcome);
@@ -361,7 +362,10 @@ async fn handle_run(
     match answer {
         Ok(answer) => answer.into_response(),
         Err(error) => {
-            say!("a run's thread failed: {error}");
+            say!(
+                "a run's thread failed: {}",
+                sanitize::text(&error.to_string())
+            );
             Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
         }
     }

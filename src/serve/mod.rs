@@ -163,7 +163,10 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     // Not fatal: the engine may come up later; until then runs get 503 and /healthz says why.
     let probe = state.sandbox.clone();
     if let Ok(Err(error)) = tokio::task::spawn_blocking(move || probe.check_ready()).await {
-        say!("warning: {error}; runs will be answered with 503 until this is fixed");
+        say!(
+            "warning: {}; runs will be answered with 503 until this is fixed",
+            crate::sanitize::text(&error.to_string())
+        );
     }
     say!(
         "listening on http://{local} ({} run(s) at once, queue {}, {}, {}, timeout {}, memory {}, {})",

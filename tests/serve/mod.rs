@@ -3,6 +3,7 @@
 
 mod browser;
 mod connections;
+mod hostile;
 mod openapi;
 mod shutdown;
 
