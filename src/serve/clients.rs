@@ -4,35 +4,16 @@
 //! Every table here is bounded: connections are counted only while open, and the rate limiter
 //! tracks a bounded number of clients. Nothing here touches a socket or a run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::sync::lock;
 
-/// Clients tracked at most; past it, clients whose buckets are full again are forgotten, and if
-/// that is not enough, all are (a flood from this many addresses defeats per-client limits
-/// anyway; memory stays bounded).
-const MAX_TRACKED_CLIENTS: usize = 100_000;
-
-/// A token bucket per client: `per_minute` requests in a burst, refilled at `per_minute` a
-/// minute.
-#[derive(Debug)]
-pub struct RateLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<ClientKey, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
 /// What counts as one client: an IPv4 address, or an IPv6 /64 (one subscriber's prefix; a
 /// single host can use any address in it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClientKey {
     V4(u32),
     V6Prefix(u64),
@@ -47,43 +28,128 @@ impl ClientKey {
     }
 }
 
+/// Clients whose budgets are tracked at most. A client is tracked only while its bucket is not
+/// full (a full bucket is the same as none), so this bounds the distinct clients that spent part
+/// of their budget within the last minute, and the table's memory (a few MB).
+const MAX_TRACKED_CLIENTS: usize = 100_000;
+
+/// A token bucket per client: `per_minute` requests in a burst, refilled at `per_minute` a
+/// minute.
+///
+/// A bucket is forgotten once it is full again, never before: no flood of new addresses can
+/// hand a client that spent its budget a fresh one. When the table is full of buckets still
+/// refilling, clients that are not in it share one more bucket, so a flood from more addresses
+/// than the table holds gets one client's budget between them (new clients in that minute share
+/// it too; the clients already tracked keep exactly theirs).
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_minute: u32,
+    table: Mutex<Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    max_tracked: usize,
+    by_client: HashMap<ClientKey, Bucket>,
+    /// Every tracked bucket by the instant it is full again, soonest first.
+    by_full_at: BTreeSet<(Instant, ClientKey)>,
+    /// The budget shared by clients that arrive while the table is full.
+    untracked: Bucket,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+    /// When `tokens` reaches the capacity again.
+    full_at: Instant,
+}
+
+impl Bucket {
+    fn full(capacity: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: capacity,
+            updated: now,
+            full_at: now,
+        }
+    }
+
+    /// Refill for the time since the last request, then take one token, or say how long until
+    /// there is one.
+    fn take(&mut self, now: Instant, capacity: f64) -> Result<(), Duration> {
+        let per_second = capacity / 60.0;
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(capacity);
+        self.updated = now;
+        let taken = if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_second))
+        };
+        self.full_at = now + Duration::from_secs_f64((capacity - self.tokens) / per_second);
+        taken
+    }
+}
+
+impl Buckets {
+    fn check(&mut self, key: ClientKey, now: Instant, capacity: f64) -> Result<(), Duration> {
+        // Forget the buckets that are full again: the same as never having seen those clients.
+        while let Some(&(full_at, full)) = self.by_full_at.first() {
+            if full_at > now {
+                break;
+            }
+            self.by_full_at.pop_first();
+            self.by_client.remove(&full);
+        }
+        if let Some(bucket) = self.by_client.get_mut(&key) {
+            self.by_full_at.remove(&(bucket.full_at, key));
+            let taken = bucket.take(now, capacity);
+            self.by_full_at.insert((bucket.full_at, key));
+            return taken;
+        }
+        if self.by_client.len() >= self.max_tracked {
+            return self.untracked.take(now, capacity);
+        }
+        let mut bucket = Bucket::full(capacity, now);
+        let taken = bucket.take(now, capacity);
+        self.by_client.insert(key, bucket);
+        self.by_full_at.insert((bucket.full_at, key));
+        taken
+    }
+}
+
 impl RateLimiter {
     pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter::tracking(per_minute, MAX_TRACKED_CLIENTS)
+    }
+
+    /// A limiter that tracks at most `max_tracked` clients.
+    fn tracking(per_minute: u32, max_tracked: usize) -> RateLimiter {
+        let per_minute = per_minute.max(1);
+        let now = Instant::now();
         RateLimiter {
-            per_minute: per_minute.max(1),
-            buckets: Mutex::new(HashMap::new()),
+            per_minute,
+            table: Mutex::new(Buckets {
+                max_tracked,
+                by_client: HashMap::new(),
+                by_full_at: BTreeSet::new(),
+                untracked: Bucket::full(f64::from(per_minute), now),
+            }),
         }
     }
 
     /// Take one request from `ip`'s budget, or say how long until it has one again.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let capacity = f64::from(self.per_minute);
-        let per_second = capacity / 60.0;
-        let mut buckets = lock(&self.buckets);
-        if buckets.len() >= MAX_TRACKED_CLIENTS {
-            buckets.retain(|_, bucket| refill(bucket, now, per_second, capacity) < capacity);
-            if buckets.len() >= MAX_TRACKED_CLIENTS {
-                buckets.clear();
-            }
-        }
-        let bucket = buckets.entry(ClientKey::of(ip)).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        bucket.tokens = refill(bucket, now, per_second, capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
-        }
+        lock(&self.table).check(ClientKey::of(ip), now, capacity)
     }
-}
 
-fn refill(bucket: &Bucket, now: Instant, per_second: f64, capacity: f64) -> f64 {
-    let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-    (bucket.tokens + elapsed * per_second).min(capacity)
+    /// Clients whose budgets are tracked now.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        lock(&self.table).by_client.len()
+    }
 }
 
 /// Open connections per client, and the most one client may have (`None`: no cap).
@@ -158,6 +224,38 @@ mod tests {
         assert!(limiter.check("192.0.2.2".parse().unwrap(), start).is_ok());
         assert!(limiter.check(ip, start + Duration::from_secs(30)).is_ok());
         assert!(limiter.check(ip, start + Duration::from_secs(30)).is_err());
+    }
+
+    /// A flood of new addresses, more than the table holds, leaves a spent budget spent: the
+    /// clients past the table share one budget, and every bucket is forgotten once full.
+    #[test]
+    fn a_flood_of_new_clients_never_resets_a_spent_budget() {
+        let limiter = RateLimiter::tracking(2, 100);
+        let start = Instant::now();
+        let established: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(limiter.check(established, start).is_ok());
+        assert!(limiter.check(established, start).is_ok());
+        assert!(limiter.check(established, start).is_err());
+        let flood = |n: u32, at: Instant| -> usize {
+            (0..n)
+                .filter(|i| {
+                    let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+                    limiter.check(ip, at).is_ok()
+                })
+                .count()
+        };
+        let later = start + Duration::from_secs(1);
+        // 99 fit beside the established client; the other 101 share one budget of 2.
+        assert_eq!(flood(200, later), 99 + 2);
+        assert_eq!(limiter.tracked(), 100);
+        let wait = limiter.check(established, later).unwrap_err();
+        assert!(wait > Duration::from_secs(28), "{wait:?}");
+        // Each bucket is forgotten once it is full again (a minute for one spent token), and
+        // only then.
+        assert_eq!(limiter.tracked(), 100);
+        let refilled = start + Duration::from_secs(62);
+        assert!(limiter.check(established, refilled).is_ok());
+        assert_eq!(limiter.tracked(), 1);
     }
 
     #[test]

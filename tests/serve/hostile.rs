@@ -2,8 +2,14 @@
 //! that never reads, a flood of addresses or a rebinding page can do now, and that text from
 //! outside reaches the server's stderr only through the sanitiser.
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use super::connections::sockaddr;
+use super::{RawReply, Server};
 use crate::common::Session;
 
 /// A path holding terminal controls (OSC title, CR and a forged workflow command) reaches stderr
@@ -34,4 +40,102 @@ fn paths_in_serve_messages_are_sanitised() {
         !stderr.contains('\u{1b}') && !stderr.contains('\r'),
         "{stderr:?}"
     );
+}
+
+/// A blocking TCP connection from `source` (any of 127.0.0.0/8) to `addr`.
+fn connect_v4_from(source: Ipv4Addr, addr: SocketAddrV4) -> std::io::Result<TcpStream> {
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own, with sockaddr_ins of the size given.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let socket = OwnedFd::from_raw_fd(fd);
+        let local = sockaddr(SocketAddrV4::new(source, 0));
+        if libc::bind(fd, std::ptr::addr_of!(local).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let remote = sockaddr(addr);
+        if libc::connect(fd, std::ptr::addr_of!(remote).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(TcpStream::from(socket))
+    }
+}
+
+/// The status of the answer to `request`, sent from `source`.
+fn status_from(source: Ipv4Addr, addr: SocketAddrV4, request: &[u8]) -> u16 {
+    let mut stream = connect_v4_from(source, addr)
+        .unwrap_or_else(|error| panic!("cannot connect from {source}: {error}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    RawReply::parse(&String::from_utf8_lossy(&answer)).status
+}
+
+/// More addresses than the rate limiter tracks (100 000), each sending one run request, do not
+/// reset the budget of a client that has spent its own: it stays refused until its bucket has
+/// honestly refilled. (The limiter used to forget every client once it tracked 100 000.)
+#[test]
+fn a_flood_of_new_addresses_does_not_reset_an_established_budget() {
+    /// The clients the rate limiter tracks at most (`serve::clients`).
+    const TRACKED: u32 = 100_000;
+    const FLOOD: u32 = TRACKED + 50;
+    const THREADS: u32 = 8;
+    let session = Session::new();
+    // One run a minute: a spent budget stays spent for a minute unless something resets it.
+    let server = Server::start(&session, &["--rate-limit", "1"]);
+    let SocketAddr::V4(addr) = server.addr else {
+        panic!("an IPv4 server address");
+    };
+    // Refused before a body is read (no Content-Type), so nothing runs, but it takes a token.
+    let request = format!("POST /run HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    let established: Ipv4Addr = "127.0.0.9".parse().unwrap();
+    let spent = Instant::now();
+    assert_eq!(status_from(established, addr, request.as_bytes()), 400);
+    assert_eq!(status_from(established, addr, request.as_bytes()), 429);
+
+    // 127.1.0.0 onwards: one request from each address.
+    let flood_started = Instant::now();
+    let workers: Vec<_> = (0..THREADS)
+        .map(|worker| {
+            let request = request.clone();
+            thread::spawn(move || {
+                let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+                for i in (worker..FLOOD).step_by(THREADS as usize) {
+                    let source = Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 1, 0, 0)) + i);
+                    *statuses
+                        .entry(status_from(source, addr, request.as_bytes()))
+                        .or_default() += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for worker in workers {
+        for (status, count) in worker.join().unwrap() {
+            *statuses.entry(status).or_default() += count;
+        }
+    }
+    let flood_took = flood_started.elapsed();
+    let after = status_from(established, addr, request.as_bytes());
+    let elapsed = spent.elapsed();
+    eprintln!("flood of {FLOOD} addresses took {flood_took:?}: {statuses:?}");
+    assert_eq!(statuses.values().sum::<u32>(), FLOOD);
+    // Within a minute of spending it, no budget here has refilled: the established client is
+    // still refused, the table holds it and 99 999 flood addresses, and the 51 addresses past the
+    // table share one budget (one run). On a machine so slow that the flood took a minute,
+    // budgets have honestly refilled and nothing is left to check.
+    if elapsed < Duration::from_secs(59) {
+        assert_eq!(after, 429, "the established client's budget was reset");
+        let expected = [(400, TRACKED - 1 + 1), (429, FLOOD - TRACKED)];
+        assert_eq!(statuses, expected.into_iter().collect(), "{statuses:?}");
+    } else {
+        eprintln!("the flood took {elapsed:?}: budgets refilled, nothing to check");
+    }
 }
