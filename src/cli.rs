@@ -178,9 +178,14 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(0..=crate::serve::limits::MAX_CONNECTIONS as i64)
     )]
     pub max_connections_per_client: Option<u32>,
-    /// Allow a non-loopback --addr without a token
+    /// Allow a non-loopback --addr without a token (the Host check stays: see --allow-host)
     #[arg(long)]
     pub allow_unauthenticated: bool,
+    /// Without a token, also answer requests for this host name (besides IP addresses and
+    /// localhost, which are always answered); repeat for more names. Other names get 403
+    /// (protection against DNS rebinding)
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
     /// Append one JSON line per execution to PATH (`-` for standard output)
     #[arg(long, value_name = "PATH")]
     pub audit_log: Option<PathBuf>,

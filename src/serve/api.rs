@@ -712,12 +712,15 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     .into_response()
 }
 
-/// Refuse requests for other host names when the server answers only to loopback names.
+/// Refuse requests for host names a server without a token does not answer to (see
+/// [`super::auth`]).
 async fn check_host(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Err(host) = state.auth.host_ok(request.headers()) {
         let message = format!(
-            "Host '{host}' is not allowed: without a token this server answers only to localhost \
-             (protection against DNS rebinding). Use http://localhost, or start it with --token"
+            "Host '{host}' is not allowed: without a token this server answers only to IP \
+             addresses, localhost and the names given with --allow-host (protection against DNS \
+             rebinding). Use the server's IP address or http://localhost, or start it with \
+             --allow-host NAME or --token"
         );
         return Answer::error(StatusCode::FORBIDDEN, message).into_response();
     }

@@ -84,7 +84,12 @@ impl Config {
     fn from_args(args: ServeArgs) -> Result<Config, AuthConfigError> {
         // An empty --token or SAFE_EXEC_TOKEN is refused in Auth::new, not read as "no token": a
         // variable that was meant to hold a secret and came out empty must not open the server.
-        let auth = Auth::new(args.addr, args.token.as_deref(), args.allow_unauthenticated)?;
+        let auth = Auth::new(
+            args.addr,
+            args.token.as_deref(),
+            args.allow_unauthenticated,
+            &args.allow_host,
+        )?;
         let cpus = crate::sync::available_cpus();
         Ok(Config {
             addr: args.addr,

@@ -8,6 +8,8 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use super::connections::sockaddr;
 use super::{RawReply, Server};
 use crate::common::Session;
@@ -138,4 +140,72 @@ fn a_flood_of_new_addresses_does_not_reset_an_established_budget() {
     } else {
         eprintln!("the flood took {elapsed:?}: budgets refilled, nothing to check");
     }
+}
+
+/// `--allow-unauthenticated` on a public address keeps the Host check: a page whose name was
+/// re-pointed at this machine (by DNS rebinding, through loopback or the LAN) is refused, with
+/// nothing run; IP addresses, localhost and the names given with `--allow-host` are answered.
+#[test]
+fn an_unauthenticated_public_server_still_refuses_rebound_host_names() {
+    let session = Session::new();
+    let bad = session
+        .safe_exec()
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--allow-host",
+            "http://x.example",
+        ])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("is not a host name"), "{stderr}");
+    let server = Server::start(
+        &session,
+        &[
+            "--addr",
+            "0.0.0.0:0",
+            "--allow-unauthenticated",
+            "--allow-host",
+            "code.example.test",
+        ],
+    );
+    let addr = server.addr;
+    let port = addr.port();
+    let run = |host: &str| {
+        let body = json!({ "code": "print('ran')" }).to_string();
+        let request = format!(
+            "POST /run HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        super::exchange_from("127.0.0.1", addr, request.as_bytes())
+    };
+    for rebound in [
+        format!("rebound.example:{port}"),
+        "rebound.example".to_owned(),
+    ] {
+        let refused = run(&rebound);
+        assert_eq!(refused.status, 403, "{rebound}: {refused:?}");
+        let error = refused.json()["error"].as_str().unwrap().to_owned();
+        assert!(
+            error.contains("DNS rebinding") && error.contains("--allow-host"),
+            "{error}"
+        );
+    }
+    session.assert_clean();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("192.0.2.7:{port}"),
+        format!("code.example.test:{port}"),
+    ] {
+        let served = run(&host);
+        assert_eq!(served.status, 200, "{host}: {served:?}");
+        assert_eq!(served.json()["output"], "ran\n");
+    }
+    session.assert_clean_within(Duration::from_secs(10));
 }

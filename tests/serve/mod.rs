@@ -64,16 +64,20 @@ impl Server {
         Server::start_with(session, args, |_| {})
     }
 
-    /// Start with extra arguments after `serve --addr 127.0.0.1:0`, after `configure` adjusted
-    /// the command (environment). Waits for the "listening on" line.
+    /// Start with extra arguments after `serve --addr 127.0.0.1:0` (or after `serve` alone when
+    /// they give `--addr`), after `configure` adjusted the command (environment). Waits for the
+    /// "listening on" line; a server on 0.0.0.0 is spoken to on 127.0.0.1.
     pub fn start_with(
         session: &Session,
         args: &[&str],
         configure: impl FnOnce(&mut std::process::Command),
     ) -> Server {
         let mut command = session.std_command();
+        command.arg("serve");
+        if !args.contains(&"--addr") {
+            command.args(["--addr", "127.0.0.1:0"]);
+        }
         command
-            .args(["serve", "--addr", "127.0.0.1:0"])
             .args(args)
             .env_remove("SAFE_EXEC_TOKEN")
             .stdin(Stdio::null())
@@ -98,7 +102,13 @@ impl Server {
             });
         }
         let addr = match listening.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr.parse().expect("a socket address"),
+            Ok(addr) => {
+                let mut addr: SocketAddr = addr.parse().expect("a socket address");
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                addr
+            }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
