@@ -1,8 +1,9 @@
-//! What each client may hold: its open connections, and its budget of run requests (the rate
-//! limit). A client is an IPv4 address or an IPv6 /64 ([`ClientKey`]).
+//! What each client may hold: its open connections, the memory of its answers (runs in progress
+//! and answers not yet read), and its budget of run requests (the rate limit). A client is an
+//! IPv4 address or an IPv6 /64 ([`ClientKey`]).
 //!
-//! Every table here is bounded: connections are counted only while open, and the rate limiter
-//! tracks a bounded number of clients. Nothing here touches a socket or a run.
+//! Every table here is bounded: connections and answers are counted only while they exist, and
+//! the rate limiter tracks a bounded number of clients. Nothing here touches a socket or a run.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -206,6 +207,98 @@ impl Drop for ClientSlot {
     }
 }
 
+/// The memory of each client's answers: reserved for the largest answer its run could give when
+/// the run is admitted, cut to the answer's real size when it is ready, given back when it has
+/// been sent or its connection is gone. With a cap, a client holds at most that much, except
+/// that one answer is always allowed (a server whose single answer may be larger than the cap
+/// still serves everyone, one answer at a time).
+#[derive(Debug, Clone)]
+pub struct AnswerBudget {
+    held: Arc<Mutex<HashMap<ClientKey, u64>>>,
+    cap: Option<u64>,
+}
+
+/// A client's answers would hold more than its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget {
+    /// Bytes the client's answers hold now.
+    pub held: u64,
+    pub cap: u64,
+}
+
+impl AnswerBudget {
+    pub fn new(cap: Option<u64>) -> AnswerBudget {
+        AnswerBudget {
+            held: Arc::default(),
+            cap,
+        }
+    }
+
+    pub fn cap(&self) -> Option<u64> {
+        self.cap
+    }
+
+    /// Reserve `bytes` for an answer to `ip`, or say what its answers hold already. The map
+    /// holds only clients with answers, so it never has more entries than open connections.
+    pub fn reserve(&self, ip: IpAddr, bytes: u64) -> Result<AnswerCharge, OverBudget> {
+        let key = ClientKey::of(ip);
+        let mut held = lock(&self.held);
+        let now = held.get(&key).copied().unwrap_or(0);
+        if let Some(cap) = self.cap {
+            if now > 0 && now.saturating_add(bytes) > cap {
+                return Err(OverBudget { held: now, cap });
+            }
+        }
+        *held.entry(key).or_insert(0) += bytes;
+        Ok(AnswerCharge {
+            budget: self.clone(),
+            key,
+            bytes,
+        })
+    }
+
+    /// Bytes held by `ip`'s answers now.
+    pub fn held(&self, ip: IpAddr) -> u64 {
+        lock(&self.held)
+            .get(&ClientKey::of(ip))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// One answer's share of its client's budget, given back on drop.
+#[derive(Debug)]
+pub struct AnswerCharge {
+    budget: AnswerBudget,
+    key: ClientKey,
+    bytes: u64,
+}
+
+impl AnswerCharge {
+    /// Give back what the answer turned out not to need.
+    pub fn shrink_to(&mut self, bytes: u64) {
+        if bytes < self.bytes {
+            let mut held = lock(&self.budget.held);
+            if let Some(count) = held.get_mut(&self.key) {
+                *count -= self.bytes - bytes;
+            }
+            self.bytes = bytes;
+        }
+    }
+}
+
+impl Drop for AnswerCharge {
+    fn drop(&mut self) {
+        let mut held = lock(&self.budget.held);
+        if let Some(count) = held.get_mut(&self.key) {
+            *count -= self.bytes;
+            if *count == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +402,34 @@ mod tests {
         assert!(two.enter(a).is_none());
         drop(slots);
         assert!(lock(&two.open).is_empty());
+    }
+
+    #[test]
+    fn answer_memory_is_capped_per_client_and_given_back() {
+        let budget = AnswerBudget::new(Some(100));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let mut first = budget.reserve(a, 60).unwrap();
+        assert_eq!(
+            budget.reserve(a, 60).unwrap_err(),
+            OverBudget { held: 60, cap: 100 }
+        );
+        // Another client has its own; one answer is always allowed, even past the cap.
+        let big = budget.reserve(b, 500).unwrap();
+        assert_eq!(budget.held(b), 500);
+        drop(big);
+        // A finished answer smaller than its reservation makes room.
+        first.shrink_to(10);
+        let second = budget.reserve(a, 60).unwrap();
+        assert_eq!(budget.held(a), 70);
+        drop(first);
+        drop(second);
+        assert!(lock(&budget.held).is_empty());
+        let uncapped = AnswerBudget::new(None);
+        let held: Vec<_> = (0..10)
+            .map(|_| uncapped.reserve(a, u64::MAX / 20).unwrap())
+            .collect();
+        drop(held);
+        assert!(lock(&uncapped.held).is_empty());
     }
 }

@@ -24,6 +24,19 @@ pub const MAX_LINGERING_REFUSALS: usize = 16;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send its request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to read an answer once it is ready, unless `--send-timeout` says
+/// otherwise. A client that has not taken the whole answer by then is disconnected (with a
+/// reset, so the kernel drops what is still buffered for it too), which frees its connection
+/// place and the answer's memory.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest `--send-timeout`, in seconds.
+pub const MAX_SEND_TIMEOUT_SECS: u64 = 3600;
+/// Bytes of answers one client may hold at once (runs in progress and answers not yet read
+/// together), while the per-client caps are on: each run reserves room for the largest answer
+/// it could give (twice `--max-output`, and room for the rest) before it waits for a slot, and
+/// gives back what it did not need once its answer is ready. One answer is always allowed, even
+/// when it alone could be larger. Past it, run requests get 503 with `Retry-After`.
+pub const MAX_ANSWER_BYTES_PER_CLIENT: u64 = 64 * 1024 * 1024;
 
 /// Requests allowed to wait for a run slot, unless `--queue` says otherwise.
 pub const DEFAULT_QUEUE: usize = 16;

@@ -26,10 +26,12 @@ macro_rules! say {
 }
 
 pub mod admission;
+pub mod answers;
 pub mod api;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod clients;
 pub mod health;
 pub mod hints;
@@ -54,8 +56,12 @@ use crate::runner::{gc, guard};
 use admission::{Admission, RunRegistry};
 use audit::AuditLog;
 use auth::{Auth, AuthConfigError};
+use clients::AnswerBudget;
 use clients::RateLimiter;
-use limits::{body_limit, DEFAULT_QUEUE, DEFAULT_RATE_LIMIT};
+use limits::{
+    body_limit, DEFAULT_QUEUE, DEFAULT_RATE_LIMIT, DEFAULT_SEND_TIMEOUT,
+    MAX_ANSWER_BYTES_PER_CLIENT,
+};
 use state::AppState;
 
 /// How long shutdown waits for cancelled runs to remove their containers. Each removal has its
@@ -72,8 +78,10 @@ struct Config {
     max_concurrent: usize,
     queue: usize,
     rate_limit: u32,
-    /// Connections one client may have open; `None`: no per-client cap.
+    /// Connections one client may have open; `None`: no per-client caps (neither this nor the
+    /// answer budget).
     max_connections_per_client: Option<usize>,
+    send_timeout: Duration,
     auth: Auth,
     audit_log: Option<PathBuf>,
     audit_code: bool,
@@ -102,6 +110,9 @@ impl Config {
                 Some(0) => None,
                 Some(n) => Some(n as usize),
             },
+            send_timeout: args
+                .send_timeout
+                .map_or(DEFAULT_SEND_TIMEOUT, Duration::from_secs),
             auth,
             audit_log: args.audit_log,
             audit_code: args.audit_code,
@@ -154,6 +165,12 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         auth: config.auth.clone(),
         audit,
         runs: RunRegistry::default(),
+        answers: AnswerBudget::new(
+            config
+                .max_connections_per_client
+                .map(|_| MAX_ANSWER_BYTES_PER_CLIENT),
+        ),
+        send_timeout: config.send_timeout,
         health: health::HealthCache::default(),
         body_limit: body_limit(limits.max_code_chars),
         page: assets::render_page(&limits),
@@ -174,7 +191,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         );
     }
     say!(
-        "listening on http://{local} ({} run(s) at once, queue {}, {}, {}, timeout {}, memory {}, {})",
+        "listening on http://{local} ({} run(s) at once, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
         config.max_concurrent,
         config.queue,
         match config.rate_limit {
@@ -182,9 +199,13 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
             n => format!("{n} runs/min per client"),
         },
         match config.max_connections_per_client {
-            None => "no per-client connection cap".to_owned(),
-            Some(n) => format!("{n} connections per client"),
+            None => "no per-client caps".to_owned(),
+            Some(n) => format!(
+                "{n} connections and {} of answers per client",
+                human_bytes(MAX_ANSWER_BYTES_PER_CLIENT)
+            ),
         },
+        human_secs(config.send_timeout),
         human_secs(limits.timeout),
         human_bytes(limits.memory_bytes),
         if state.auth.requires_token() {
@@ -201,6 +222,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         listener,
         api::router(state.clone()),
         config.max_connections_per_client,
+        config.send_timeout,
         stopped,
     )
     .await;

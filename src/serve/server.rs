@@ -1,10 +1,16 @@
 //! The connection loop: accept, cap open connections (in all and per client), serve exactly one
-//! HTTP/1.1 request on each with a header-read timeout, and shut down promptly when told.
+//! HTTP/1.1 request on each with a header-read timeout and a send deadline, and shut down
+//! promptly when told.
 //!
 //! `axum::serve` has neither a connection cap nor a header timeout (a client that opens
 //! connections and never finishes its headers would hold them forever), so this small loop
 //! drives hyper directly. Routing and everything above it stay in axum; nothing here looks at a
 //! request beyond handing it the client's address.
+//!
+//! Every answer must be taken by its client within the send deadline (`--send-timeout`) of
+//! being ready; past it the connection is reset, which drops the answer, frees the connection's
+//! place and makes the kernel discard what it still buffers for the client. Without it, a
+//! client that stops reading would hold its place and its answer for as long as it likes.
 //!
 //! Every answer closes its connection (`Connection: close`, keep-alive off). A browser resends a
 //! request that got a 408 on a reused keep-alive connection (it takes the 408 for a server
@@ -13,6 +19,7 @@
 //! connection costs one TCP handshake on loopback or a LAN, nothing next to a container.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,7 +32,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use super::clients::PerClient;
@@ -41,11 +48,13 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// Serve `router` on `listener` until `shutdown` turns true; then stop accepting, close every
 /// connection that has no request in progress, let the others deliver their answers (bounded by
 /// [`DRAIN_TIMEOUT`]), and return. `per_client_cap` is the most connections one client may have
-/// open (`None`: no cap but [`MAX_CONNECTIONS`]).
+/// open (`None`: no cap but [`MAX_CONNECTIONS`]); `send_timeout` how long a client has to read
+/// its answer once it is ready.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     per_client_cap: Option<usize>,
+    send_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -93,7 +102,7 @@ pub async fn serve(
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, router, shutdown).await;
+            serve_connection(stream, peer, router, send_timeout, shutdown).await;
             drop(client_slot);
             drop(permit);
         });
@@ -108,25 +117,38 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
+    send_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let socket = stream.as_raw_fd();
     // Set once hyper hands a complete request head to the router. Read only by this task after
     // it stopped polling the connection, so no request can start between the check and the
     // close.
     let request_started = Arc::new(AtomicBool::new(false));
     let started = request_started.clone();
+    // Told when the answer is ready: from then on the client has `send_timeout` to take it.
+    let answer_ready = Arc::new(Notify::new());
+    let ready = answer_ready.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         started.store(true, Ordering::Relaxed);
         request.extensions_mut().insert(Peer(peer));
         let answer = router.clone().oneshot(request);
+        let ready = ready.clone();
         async move {
             let mut response = answer.await?;
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
+            // Stores a permit when nobody waits yet, so it is never missed.
+            ready.notify_one();
             Ok::<_, std::convert::Infallible>(response)
         }
     });
+    let send_deadline = async {
+        answer_ready.notified().await;
+        tokio::time::sleep(send_timeout).await;
+    };
+    tokio::pin!(send_deadline);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -139,6 +161,7 @@ async fn serve_connection(
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
+        () = &mut send_deadline => return reset(socket),
         _ = shutdown.wait_for(|stop| *stop) => {}
     }
     if !request_started.load(Ordering::Relaxed) {
@@ -147,8 +170,32 @@ async fn serve_connection(
         return;
     }
     // A request is in progress: its run (if any) is being cancelled, so its answer is due at
-    // once; keep-alive is off, so the connection ends with it.
-    let _ = connection.await;
+    // once; keep-alive is off, so the connection ends with it (or at its send deadline).
+    tokio::select! {
+        _ = connection => {}
+        () = send_deadline => reset(socket),
+    }
+}
+
+/// Make the coming close of `socket` a reset (SO_LINGER with a zero timeout): the kernel drops
+/// whatever it still holds for a client that stopped reading, instead of keeping it for minutes.
+/// The caller still owns the socket and drops it right after.
+fn reset(socket: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `socket` is an open descriptor owned by the connection the caller is about to
+    // drop; setsockopt only reads the `linger` it is given.
+    unsafe {
+        libc::setsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 /// The raw 503 for a connection past its client's cap of `cap`.

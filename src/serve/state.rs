@@ -6,13 +6,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::admission::{Admission, RunRegistry};
 use super::audit::AuditLog;
 use super::auth::Auth;
-use super::clients::RateLimiter;
+use super::clients::{AnswerBudget, RateLimiter};
 use super::health::HealthCache;
 use crate::limits::Limits;
 use crate::runner::Sandbox;
@@ -28,6 +29,10 @@ pub struct AppState {
     pub auth: Auth,
     pub audit: Option<AuditLog>,
     pub runs: RunRegistry,
+    /// The memory each client's answers hold (runs in progress and answers not yet read).
+    pub answers: AnswerBudget,
+    /// How long a client has to read an answer once it is ready.
+    pub send_timeout: Duration,
     pub health: HealthCache,
     pub body_limit: usize,
     /// The web page, rendered once with this server's limits.
