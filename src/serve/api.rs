@@ -35,7 +35,7 @@ use crate::limits::human_bytes;
 use crate::report::{Outcome, Status};
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo};
 use crate::sanitize;
-use crate::source::Program;
+use crate::source::{Program, RejectReason};
 
 /// An over-long body up to this size is read and dropped before the 413, so the client sees the
 /// answer instead of a reset connection; past it the connection is simply closed after the 413.
@@ -235,7 +235,18 @@ async fn handle_run(
             .filter(|log| log.include_code())
             .map(|_| request.code.clone()),
     };
-    let program = match Program::from_text(&request.code, state.limits.max_code_chars) {
+    // The limit counts characters as sent (as the original API did, and as a schema's
+    // `maxLength` does), before a BOM is dropped and CRLF becomes LF.
+    let limit = state.limits.max_code_chars;
+    let checked = if record.code_chars > limit {
+        Err(RejectReason::TooLong {
+            chars: record.code_chars,
+            limit,
+        })
+    } else {
+        Program::from_text(&request.code, limit)
+    };
+    let program = match checked {
         Ok(program) => program,
         Err(reason) => {
             let answer = rejected_answer(&reason, flavor, state.limits);

@@ -174,6 +174,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         health: health::HealthCache::default(),
         body_limit: body_limit(limits.max_code_chars),
         page: assets::render_page(&limits),
+        openapi: assets::render_openapi(&limits),
         stopping: AtomicBool::new(false),
         shutdown: watch::channel(false).0,
         sandbox,

@@ -37,6 +37,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// The web page, rendered once with this server's limits.
     pub page: String,
+    /// The OpenAPI description, rendered once with this server's limits.
+    pub openapi: String,
     pub stopping: AtomicBool,
     /// Turns true when shutdown begins: the connection loop stops accepting and closes idle
     /// connections, and requests still sending their body are answered at once.

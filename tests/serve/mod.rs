@@ -5,6 +5,7 @@ mod browser;
 mod connections;
 mod hostile;
 mod openapi;
+mod schemathesis;
 mod shutdown;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -668,6 +669,29 @@ fn oversized_bodies_get_413() {
     session.assert_clean();
 }
 
+/// The code limit counts characters as they are sent (as the original API did, and as the
+/// schema's `maxLength` does): CRLF is two, a BOM is one.
+#[test]
+fn the_code_limit_counts_characters_as_sent() {
+    let session = Session::new();
+    let server = Server::start(&session, &["--max-code-chars", "20"]);
+    let code = |body: &str| json!({ "code": body });
+    let fits = server.post("/run", &code("print('ok')\r\n#234567"));
+    assert_eq!(fits.status, 200, "{}", fits.body);
+    assert_eq!(fits.json()["output"], "ok\n");
+    for over in ["print('ok')\r\n#2345678", "\u{feff}print('ok')\n#2345678"] {
+        let refused = server.post("/run", &code(over));
+        assert_eq!(refused.status, 400, "{over:?}: {}", refused.body);
+        assert_eq!(refused.json()["error"], "Code too long (20 characters max)");
+    }
+    let spec = server.get("/openapi.json").json();
+    assert_eq!(
+        spec["components"]["schemas"]["RunRequest"]["properties"]["code"]["maxLength"],
+        20
+    );
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
 /// The documented limit exactly: a body of 65536 bytes runs, one byte more is 413, whether the
 /// length is declared (Content-Length) or not (chunked).
 #[test]
@@ -1050,7 +1074,11 @@ fn health_spec_and_page_are_served() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/openapi.json"),
     )
     .unwrap();
-    assert_eq!(spec.body, in_repo);
+    // The file as written; the server fills in its own code limit (the default here).
+    assert_eq!(
+        spec.json(),
+        serde_json::from_str::<Value>(&in_repo).unwrap()
+    );
 
     let page = server.get("/");
     assert_eq!(page.status, 200);
