@@ -1,10 +1,11 @@
 //! `safe-exec serve`: the HTTP API (`POST /run`, `POST /api/v1/runs`), health, the OpenAPI
 //! description and the web page, on the same supervisor as `safe-exec run`.
 //!
-//! Rooms: [`api`] (routes, handlers, answers), [`state`] (what the handlers share),
+//! Rooms: [`api`] (routes, handlers), [`answers`] (statuses and documents), [`body`] (answers
+//! escaped as they are sent), [`state`] (what the handlers share),
 //! [`admission`] (run slots, queue, the registry of runs in progress), [`clients`] (what one
-//! client may hold: connections, rate budget), [`limits`] (the server's fixed caps, deadlines and
-//! defaults), [`auth`] (token, public-address rule, Host check), [`audit`] (the JSON-lines log),
+//! client may hold: connections, answer memory, rate budget), [`limits`] (the server's fixed caps,
+//! deadlines and defaults), [`auth`] (token, public-address rule, Host check), [`audit`] (the JSON-lines log),
 //! [`health`], [`hints`], [`assets`] (the embedded page and spec), [`server`] (the connection
 //! loop). This module turns the command line into a running server and owns
 //! shutdown: on SIGTERM, SIGINT or SIGHUP it stops accepting, closes connections with no request
