@@ -32,7 +32,7 @@ impl ClientKey {
 /// Clients whose budgets are tracked at most. A client is tracked only while its bucket is not
 /// full (a full bucket is the same as none), so this bounds the distinct clients that spent part
 /// of their budget within the last minute, and the table's memory (a few MB).
-const MAX_TRACKED_CLIENTS: usize = 100_000;
+pub const MAX_TRACKED_CLIENTS: usize = 100_000;
 
 /// A token bucket per client: `per_minute` requests in a burst, refilled at `per_minute` a
 /// minute.
@@ -121,12 +121,9 @@ impl Buckets {
 }
 
 impl RateLimiter {
-    pub fn new(per_minute: u32) -> RateLimiter {
-        RateLimiter::tracking(per_minute, MAX_TRACKED_CLIENTS)
-    }
-
-    /// A limiter that tracks at most `max_tracked` clients.
-    fn tracking(per_minute: u32, max_tracked: usize) -> RateLimiter {
+    /// A limiter of `per_minute` requests per client that tracks at most `max_tracked` clients
+    /// ([`MAX_TRACKED_CLIENTS`] but in tests).
+    pub fn new(per_minute: u32, max_tracked: usize) -> RateLimiter {
         let per_minute = per_minute.max(1);
         let now = Instant::now();
         RateLimiter {
@@ -306,7 +303,7 @@ mod tests {
 
     #[test]
     fn rate_limit_allows_a_burst_then_refills() {
-        let limiter = RateLimiter::new(2);
+        let limiter = RateLimiter::new(2, MAX_TRACKED_CLIENTS);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let start = Instant::now();
         assert!(limiter.check(ip, start).is_ok());
@@ -323,7 +320,7 @@ mod tests {
     /// clients past the table share one budget, and every bucket is forgotten once full.
     #[test]
     fn a_flood_of_new_clients_never_resets_a_spent_budget() {
-        let limiter = RateLimiter::tracking(2, 100);
+        let limiter = RateLimiter::new(2, 100);
         let start = Instant::now();
         let established: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(limiter.check(established, start).is_ok());
@@ -431,5 +428,25 @@ mod tests {
             .collect();
         drop(held);
         assert!(lock(&uncapped.held).is_empty());
+    }
+
+    /// The full-size table: a flood of one more address than it holds leaves a spent budget
+    /// spent, and the table never grows past its size.
+    #[test]
+    fn the_full_table_holds_and_never_grows() {
+        let limiter = RateLimiter::new(1, MAX_TRACKED_CLIENTS);
+        let start = Instant::now();
+        let established: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(limiter.check(established, start).is_ok());
+        let at = start + Duration::from_secs(1);
+        let admitted = (0..MAX_TRACKED_CLIENTS as u32 + 10)
+            .filter(|i| {
+                let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+                limiter.check(ip, at).is_ok()
+            })
+            .count();
+        assert_eq!(admitted, MAX_TRACKED_CLIENTS - 1 + 1);
+        assert_eq!(limiter.tracked(), MAX_TRACKED_CLIENTS);
+        assert!(limiter.check(established, at).is_err());
     }
 }

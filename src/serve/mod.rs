@@ -58,13 +58,16 @@ use admission::{Admission, RunRegistry};
 use audit::AuditLog;
 use auth::{Auth, AuthConfigError};
 use clients::AnswerBudget;
-use clients::RateLimiter;
+use clients::{RateLimiter, MAX_TRACKED_CLIENTS};
 use limits::{
     body_limit, DEFAULT_QUEUE, DEFAULT_RATE_LIMIT, DEFAULT_SEND_TIMEOUT,
     MAX_ANSWER_BYTES_PER_CLIENT,
 };
 use state::AppState;
 
+/// For tests only: a smaller table for the rate limiter (at most [`MAX_TRACKED_CLIENTS`]), so a
+/// flood of addresses past it takes seconds rather than the minute in which budgets refill.
+const TRACKED_CLIENTS_ENV: &str = "SAFE_EXEC_SERVE_TRACKED_CLIENTS";
 /// How long shutdown waits for cancelled runs to remove their containers. Each removal has its
 /// own 15 s deadline in the supervisor.
 const RUNS_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,6 +86,8 @@ struct Config {
     /// answer budget).
     max_connections_per_client: Option<usize>,
     send_timeout: Duration,
+    /// Clients the rate limiter tracks at most.
+    tracked_clients: usize,
     auth: Auth,
     audit_log: Option<PathBuf>,
     audit_code: bool,
@@ -114,6 +119,11 @@ impl Config {
             send_timeout: args
                 .send_timeout
                 .map_or(DEFAULT_SEND_TIMEOUT, Duration::from_secs),
+            tracked_clients: std::env::var(TRACKED_CLIENTS_ENV)
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .filter(|n| (1..=MAX_TRACKED_CLIENTS).contains(n))
+                .unwrap_or(MAX_TRACKED_CLIENTS),
             auth,
             audit_log: args.audit_log,
             audit_code: args.audit_code,
@@ -162,7 +172,8 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         limits,
         admission: Admission::new(config.max_concurrent, config.queue),
         rate_limit: config.rate_limit,
-        rate_limiter: (config.rate_limit > 0).then(|| RateLimiter::new(config.rate_limit)),
+        rate_limiter: (config.rate_limit > 0)
+            .then(|| RateLimiter::new(config.rate_limit, config.tracked_clients)),
         auth: config.auth.clone(),
         audit,
         runs: RunRegistry::default(),
