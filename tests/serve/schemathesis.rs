@@ -52,11 +52,11 @@ fn schemathesis() -> PathBuf {
     }
     let run = |command: &mut Command, what: &str| {
         let output = command.output().unwrap_or_else(|error| {
-            panic!("cannot {what} ({error}): install python3 and its venv module")
+            panic!("cannot {what} ({error}): install python3 and its venv module (Debian: python3-venv)")
         });
         assert!(
             output.status.success(),
-            "cannot {what}: {}\n{}",
+            "cannot {what} (Debian needs python3-venv for a virtualenv): {}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
