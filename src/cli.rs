@@ -200,16 +200,30 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub rate_limit: Option<u32>,
     /// Connections open at once per client address (an IPv6 /64 counts as one); 0 turns the
-    /// per-client cap off (behind a reverse proxy every client has the proxy's address) [default: 32]
+    /// per-client caps off, this one and the 64 MiB of answers a client may hold (behind a
+    /// reverse proxy every client has the proxy's address) [default: 32]
     #[arg(
         long,
         value_name = "N",
-        value_parser = clap::value_parser!(u32).range(0..=crate::serve::server::MAX_CONNECTIONS as i64)
+        value_parser = clap::value_parser!(u32).range(0..=crate::serve::limits::MAX_CONNECTIONS as i64)
     )]
     pub max_connections_per_client: Option<u32>,
-    /// Allow a non-loopback --addr without a token
+    /// Seconds a client has to read an answer once it is ready; one that has not taken it all
+    /// by then is disconnected, freeing its place and the answer's memory [default: 30]
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..=crate::serve::limits::MAX_SEND_TIMEOUT_SECS)
+    )]
+    pub send_timeout: Option<u64>,
+    /// Allow a non-loopback --addr without a token (the Host check stays: see --allow-host)
     #[arg(long)]
     pub allow_unauthenticated: bool,
+    /// Without a token, also answer requests for this host name (besides IP addresses and
+    /// localhost, which are always answered); repeat for more names. Other names get 403
+    /// (protection against DNS rebinding)
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
     /// Append one JSON line per execution to PATH (`-` for standard output)
     #[arg(long, value_name = "PATH")]
     pub audit_log: Option<PathBuf>,

@@ -1,11 +1,11 @@
-//! Who may start a run, and when: bounded concurrency with a bounded queue, a per-client rate
-//! limit, and the registry of runs in progress that shutdown cancels.
+//! Who may start a run, and when: bounded concurrency with a bounded queue, and the registry of
+//! runs in progress that shutdown cancels. (What each client may hold, its rate budget included,
+//! is [`super::clients`].)
 //!
 //! Everything here answers at once or waits a bounded time; nothing in this room runs a program
 //! or talks to docker.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -109,81 +109,6 @@ impl Drop for Waiting {
     }
 }
 
-/// Clients tracked at most; past it, clients whose buckets are full again are forgotten, and if
-/// that is not enough, all are (a flood from this many addresses defeats per-client limits
-/// anyway; memory stays bounded).
-const MAX_TRACKED_CLIENTS: usize = 100_000;
-
-/// A token bucket per client: `per_minute` requests in a burst, refilled at `per_minute` a
-/// minute.
-#[derive(Debug)]
-pub struct RateLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<ClientKey, Bucket>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-/// What counts as one client: an IPv4 address, or an IPv6 /64 (one subscriber's prefix; a
-/// single host can use any address in it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientKey {
-    V4(u32),
-    V6Prefix(u64),
-}
-
-impl ClientKey {
-    pub fn of(ip: IpAddr) -> ClientKey {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => ClientKey::V4(u32::from(v4)),
-            IpAddr::V6(v6) => ClientKey::V6Prefix((u128::from(v6) >> 64) as u64),
-        }
-    }
-}
-
-impl RateLimiter {
-    pub fn new(per_minute: u32) -> RateLimiter {
-        RateLimiter {
-            per_minute: per_minute.max(1),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Take one request from `ip`'s budget, or say how long until it has one again.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let capacity = f64::from(self.per_minute);
-        let per_second = capacity / 60.0;
-        let mut buckets = lock(&self.buckets);
-        if buckets.len() >= MAX_TRACKED_CLIENTS {
-            buckets.retain(|_, bucket| refill(bucket, now, per_second, capacity) < capacity);
-            if buckets.len() >= MAX_TRACKED_CLIENTS {
-                buckets.clear();
-            }
-        }
-        let bucket = buckets.entry(ClientKey::of(ip)).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        bucket.tokens = refill(bucket, now, per_second, capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
-        }
-    }
-}
-
-fn refill(bucket: &Bucket, now: Instant, per_second: f64, capacity: f64) -> f64 {
-    let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-    (bucket.tokens + elapsed * per_second).min(capacity)
-}
-
 /// The runs in progress, so shutdown can cancel them and wait until their containers are gone.
 #[derive(Debug, Default)]
 pub struct RunRegistry {
@@ -257,35 +182,6 @@ impl Drop for Registration<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limit_allows_a_burst_then_refills() {
-        let limiter = RateLimiter::new(2);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let start = Instant::now();
-        assert!(limiter.check(ip, start).is_ok());
-        assert!(limiter.check(ip, start).is_ok());
-        let wait = limiter.check(ip, start).unwrap_err();
-        assert!((29.0..=30.0).contains(&wait.as_secs_f64()), "{wait:?}");
-        // Another client has its own budget.
-        assert!(limiter.check("192.0.2.2".parse().unwrap(), start).is_ok());
-        assert!(limiter.check(ip, start + Duration::from_secs(30)).is_ok());
-        assert!(limiter.check(ip, start + Duration::from_secs(30)).is_err());
-    }
-
-    #[test]
-    fn an_ipv6_64_is_one_client_and_mapped_v4_is_v4() {
-        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(ClientKey::of(a), ClientKey::of(b));
-        assert_ne!(ClientKey::of(a), ClientKey::of(c));
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(
-            ClientKey::of(mapped),
-            ClientKey::of("192.0.2.1".parse().unwrap())
-        );
-    }
 
     #[tokio::test]
     async fn queue_is_bounded_and_closing_refuses_waiters() {

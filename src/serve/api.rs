@@ -1,102 +1,45 @@
-//! The HTTP API: the router, the two run endpoints, health, and how outcomes become answers.
+//! The HTTP API: the router, the two run endpoints and health.
 //!
-//! `POST /run` speaks the original Flask API (`{"output": ..., "status": "success"}`, 400 / 408
-//! errors with an `error` string); `POST /api/v1/runs` answers with the `safe-exec run --json`
-//! document. Both go through one path: rate limit, token, body (size, time, content type, JSON),
-//! [`Program::from_text`], a run slot, then [`Sandbox::run`] on a blocking thread. A client that
-//! goes away cancels its run. Nothing here spawns a process except through the supervisor.
+//! `POST /run` speaks the original Flask API; `POST /api/v1/runs` answers with the
+//! `safe-exec run --json` document (the answers themselves are [`super::answers`]). Both go
+//! through one path: rate limit, token, body (size, time, content type, JSON), the code's length
+//! as sent and [`Program::from_text`], room in the client's answer budget, a run slot, then
+//! [`crate::runner::Sandbox::run`] on a blocking thread. A client that goes away cancels its
+//! run. Nothing here spawns a process except through the supervisor.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
-};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Router};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::sync::watch;
 
-use super::admission::{Admission, RateLimiter, Refusal, RunRegistry};
-use super::audit::{self, AuditEntry, AuditLog};
-use super::auth::Auth;
+use super::admission::Refusal;
+use super::answers::{
+    answer_reserve, http_status, millis, outcome_answer, rejected_answer, Answer, Flavor,
+    SHUTDOWN_RETRY_SECS,
+};
+use super::audit::{self, AuditEntry};
+use super::limits::BODY_TIMEOUT;
+use super::state::{AppState, Peer};
 use super::{assets, hints};
-use crate::limits::{human_bytes, Limits};
-use crate::report::{Outcome, RunReport, Status};
-use crate::runner::{CancelToken, EngineError, Job, ProgramStdin, RunIo, Sandbox};
+use crate::limits::human_bytes;
+use crate::report::{Outcome, Status};
+use crate::runner::{CancelToken, Job, ProgramStdin, RunIo};
+use crate::sanitize;
 use crate::source::{Program, RejectReason};
 
-/// The smallest request body limit. 5000 characters written as JSON escapes of surrogate pairs
-/// (`\ud83d\ude00`, 12 bytes per character) are 60 000 bytes; the rest is room for `stdin`.
-pub const MIN_BODY_LIMIT: usize = 64 * 1024;
-/// How long a client may take to send its request body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// An over-long body up to this size is read and dropped before the 413, so the client sees the
 /// answer instead of a reset connection; past it the connection is simply closed after the 413.
 const DRAIN_LIMIT: usize = 1024 * 1024;
-/// Retry-After for a run refused or lost because the engine is unavailable.
-const ENGINE_RETRY_SECS: u64 = 10;
-/// Retry-After while the server shuts down (a restart is expected).
-const SHUTDOWN_RETRY_SECS: u64 = 5;
-/// How long a health answer is reused, so pollers cannot make us spawn docker in a loop.
-const HEALTH_TTL: Duration = Duration::from_secs(2);
-
-/// The body limit for a given code limit: [`MIN_BODY_LIMIT`], or 12 bytes per allowed character
-/// plus 4 KiB when that is larger.
-pub fn body_limit(max_code_chars: usize) -> usize {
-    max_code_chars
-        .saturating_mul(12)
-        .saturating_add(4096)
-        .max(MIN_BODY_LIMIT)
-}
-
-/// Everything the handlers share.
-#[derive(Debug)]
-pub struct AppState {
-    pub sandbox: Sandbox,
-    pub limits: Limits,
-    pub admission: Admission,
-    pub rate_limit: u32,
-    pub rate_limiter: Option<RateLimiter>,
-    pub auth: Auth,
-    pub audit: Option<AuditLog>,
-    pub runs: RunRegistry,
-    pub health: HealthCache,
-    pub body_limit: usize,
-    /// The web page, rendered once with this server's limits.
-    pub page: String,
-    pub stopping: AtomicBool,
-    /// Turns true when shutdown begins: the connection loop stops accepting and closes idle
-    /// connections, and requests still sending their body are answered at once.
-    pub shutdown: watch::Sender<bool>,
-}
-
-impl AppState {
-    /// Begin shutdown: refuse queued and new runs, cancel the ones in progress.
-    pub fn stop(&self, signal: i32) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.shutdown.send_replace(true);
-        self.admission.close();
-        self.runs.stop_all(signal);
-    }
-
-    fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-}
-
-/// The client's address, put on every request by the connection loop.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
-
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(assets::index))
@@ -111,75 +54,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::map_response(assets::security_headers))
         .with_state(state)
-}
-
-/// Which answer format a run endpoint speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// `POST /run`: the original API.
-    Compat,
-    /// `POST /api/v1/runs`: the run report.
-    V1,
-}
-
-impl Flavor {
-    fn endpoint(self) -> &'static str {
-        match self {
-            Flavor::Compat => "/run",
-            Flavor::V1 => "/api/v1/runs",
-        }
-    }
-}
-
-/// A JSON answer with its status and the few headers that matter.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub body: Value,
-    pub retry_after: Option<u64>,
-    pub authenticate: bool,
-}
-
-impl Answer {
-    fn new(status: StatusCode, body: Value) -> Answer {
-        Answer {
-            status,
-            body,
-            retry_after: None,
-            authenticate: false,
-        }
-    }
-
-    /// `{"error": message, "status": "error"}`, the error shape of both endpoints.
-    fn error(status: StatusCode, message: impl Into<String>) -> Answer {
-        Answer::new(
-            status,
-            json!({ "error": message.into(), "status": "error" }),
-        )
-    }
-
-    fn retry_after(mut self, secs: u64) -> Answer {
-        self.retry_after = Some(secs.max(1));
-        self
-    }
-}
-
-impl IntoResponse for Answer {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
-        let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(secs) = self.retry_after {
-            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.authenticate {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"safe-exec\""),
-            );
-        }
-        response
-    }
 }
 
 /// Why a request was answered before any code was looked at.
@@ -205,6 +79,12 @@ enum Refused {
     Busy {
         max_concurrent: usize,
         queue: usize,
+        retry_secs: u64,
+    },
+    /// The client's answers (running or not yet read) would hold more than its budget.
+    AnswersUnread {
+        held: u64,
+        cap: u64,
         retry_secs: u64,
     },
     Stopping,
@@ -258,6 +138,15 @@ impl Refused {
                 S::SERVICE_UNAVAILABLE,
                 format!(
                     "Server busy: all {max_concurrent} run slots are taken and {queue} requests are waiting; retry later"
+                ),
+            )
+            .retry_after(*retry_secs),
+            Refused::AnswersUnread { held, cap, retry_secs } => Answer::error(
+                S::SERVICE_UNAVAILABLE,
+                format!(
+                    "Too many answers for this client are running or not yet read ({} held, {} at most); read them, then retry",
+                    human_bytes(*held),
+                    human_bytes(*cap)
                 ),
             )
             .retry_after(*retry_secs),
@@ -346,7 +235,18 @@ async fn handle_run(
             .filter(|log| log.include_code())
             .map(|_| request.code.clone()),
     };
-    let program = match Program::from_text(&request.code, state.limits.max_code_chars) {
+    // The limit counts characters as sent (as the original API did, and as a schema's
+    // `maxLength` does), before a BOM is dropped and CRLF becomes LF.
+    let limit = state.limits.max_code_chars;
+    let checked = if record.code_chars > limit {
+        Err(RejectReason::TooLong {
+            chars: record.code_chars,
+            limit,
+        })
+    } else {
+        Program::from_text(&request.code, limit)
+    };
+    let program = match checked {
         Ok(program) => program,
         Err(reason) => {
             let answer = rejected_answer(&reason, flavor, state.limits);
@@ -358,6 +258,22 @@ async fn handle_run(
     if state.is_stopping() {
         return Refused::Stopping.answer(flavor).into_response();
     }
+    // Room for the largest answer this run could give, before it waits for a slot: a client that
+    // does not read its answers cannot make the server hold more than its budget.
+    let charge = match state
+        .answers
+        .reserve(client, answer_reserve(&state.limits, flavor))
+    {
+        Ok(charge) => charge,
+        Err(over) => {
+            let refused = Refused::AnswersUnread {
+                held: over.held,
+                cap: over.cap,
+                retry_secs: state.send_timeout.as_secs(),
+            };
+            return refused.answer(flavor).into_response();
+        }
+    };
 
     let queued_at = Instant::now();
     let slot = match state.admission.enter().await {
@@ -390,8 +306,9 @@ async fn handle_run(
     let runner = state.clone();
     let task = tokio::task::spawn_blocking(move || {
         // The slot is held until the run, container removal included, is over, even when the
-        // request that asked for it is gone.
+        // request that asked for it is gone; so is the reservation for its answer.
         let _slot = slot;
+        let mut charge = charge;
         // Held until the audit line is queued: shutdown waits for the registry to empty before
         // it closes the audit log, so a line queued later would be lost.
         let registration = runner.runs.register(&token);
@@ -399,16 +316,28 @@ async fn handle_run(
         if outcome.status == Status::SandboxError {
             say!(
                 "a run failed in the sandbox: {}",
-                outcome.error.as_deref().unwrap_or("unknown error")
+                sanitize::text(outcome.error.as_deref().unwrap_or("unknown error"))
             );
         }
         let hint = hints::hint(&outcome);
-        let answer = outcome_answer(&outcome, hint.as_deref(), flavor);
         let cancelled_by = (outcome.status == Status::Interrupted).then(|| match token.signal() {
             Some(_) => "shutdown",
             None => "client",
         });
-        record.write(&runner, &outcome, answer.status, queued, cancelled_by);
+        let status = http_status(outcome.status, flavor);
+        let audited = runner
+            .audit
+            .is_some()
+            .then(|| record.entry(&outcome, status, queued, cancelled_by));
+        let mut answer = outcome_answer(outcome, hint.as_deref(), flavor);
+        // From now until it is sent (or dropped at the send deadline), the answer holds its
+        // real size of the client's budget; given back before the audit line says the run is
+        // over, so a client that saw the line can start another.
+        charge.shrink_to(answer.body.held_bytes());
+        answer.body.hold(charge);
+        if let (Some(log), Some(entry)) = (&runner.audit, audited) {
+            log.write(&entry);
+        }
         drop(registration);
         answer
     });
@@ -417,7 +346,10 @@ async fn handle_run(
     match answer {
         Ok(answer) => answer.into_response(),
         Err(error) => {
-            say!("a run's thread failed: {error}");
+            say!(
+                "a run's thread failed: {}",
+                sanitize::text(&error.to_string())
+            );
             Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response()
         }
     }
@@ -446,7 +378,8 @@ struct Record {
 }
 
 impl Record {
-    /// Queue the audit line, if there is an audit log. Never blocks (see [`AuditLog::write`]).
+    /// Queue the audit line, if there is an audit log. Never blocks (see
+    /// [`super::audit::AuditLog::write`]).
     fn write(
         self,
         state: &AppState,
@@ -455,14 +388,24 @@ impl Record {
         queued: Duration,
         cancelled_by: Option<&'static str>,
     ) {
-        let Some(log) = &state.audit else {
-            return;
-        };
+        if let Some(log) = &state.audit {
+            log.write(&self.entry(outcome, http_status, queued, cancelled_by));
+        }
+    }
+
+    /// The audit line for this request.
+    fn entry(
+        self,
+        outcome: &Outcome,
+        http_status: StatusCode,
+        queued: Duration,
+        cancelled_by: Option<&'static str>,
+    ) -> AuditEntry {
         let error = match outcome.status {
             Status::Rejected | Status::SandboxError => outcome.error.clone(),
             _ => None,
         };
-        log.write(&AuditEntry {
+        AuditEntry {
             time: self.time,
             client: self.client.to_string(),
             endpoint: self.flavor.endpoint(),
@@ -480,12 +423,8 @@ impl Record {
             cancelled_by,
             error,
             code: self.code,
-        });
+        }
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Check the content type, read the body within its size and time limits, and parse it.
@@ -571,197 +510,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The answer for code refused by [`Program::from_text`]. No container was created.
-fn rejected_answer(reason: &RejectReason, flavor: Flavor, limits: Limits) -> Answer {
-    match flavor {
-        Flavor::Compat => Answer::error(
-            StatusCode::BAD_REQUEST,
-            match reason {
-                RejectReason::TooLong { limit, .. } => {
-                    format!("Code too long ({limit} characters max)")
-                }
-                RejectReason::NulByte { line, column } => {
-                    format!("Code contains a NUL byte (line {line}, column {column})")
-                }
-                RejectReason::Empty => "Code is empty".to_owned(),
-                other => other.to_string(),
-            },
-        ),
-        Flavor::V1 => {
-            let message = match reason {
-                // The CLI's message names a flag; over HTTP the limit is the server's.
-                RejectReason::TooLong { chars, limit } => {
-                    format!("code is too long: {chars} characters, the limit is {limit}")
-                }
-                other => other.to_string(),
-            };
-            let outcome = Outcome::not_run(Status::Rejected, message, limits);
-            Answer::new(StatusCode::BAD_REQUEST, report_value(&outcome, None))
-        }
-    }
-}
-
-/// What a client is told when the engine failed: the details stay in the server's log.
-const ENGINE_UNAVAILABLE: &str = "The execution engine is unavailable; try again later";
-
-/// The answer for a finished (or cancelled) run.
-pub fn outcome_answer(outcome: &Outcome, hint: Option<&str>, flavor: Flavor) -> Answer {
-    match flavor {
-        Flavor::Compat => compat_answer(outcome, hint),
-        Flavor::V1 => {
-            let status = match outcome.status {
-                Status::Ok
-                | Status::RuntimeError
-                | Status::Timeout
-                | Status::MemoryLimit
-                | Status::OutputLimit => StatusCode::OK,
-                Status::Rejected => StatusCode::BAD_REQUEST,
-                Status::SandboxError | Status::Interrupted => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            let mut public = outcome.clone();
-            if outcome.status == Status::SandboxError {
-                public.error = Some(ENGINE_UNAVAILABLE.to_owned());
-            }
-            let answer = Answer::new(status, report_value(&public, hint));
-            match outcome.status {
-                Status::SandboxError => answer.retry_after(ENGINE_RETRY_SECS),
-                Status::Interrupted => answer.retry_after(SHUTDOWN_RETRY_SECS),
-                _ => answer,
-            }
-        }
-    }
-}
-
-/// The run report as JSON, with `hint` added when there is one.
-fn report_value(outcome: &Outcome, hint: Option<&str>) -> Value {
-    let mut value = serde_json::to_value(RunReport::new(outcome)).unwrap_or(Value::Null);
-    if let (Some(hint), Value::Object(fields)) = (hint, &mut value) {
-        fields.insert("hint".to_owned(), Value::from(hint));
-    }
-    value
-}
-
-/// The original API's answer: `output` is stdout, `status` is `success` or `error`.
-fn compat_answer(outcome: &Outcome, hint: Option<&str>) -> Answer {
-    let limits = &outcome.limits;
-    let (status, error) = match outcome.status {
-        Status::Ok => (StatusCode::OK, None),
-        Status::RuntimeError => (StatusCode::BAD_REQUEST, Some("Execution failed".to_owned())),
-        Status::Timeout => (
-            StatusCode::REQUEST_TIMEOUT,
-            Some(format!("Execution timed out after {}", seconds(limits.timeout))),
-        ),
-        Status::MemoryLimit => (
-            StatusCode::BAD_REQUEST,
-            Some(format!(
-                "Memory limit exceeded: the program used more than {} and was killed",
-                human_bytes(limits.memory_bytes)
-            )),
-        ),
-        Status::OutputLimit => (
-            StatusCode::BAD_REQUEST,
-            Some(format!(
-                "Output limit exceeded: {} passed {}; the program was stopped and its output truncated",
-                outcome.output_limit_stream.map_or("output", |stream| stream.name()),
-                human_bytes(limits.max_output_bytes)
-            )),
-        ),
-        Status::Rejected => {
-            let message = outcome.error.clone().unwrap_or_else(|| "Code rejected".to_owned());
-            return Answer::error(StatusCode::BAD_REQUEST, message);
-        }
-        Status::SandboxError => {
-            return Answer::error(StatusCode::SERVICE_UNAVAILABLE, ENGINE_UNAVAILABLE).retry_after(ENGINE_RETRY_SECS);
-        }
-        Status::Interrupted => {
-            return Answer::error(StatusCode::SERVICE_UNAVAILABLE, "The server is shutting down; the run was cancelled")
-                .retry_after(SHUTDOWN_RETRY_SECS);
-        }
-    };
-    let stdout = String::from_utf8_lossy(&outcome.stdout.bytes).into_owned();
-    let stderr = String::from_utf8_lossy(&outcome.stderr.bytes).into_owned();
-    let mut body = json!({
-        "output": stdout,
-        "status": if error.is_none() { "success" } else { "error" },
-        "stdout": stdout,
-        "stderr": stderr,
-        "exit_code": outcome.exit_code,
-        "duration_ms": millis(outcome.duration),
-    });
-    let fields = body.as_object_mut().expect("an object");
-    if let Some(error) = error {
-        fields.insert("error".to_owned(), Value::from(error));
-    }
-    if let Some(signal) = outcome.signal {
-        fields.insert("signal".to_owned(), Value::from(signal));
-    }
-    if outcome.status == Status::OutputLimit {
-        fields.insert(
-            "stdout_truncated".to_owned(),
-            Value::from(outcome.stdout.truncated),
-        );
-        fields.insert(
-            "stderr_truncated".to_owned(),
-            Value::from(outcome.stderr.truncated),
-        );
-    }
-    if let Some(hint) = hint {
-        fields.insert("hint".to_owned(), Value::from(hint));
-    }
-    Answer::new(status, body)
-}
-
-/// `10 seconds`, `1 second`, `2.5 seconds`.
-fn seconds(duration: Duration) -> String {
-    let secs = duration.as_secs_f64();
-    if secs == 1.0 {
-        "1 second".to_owned()
-    } else if secs.fract() == 0.0 {
-        format!("{secs:.0} seconds")
-    } else {
-        format!("{} seconds", (secs * 1000.0).round() / 1000.0)
-    }
-}
-
-/// Reused readiness results, one docker call at a time.
-#[derive(Debug, Default)]
-pub struct HealthCache {
-    last: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
-}
-
-impl HealthCache {
-    async fn check(&self, sandbox: &Sandbox) -> Result<(), String> {
-        let mut last = self.last.lock().await;
-        if let Some((at, result)) = last.as_ref() {
-            if at.elapsed() < HEALTH_TTL {
-                return result.clone();
-            }
-        }
-        let sandbox = sandbox.clone();
-        let result = match tokio::task::spawn_blocking(move || sandbox.check_ready()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(engine_problem(&error).to_owned()),
-            Err(_) => Err("engine check failed".to_owned()),
-        };
-        *last = Some((Instant::now(), result.clone()));
-        result
-    }
-}
-
-/// A short public reason; the full message (paths, hosts) is for the server's log.
-fn engine_problem(error: &EngineError) -> &'static str {
-    match error {
-        EngineError::CliMissing { .. } | EngineError::Spawn { .. } => "docker client missing",
-        EngineError::Unreachable { .. } => "engine unreachable",
-        EngineError::PermissionDenied { .. } => "engine permission denied",
-        EngineError::ImageMissing { .. } => "runner image missing",
-        EngineError::Timeout { .. } => "engine not answering",
-        EngineError::Failed { .. } => "engine error",
-        EngineError::LimitRefused { .. } => "limit refused by the engine",
-        EngineError::Cancelled { .. } => "cancelled",
-    }
-}
-
 /// `GET /healthz`: 200 when the engine answers and the image is there, 503 otherwise.
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let runs = json!({
@@ -803,12 +551,15 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
     .into_response()
 }
 
-/// Refuse requests for other host names when the server answers only to loopback names.
+/// Refuse requests for host names a server without a token does not answer to (see
+/// [`super::auth`]).
 async fn check_host(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Err(host) = state.auth.host_ok(request.headers()) {
         let message = format!(
-            "Host '{host}' is not allowed: without a token this server answers only to localhost \
-             (protection against DNS rebinding). Use http://localhost, or start it with --token"
+            "Host '{host}' is not allowed: without a token this server answers only to IP \
+             addresses, localhost and the names given with --allow-host (protection against DNS \
+             rebinding). Use the server's IP address or http://localhost, or start it with \
+             --allow-host NAME or --token"
         );
         return Answer::error(StatusCode::FORBIDDEN, message).into_response();
     }
@@ -818,110 +569,6 @@ async fn check_host(State(state): State<Arc<AppState>>, request: Request, next: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Captured, Stream};
-
-    fn ran(status: Status, stdout: &str) -> Outcome {
-        Outcome {
-            stdout: Captured {
-                bytes: stdout.as_bytes().to_vec(),
-                seen: stdout.len() as u64,
-                truncated: false,
-            },
-            duration: Duration::from_millis(1234),
-            ..Outcome::not_run(status, "x", Limits::default())
-        }
-    }
-
-    #[test]
-    fn success_is_the_original_shape() {
-        let mut outcome = ran(Status::Ok, "4\n");
-        outcome.exit_code = Some(0);
-        let answer = outcome_answer(&outcome, None, Flavor::Compat);
-        assert_eq!(answer.status, StatusCode::OK);
-        assert_eq!(
-            answer.body,
-            json!({"output": "4\n", "status": "success", "stdout": "4\n", "stderr": "", "exit_code": 0, "duration_ms": 1234})
-        );
-    }
-
-    #[test]
-    fn limits_have_their_own_messages_and_codes() {
-        let timeout = outcome_answer(&ran(Status::Timeout, "started\n"), None, Flavor::Compat);
-        assert_eq!(timeout.status, StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(
-            timeout.body["error"],
-            "Execution timed out after 10 seconds"
-        );
-        assert_eq!(timeout.body["output"], "started\n");
-        let memory = outcome_answer(&ran(Status::MemoryLimit, ""), None, Flavor::Compat);
-        assert_eq!(memory.status, StatusCode::BAD_REQUEST);
-        assert_eq!(
-            memory.body["error"],
-            "Memory limit exceeded: the program used more than 128 MiB and was killed"
-        );
-        let mut flood = ran(Status::OutputLimit, "AAAA");
-        flood.output_limit_stream = Some(Stream::Stdout);
-        flood.stdout.truncated = true;
-        let output = outcome_answer(&flood, None, Flavor::Compat);
-        assert_eq!(output.status, StatusCode::BAD_REQUEST);
-        assert!(output.body["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("Output limit exceeded: stdout passed 1 MiB"));
-        assert_eq!(output.body["stdout_truncated"], true);
-        let failed = outcome_answer(
-            &ran(Status::RuntimeError, ""),
-            Some("Network access is disabled"),
-            Flavor::Compat,
-        );
-        assert_eq!(failed.body["error"], "Execution failed");
-        assert_eq!(failed.body["hint"], "Network access is disabled");
-    }
-
-    #[test]
-    fn engine_failures_are_503_without_internal_details() {
-        let outcome = Outcome::not_run(
-            Status::SandboxError,
-            "cannot reach the Docker engine at unix:///secret.sock",
-            Limits::default(),
-        );
-        for flavor in [Flavor::Compat, Flavor::V1] {
-            let answer = outcome_answer(&outcome, None, flavor);
-            assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-            assert!(answer.retry_after.is_some());
-            assert!(
-                !answer.body.to_string().contains("secret"),
-                "{}",
-                answer.body
-            );
-        }
-    }
-
-    #[test]
-    fn v1_is_the_run_report_with_an_optional_hint() {
-        let answer = outcome_answer(&ran(Status::Timeout, "x"), Some("h"), Flavor::V1);
-        assert_eq!(answer.status, StatusCode::OK);
-        let report: RunReport = serde_json::from_value(answer.body.clone()).unwrap();
-        assert_eq!(report.status, Status::Timeout);
-        assert_eq!(answer.body["hint"], "h");
-    }
-
-    #[test]
-    fn rejections_name_the_limit() {
-        let too_long = RejectReason::TooLong {
-            chars: 5001,
-            limit: 5000,
-        };
-        let compat = rejected_answer(&too_long, Flavor::Compat, Limits::default());
-        assert_eq!(
-            compat.body,
-            json!({"error": "Code too long (5000 characters max)", "status": "error"})
-        );
-        let v1 = rejected_answer(&too_long, Flavor::V1, Limits::default());
-        let report: RunReport = serde_json::from_value(v1.body).unwrap();
-        assert_eq!(report.status, Status::Rejected);
-        assert!(report.error.unwrap().contains("5000"));
-    }
 
     #[test]
     fn request_bodies_are_parsed_strictly() {
@@ -964,7 +611,10 @@ mod tests {
     fn content_types() {
         let with = |value: &str| {
             let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+            headers.insert(
+                CONTENT_TYPE,
+                axum::http::HeaderValue::from_str(value).unwrap(),
+            );
             is_json(&headers)
         };
         assert!(with("application/json"));
@@ -973,20 +623,5 @@ mod tests {
         assert!(!with("text/plain"));
         assert!(!with("application/x-www-form-urlencoded"));
         assert!(!is_json(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn body_limit_fits_5000_escaped_astral_characters() {
-        assert_eq!(body_limit(5000), 64 * 1024);
-        let escaped = format!("{{\"code\": \"{}\"}}", "\\ud83d\\ude00".repeat(5000));
-        assert!(escaped.len() < body_limit(5000));
-        assert_eq!(body_limit(100_000), 1_204_096);
-    }
-
-    #[test]
-    fn seconds_read_naturally() {
-        assert_eq!(seconds(Duration::from_secs(10)), "10 seconds");
-        assert_eq!(seconds(Duration::from_secs(1)), "1 second");
-        assert_eq!(seconds(Duration::from_millis(2500)), "2.5 seconds");
     }
 }

@@ -1,5 +1,6 @@
 //! Everything the server sends that is not an API answer: the web page and its script and style,
-//! the OpenAPI description, and the security headers every response carries.
+//! the OpenAPI description (with this server's code limit in it), and the security headers every
+//! response carries.
 //!
 //! All of it is compiled into the binary (`include_str!`): the page works offline and loads
 //! nothing from anywhere else, which the Content-Security-Policy enforces.
@@ -11,7 +12,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::api::AppState;
+use super::state::AppState;
 use crate::limits::{human_bytes, Limits};
 
 /// The OpenAPI 3 description of the API, kept in the repository next to this file.
@@ -26,6 +27,53 @@ const FAVICON_SVG: &str = include_str!("web/favicon.svg");
 /// Only our own origin, for everything; no inline script or style, no frames, no forms.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The OpenAPI description as this server serves it: the code's `maxLength` is its
+/// `--max-code-chars`, and the code's `pattern` is generated from the rule the server applies, so
+/// the schema allows exactly what the server accepts.
+pub fn render_openapi(limits: &Limits) -> String {
+    // openapi.json is JSON (a unit test checks); were it not, it is served as it is.
+    let Ok(mut spec) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        return OPENAPI.to_owned();
+    };
+    if let Some(code) = spec.pointer_mut("/components/schemas/RunRequest/properties/code") {
+        code["maxLength"] = limits.max_code_chars.into();
+        code["pattern"] = code_pattern().into();
+    }
+    serde_json::to_string_pretty(&spec).unwrap_or_else(|_| OPENAPI.to_owned())
+}
+
+/// A regular expression (one that means the same in ECMA-262 and in Python's `re`) matching
+/// exactly the code [`crate::source::Program::from_text`] does not refuse as empty or for a NUL:
+/// after one leading BOM, at least one character that is not whitespace (Rust's
+/// `char::is_whitespace`, Unicode's White_Space), and no NUL anywhere.
+pub fn code_pattern() -> String {
+    let mut spaces = String::new();
+    let mut characters = (0..=u32::from(char::MAX))
+        .filter_map(char::from_u32)
+        .peekable();
+    while let Some(first) = characters.next() {
+        if !first.is_whitespace() {
+            continue;
+        }
+        let mut last = first;
+        while let Some(&next) = characters.peek() {
+            if !next.is_whitespace() || u32::from(next) != u32::from(last) + 1 {
+                break;
+            }
+            last = next;
+            characters.next();
+        }
+        spaces.push_str(&format!("\\u{:04x}", u32::from(first)));
+        if last != first {
+            spaces.push_str(&format!("-\\u{:04x}", u32::from(last)));
+        }
+    }
+    let (bom, nul) = ("\\ufeff", "\\u0000");
+    format!(
+        "^(?:{bom}[{spaces}]*[^{spaces}{nul}]|[{spaces}]+[^{spaces}{nul}]|[^{spaces}{nul}{bom}])[^{nul}]*$"
+    )
+}
 
 /// The page with this server's limits filled in (the page shows and checks them).
 pub fn render_page(limits: &Limits) -> String {
@@ -57,8 +105,8 @@ pub async fn favicon() -> Response {
     file("image/svg+xml", FAVICON_SVG)
 }
 
-pub async fn openapi() -> Response {
-    file("application/json", OPENAPI)
+pub async fn openapi(State(state): State<Arc<AppState>>) -> Response {
+    file("application/json", state.openapi.clone())
 }
 
 fn file(content_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
@@ -96,6 +144,7 @@ pub async fn security_headers(mut response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::DEFAULT_MAX_CODE_CHARS;
     use crate::report::{Outcome, RunReport, Status};
 
     #[test]
@@ -157,5 +206,28 @@ mod tests {
             let limits = &spec["components"]["schemas"]["Limits"]["properties"];
             assert!(limits.get(field).is_some(), "Limits.{field} undocumented");
         }
+    }
+
+    /// The copy in openapi.json (what a reader of the file sees) is the pattern the server
+    /// serves, and the served spec carries the server's own code limit.
+    #[test]
+    fn the_served_spec_says_exactly_what_the_server_accepts() {
+        let spec: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let code = &spec["components"]["schemas"]["RunRequest"]["properties"]["code"];
+        assert_eq!(
+            code["pattern"],
+            code_pattern(),
+            "regenerate the pattern in openapi.json"
+        );
+        assert_eq!(code["maxLength"], DEFAULT_MAX_CODE_CHARS);
+        assert_eq!(code["minLength"], 1);
+        let limits = Limits {
+            max_code_chars: 77,
+            ..Limits::default()
+        };
+        let served: serde_json::Value = serde_json::from_str(&render_openapi(&limits)).unwrap();
+        let code = &served["components"]["schemas"]["RunRequest"]["properties"]["code"];
+        assert_eq!(code["maxLength"], 77);
+        assert_eq!(code["pattern"], code_pattern());
     }
 }

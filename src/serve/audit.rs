@@ -48,6 +48,7 @@ use anyhow::Context;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::sanitize;
 use crate::sync::lock;
 
 /// Bytes of audit lines waiting for the writer at most (a line is a few hundred bytes, more with
@@ -148,9 +149,12 @@ impl AuditLog {
             .mode(0o600)
             .open(path)
             .with_context(|| {
-                format!("cannot open the audit log {} for appending", path.display())
+                format!(
+                    "cannot open the audit log {} for appending",
+                    sanitize::path(path)
+                )
             })?;
-        AuditLog::with_sink(Box::new(file), path.display().to_string(), include_code)
+        AuditLog::with_sink(Box::new(file), sanitize::path(path), include_code)
     }
 
     /// An audit log writing to `sink` on its own thread.
@@ -296,36 +300,9 @@ pub fn code_hash(code: &str) -> String {
         .collect()
 }
 
-/// `2026-03-01T12:34:56.789Z`.
+/// `2026-03-01T12:34:56.789Z`: RFC 3339, UTC, always with milliseconds.
 pub fn rfc3339(time: SystemTime) -> String {
-    let since_epoch = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since_epoch.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 #[cfg(test)]

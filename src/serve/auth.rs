@@ -1,8 +1,27 @@
 //! Who may talk to the server: the bearer token on the run endpoints, the rule that a public
-//! address needs one, and the Host check that keeps a token-less loopback server out of reach of
+//! address needs one, and the Host check that keeps a server without a token out of reach of
 //! DNS-rebinding web pages.
+//!
+//! # The Host rule
+//!
+//! A page on `evil.example` whose name the attacker re-points at this server (127.0.0.1, or a
+//! LAN address) is same-origin with it as far as the browser knows, so it can post JSON and read
+//! the answer. What it cannot change is the `Host` header: the browser sends the name from the
+//! page's address, `evil.example`. So a server without a token answers only when the Host is
+//!
+//! - an IP address (`127.0.0.1:5000`, `[::1]`, `192.0.2.7`): a page whose origin is an IP
+//!   address cannot be re-pointed anywhere, it *is* that address;
+//! - `localhost` or a name under `.localhost`: browsers resolve those to loopback themselves,
+//!   never through DNS;
+//! - a name the operator listed with `--allow-host` (the name the server is reached by).
+//!
+//! Anything else gets 403. This holds on every address, `--allow-unauthenticated` on a public
+//! one included: that flag accepts that anyone who can *reach* the server may run code, not that
+//! any web page visited by someone on the same machine or network may. With a token there is no
+//! Host check: a rebinding page does not know the token. Requests with no Host at all (HTTP/1.0
+//! clients; browsers always send one) are answered.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use axum::http::header::{AUTHORIZATION, HOST};
 use axum::http::HeaderMap;
@@ -30,6 +49,11 @@ pub enum AuthConfigError {
     TokenTooShort { chars: usize },
     #[error("the token may contain only visible ASCII characters (it travels in an HTTP header)")]
     TokenNotPrintable,
+    #[error(
+        "--allow-host {name:?} is not a host name: give a name such as `code.example.org` \
+         (letters, digits, `-` and `.`; no port, scheme or path; IP addresses are always allowed)"
+    )]
+    BadAllowedHost { name: String },
 }
 
 /// The checks every request goes through.
@@ -37,16 +61,18 @@ pub enum AuthConfigError {
 pub struct Auth {
     /// SHA-256 of the token: compared in constant time, and the token itself is not kept.
     token_digest: Option<[u8; 32]>,
-    /// Answer only to loopback host names (no token, loopback address).
-    loopback_hosts_only: bool,
+    /// With no token: the names (lowercase, no trailing dot) answered besides IP addresses and
+    /// localhost. `None` with a token: no Host check.
+    allowed_hosts: Option<Vec<String>>,
 }
 
 impl Auth {
-    /// Validate the token and the address together.
+    /// Validate the token, the address and the extra host names together.
     pub fn new(
         addr: SocketAddr,
         token: Option<&str>,
         allow_unauthenticated: bool,
+        allow_hosts: &[String],
     ) -> Result<Auth, AuthConfigError> {
         let loopback = addr.ip().to_canonical().is_loopback();
         let token_digest = match token {
@@ -65,8 +91,15 @@ impl Auth {
             }
             None => None,
         };
+        let mut names = Vec::with_capacity(allow_hosts.len());
+        for name in allow_hosts {
+            names.push(
+                host_name(name)
+                    .ok_or_else(|| AuthConfigError::BadAllowedHost { name: name.clone() })?,
+            );
+        }
         Ok(Auth {
-            loopback_hosts_only: token_digest.is_none() && loopback,
+            allowed_hosts: token_digest.is_none().then_some(names),
             token_digest,
         })
     }
@@ -90,17 +123,17 @@ impl Auth {
         constant_time_eq(&digest(given.as_bytes()), expected)
     }
 
-    /// `Err(host)` when the request's Host is not a loopback name and the server only answers
-    /// to those. A page on evil.example whose name was re-pointed at 127.0.0.1 still sends
-    /// `Host: evil.example`.
+    /// `Err(host)` when the server has no token and the request's Host is not one it answers
+    /// to (see the module docs). A page on evil.example whose name was re-pointed at this server
+    /// still sends `Host: evil.example`.
     pub fn host_ok<'a>(&self, headers: &'a HeaderMap) -> Result<(), &'a str> {
-        if !self.loopback_hosts_only {
+        let Some(allowed) = &self.allowed_hosts else {
             return Ok(());
-        }
+        };
         match headers.get(HOST).map(|value| value.to_str()) {
             // HTTP/1.0 clients may send no Host; browsers always do.
             None => Ok(()),
-            Some(Ok(host)) if is_loopback_host(host) => Ok(()),
+            Some(Ok(host)) if host_allowed(host, allowed) => Ok(()),
             Some(Ok(host)) => Err(host),
             Some(Err(_)) => Err("(not ASCII)"),
         }
@@ -120,22 +153,47 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// `localhost`, `*.localhost`, `127.x.y.z` or `[::1]`, with or without a port.
-fn is_loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((inside, _)) => inside,
-            None => return false,
-        }
-    } else {
-        host.rsplit_once(':').map_or(host, |(name, _port)| name)
+/// Is `host` (a Host header: a name or address, with or without a port) an IP address,
+/// `localhost`, a name under `.localhost`, or one of `allowed`?
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    if let Some(rest) = host.strip_prefix('[') {
+        // Only an IPv6 address is bracketed: `[v6]` or `[v6]:port`.
+        return rest.split_once(']').is_some_and(|(inside, after)| {
+            inside.parse::<Ipv6Addr>().is_ok()
+                && (after.is_empty() || after.strip_prefix(':').is_some_and(is_port))
+        });
+    }
+    let name = match host.split_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return false,
+        None => host,
     };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    if name == "localhost" || name.ends_with(".localhost") {
+    if name.parse::<Ipv4Addr>().is_ok() {
         return true;
     }
-    name.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+    host_name(name).is_some_and(|name| {
+        name == "localhost" || name.ends_with(".localhost") || allowed.contains(&name)
+    })
+}
+
+fn is_port(digits: &str) -> bool {
+    (1..=5).contains(&digits.len()) && digits.bytes().all(|byte| byte.is_ascii_digit())
+}
+
+/// `name` as compared: lowercase, without a trailing dot; `None` unless it is a DNS name
+/// (labels of letters, digits and `-`).
+fn host_name(name: &str) -> Option<String> {
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        });
+    valid.then_some(name)
 }
 
 #[cfg(test)]
@@ -155,66 +213,122 @@ mod tests {
     fn public_addresses_need_a_token_or_an_explicit_flag() {
         let public: SocketAddr = "0.0.0.0:5000".parse().unwrap();
         assert!(matches!(
-            Auth::new(public, None, false),
+            Auth::new(public, None, false, &[]),
             Err(AuthConfigError::PublicWithoutToken { .. })
         ));
-        assert!(Auth::new(public, None, true).is_ok());
-        assert!(Auth::new(public, Some(TOKEN), false).is_ok());
-        assert!(Auth::new("[::1]:0".parse().unwrap(), None, false).is_ok());
-        assert!(Auth::new("127.0.0.2:0".parse().unwrap(), None, false).is_ok());
+        assert!(Auth::new(public, None, true, &[]).is_ok());
+        assert!(Auth::new(public, Some(TOKEN), false, &[]).is_ok());
+        assert!(Auth::new("[::1]:0".parse().unwrap(), None, false, &[]).is_ok());
+        assert!(Auth::new("127.0.0.2:0".parse().unwrap(), None, false, &[]).is_ok());
         assert_eq!(
-            Auth::new(public, Some("short"), false).unwrap_err(),
+            Auth::new(public, Some("short"), false, &[]).unwrap_err(),
             AuthConfigError::TokenTooShort { chars: 5 }
         );
         // Empty is a mistake (an unset secret), not "no token", on any address.
         for addr in [public, "127.0.0.1:0".parse().unwrap()] {
             assert_eq!(
-                Auth::new(addr, Some(""), true).unwrap_err(),
+                Auth::new(addr, Some(""), true, &[]).unwrap_err(),
                 AuthConfigError::EmptyToken
             );
         }
         assert_eq!(
-            Auth::new(public, Some("has a space in it, long"), false).unwrap_err(),
+            Auth::new(public, Some("has a space in it, long"), false, &[]).unwrap_err(),
             AuthConfigError::TokenNotPrintable
         );
     }
 
     #[test]
     fn bearer_token_is_checked() {
-        let auth = Auth::new("127.0.0.1:0".parse().unwrap(), Some(TOKEN), false).unwrap();
+        let auth = Auth::new("127.0.0.1:0".parse().unwrap(), Some(TOKEN), false, &[]).unwrap();
         assert!(auth.token_ok(&headers(AUTHORIZATION, &format!("Bearer {TOKEN}"))));
         assert!(auth.token_ok(&headers(AUTHORIZATION, &format!("bearer  {TOKEN} "))));
         assert!(!auth.token_ok(&headers(AUTHORIZATION, "Bearer wrong-token-wrong-token")));
         assert!(!auth.token_ok(&headers(AUTHORIZATION, TOKEN)));
         assert!(!auth.token_ok(&HeaderMap::new()));
-        let open = Auth::new("127.0.0.1:0".parse().unwrap(), None, false).unwrap();
+        let open = Auth::new("127.0.0.1:0".parse().unwrap(), None, false, &[]).unwrap();
         assert!(open.token_ok(&HeaderMap::new()));
     }
 
+    fn host_allowed_by(auth: &Auth, host: &str) -> bool {
+        auth.host_ok(&headers(HOST, host)).is_ok()
+    }
+
     #[test]
-    fn loopback_server_without_token_answers_only_loopback_names() {
-        let auth = Auth::new("127.0.0.1:5000".parse().unwrap(), None, false).unwrap();
-        for host in [
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "[::1]:5000",
-            "app.localhost",
-            "LOCALHOST",
-            "127.0.0.1",
-        ] {
-            assert!(auth.host_ok(&headers(HOST, host)).is_ok(), "{host}");
+    fn without_a_token_only_addresses_localhost_and_listed_names_are_answered() {
+        let loopback = Auth::new("127.0.0.1:5000".parse().unwrap(), None, false, &[]).unwrap();
+        // --allow-unauthenticated on a public address keeps the same rule: rebinding a name to
+        // 127.0.0.1 (or to this machine's LAN address) must not reach it either.
+        let public = Auth::new("0.0.0.0:5000".parse().unwrap(), None, true, &[]).unwrap();
+        for auth in [&loopback, &public] {
+            for host in [
+                "localhost:5000",
+                "127.0.0.1:5000",
+                "[::1]:5000",
+                "[::1]",
+                "app.localhost",
+                "LOCALHOST",
+                "localhost.",
+                "127.0.0.1",
+                "192.0.2.7:5000",
+                "[2001:db8::1]:80",
+            ] {
+                assert!(host_allowed_by(auth, host), "{host}");
+            }
+            for host in [
+                "evil.example:5000",
+                "evil.example",
+                "localhost.evil.example",
+                "127.0.0.1.nip.example",
+                "[evil.example]:80",
+                "localhost:80:80",
+                "localhost:http",
+                "",
+                "bad name",
+            ] {
+                assert!(!host_allowed_by(auth, host), "{host}");
+            }
+            assert!(auth.host_ok(&HeaderMap::new()).is_ok());
         }
-        for host in [
-            "evil.example:5000",
-            "evil.example",
-            "10.0.0.1:5000",
-            "[2001:db8::1]:80",
-        ] {
-            assert!(auth.host_ok(&headers(HOST, host)).is_err(), "{host}");
-        }
-        assert!(auth.host_ok(&HeaderMap::new()).is_ok());
+        let named = Auth::new(
+            "0.0.0.0:5000".parse().unwrap(),
+            None,
+            true,
+            &["Code.Example.org.".to_owned()],
+        )
+        .unwrap();
+        assert!(host_allowed_by(&named, "code.example.org:5000"));
+        assert!(host_allowed_by(&named, "CODE.EXAMPLE.ORG"));
+        assert!(!host_allowed_by(&named, "sub.code.example.org"));
+        assert!(!host_allowed_by(&named, "evil.example"));
         // With a token the token is the protection; any name is fine.
-        let with_token = Auth::new("127.0.0.1:5000".parse().unwrap(), Some(TOKEN), false).unwrap();
-        assert!(with_token.host_ok(&headers(HOST, "evil.example")).is_ok());
+        let with_token =
+            Auth::new("127.0.0.1:5000".parse().unwrap(), Some(TOKEN), false, &[]).unwrap();
+        assert!(host_allowed_by(&with_token, "evil.example"));
+    }
+
+    #[test]
+    fn allowed_hosts_must_be_names() {
+        for bad in [
+            "http://x.example",
+            "x.example:80",
+            "",
+            "a b",
+            "x..example",
+            "x/y",
+        ] {
+            assert_eq!(
+                Auth::new(
+                    "127.0.0.1:0".parse().unwrap(),
+                    None,
+                    false,
+                    &[bad.to_owned()]
+                )
+                .unwrap_err(),
+                AuthConfigError::BadAllowedHost {
+                    name: bad.to_owned()
+                },
+                "{bad}"
+            );
+        }
     }
 }

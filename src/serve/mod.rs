@@ -1,10 +1,13 @@
 //! `safe-exec serve`: the HTTP API (`POST /run`, `POST /api/v1/runs`), health, the OpenAPI
 //! description and the web page, on the same supervisor as `safe-exec run`.
 //!
-//! Rooms: [`api`] (routes, handlers, answers), [`admission`] (run slots, queue, rate limit, the
-//! registry of runs in progress), [`auth`] (token, public-address rule, Host check), [`audit`]
-//! (the JSON-lines log), [`hints`], [`assets`] (the embedded page and spec), [`server`] (the
-//! connection loop). This module turns the command line into a running server and owns
+//! Rooms: [`api`] (routes, handlers), [`answers`] (statuses and documents), [`body`] (answers
+//! escaped as they are sent), [`state`] (what the handlers share),
+//! [`admission`] (run slots, queue, the registry of runs in progress), [`clients`] (what one
+//! client may hold: connections, answer memory, rate budget), [`limits`] (the server's fixed caps,
+//! deadlines and defaults), [`auth`] (token, public-address rule, Host check), [`audit`] (the JSON-lines log),
+//! [`health`], [`hints`], [`assets`] (the embedded page and spec), [`server`] (the connection
+//! loop). This module turns the command line into a running server and owns
 //! shutdown: on SIGTERM, SIGINT or SIGHUP it stops accepting, closes connections with no request
 //! in progress, cancels queued and running runs, waits until every container is gone (a run
 //! counts as gone once its audit line is queued), closes the audit log's queue and waits
@@ -24,12 +27,18 @@ macro_rules! say {
 }
 
 pub mod admission;
+pub mod answers;
 pub mod api;
 pub mod assets;
 pub mod audit;
 pub mod auth;
+pub mod body;
+pub mod clients;
+pub mod health;
 pub mod hints;
+pub mod limits;
 pub mod server;
+pub mod state;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,15 +54,20 @@ use crate::exit_codes;
 use crate::limits::{human_bytes, human_secs, Limits};
 use crate::runner::Sandbox;
 use crate::runner::{gc, registry};
-use admission::{Admission, RateLimiter, RunRegistry};
-use api::AppState;
+use admission::{Admission, RunRegistry};
 use audit::AuditLog;
 use auth::{Auth, AuthConfigError};
+use clients::AnswerBudget;
+use clients::{RateLimiter, MAX_TRACKED_CLIENTS};
+use limits::{
+    body_limit, DEFAULT_QUEUE, DEFAULT_RATE_LIMIT, DEFAULT_SEND_TIMEOUT,
+    MAX_ANSWER_BYTES_PER_CLIENT,
+};
+use state::AppState;
 
-/// Requests allowed to wait for a run slot, unless `--queue` says otherwise.
-pub const DEFAULT_QUEUE: usize = 16;
-/// Run requests per minute per client, unless `--rate-limit` says otherwise.
-pub const DEFAULT_RATE_LIMIT: u32 = 60;
+/// For tests only: a smaller table for the rate limiter (at most [`MAX_TRACKED_CLIENTS`]), so a
+/// flood of addresses past it takes seconds rather than the minute in which budgets refill.
+const TRACKED_CLIENTS_ENV: &str = "SAFE_EXEC_SERVE_TRACKED_CLIENTS";
 /// How long shutdown waits for cancelled runs to remove their containers. Each removal has its
 /// own 15 s deadline in the supervisor.
 const RUNS_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,8 +82,12 @@ struct Config {
     max_concurrent: usize,
     queue: usize,
     rate_limit: u32,
-    /// Connections one client may have open; `None`: no per-client cap.
+    /// Connections one client may have open; `None`: no per-client caps (neither this nor the
+    /// answer budget).
     max_connections_per_client: Option<usize>,
+    send_timeout: Duration,
+    /// Clients the rate limiter tracks at most.
+    tracked_clients: usize,
     auth: Auth,
     audit_log: Option<PathBuf>,
     audit_code: bool,
@@ -80,7 +98,12 @@ impl Config {
     fn from_args(args: ServeArgs) -> Result<Config, AuthConfigError> {
         // An empty --token or SAFE_EXEC_TOKEN is refused in Auth::new, not read as "no token": a
         // variable that was meant to hold a secret and came out empty must not open the server.
-        let auth = Auth::new(args.addr, args.token.as_deref(), args.allow_unauthenticated)?;
+        let auth = Auth::new(
+            args.addr,
+            args.token.as_deref(),
+            args.allow_unauthenticated,
+            &args.allow_host,
+        )?;
         let cpus = crate::sync::available_cpus();
         Ok(Config {
             addr: args.addr,
@@ -89,10 +112,18 @@ impl Config {
             queue: args.queue.map_or(DEFAULT_QUEUE, |n| n as usize),
             rate_limit: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
             max_connections_per_client: match args.max_connections_per_client {
-                None => Some(server::MAX_CONNECTIONS_PER_CLIENT),
+                None => Some(limits::MAX_CONNECTIONS_PER_CLIENT),
                 Some(0) => None,
                 Some(n) => Some(n as usize),
             },
+            send_timeout: args
+                .send_timeout
+                .map_or(DEFAULT_SEND_TIMEOUT, Duration::from_secs),
+            tracked_clients: std::env::var(TRACKED_CLIENTS_ENV)
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .filter(|n| (1..=MAX_TRACKED_CLIENTS).contains(n))
+                .unwrap_or(MAX_TRACKED_CLIENTS),
             auth,
             audit_log: args.audit_log,
             audit_code: args.audit_code,
@@ -141,13 +172,21 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         limits,
         admission: Admission::new(config.max_concurrent, config.queue),
         rate_limit: config.rate_limit,
-        rate_limiter: (config.rate_limit > 0).then(|| RateLimiter::new(config.rate_limit)),
+        rate_limiter: (config.rate_limit > 0)
+            .then(|| RateLimiter::new(config.rate_limit, config.tracked_clients)),
         auth: config.auth.clone(),
         audit,
         runs: RunRegistry::default(),
-        health: api::HealthCache::default(),
-        body_limit: api::body_limit(limits.max_code_chars),
+        answers: AnswerBudget::new(
+            config
+                .max_connections_per_client
+                .map(|_| MAX_ANSWER_BYTES_PER_CLIENT),
+        ),
+        send_timeout: config.send_timeout,
+        health: health::HealthCache::default(),
+        body_limit: body_limit(limits.max_code_chars),
         page: assets::render_page(&limits),
+        openapi: assets::render_openapi(&limits),
         stopping: AtomicBool::new(false),
         shutdown: watch::channel(false).0,
         sandbox,
@@ -159,10 +198,13 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     // Not fatal: the engine may come up later; until then runs get 503 and /healthz says why.
     let probe = state.sandbox.clone();
     if let Ok(Err(error)) = tokio::task::spawn_blocking(move || probe.check_ready()).await {
-        say!("warning: {error}; runs will be answered with 503 until this is fixed");
+        say!(
+            "warning: {}; runs will be answered with 503 until this is fixed",
+            crate::sanitize::text(&error.to_string())
+        );
     }
     say!(
-        "listening on http://{local} ({} run(s) at once, queue {}, {}, {}, timeout {}, memory {}, {})",
+        "listening on http://{local} ({} run(s) at once, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
         config.max_concurrent,
         config.queue,
         match config.rate_limit {
@@ -170,9 +212,13 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
             n => format!("{n} runs/min per client"),
         },
         match config.max_connections_per_client {
-            None => "no per-client connection cap".to_owned(),
-            Some(n) => format!("{n} connections per client"),
+            None => "no per-client caps".to_owned(),
+            Some(n) => format!(
+                "{n} connections and {} of answers per client",
+                human_bytes(MAX_ANSWER_BYTES_PER_CLIENT)
+            ),
         },
+        human_secs(config.send_timeout),
         human_secs(limits.timeout),
         human_bytes(limits.memory_bytes),
         if state.auth.requires_token() {
@@ -189,6 +235,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         listener,
         api::router(state.clone()),
         config.max_connections_per_client,
+        config.send_timeout,
         stopped,
     )
     .await;

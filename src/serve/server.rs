@@ -1,10 +1,16 @@
 //! The connection loop: accept, cap open connections (in all and per client), serve exactly one
-//! HTTP/1.1 request on each with a header-read timeout, and shut down promptly when told.
+//! HTTP/1.1 request on each with a header-read timeout and a send deadline, and shut down
+//! promptly when told.
 //!
 //! `axum::serve` has neither a connection cap nor a header timeout (a client that opens
 //! connections and never finishes its headers would hold them forever), so this small loop
 //! drives hyper directly. Routing and everything above it stay in axum; nothing here looks at a
 //! request beyond handing it the client's address.
+//!
+//! Every answer must be taken by its client within the send deadline (`--send-timeout`) of
+//! being ready; past it the connection is reset, which drops the answer, frees the connection's
+//! place and makes the kernel discard what it still buffers for the client. Without it, a
+//! client that stops reading would hold its place and its answer for as long as it likes.
 //!
 //! Every answer closes its connection (`Connection: close`, keep-alive off). A browser resends a
 //! request that got a 408 on a reused keep-alive connection (it takes the 408 for a server
@@ -12,11 +18,11 @@
 //! connections no request is ever resent, and no idle connection outlives its answer. A
 //! connection costs one TCP handshake on loopback or a LAN, nothing next to a container.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header::CONNECTION;
@@ -26,29 +32,13 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
-use super::admission::ClientKey;
-use super::api::Peer;
-use crate::sync::lock;
+use super::clients::PerClient;
+use super::limits::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_LINGERING_REFUSALS};
+use super::state::Peer;
 
-/// Open connections at most, all clients together; more wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 256;
-/// Open connections at most from one client (an IPv4 address or an IPv6 /64, as for the rate
-/// limit), unless `--max-connections-per-client` says otherwise, so one client cannot take every
-/// connection and lock the others out. A browser opens at most 6 per server. Connections past it
-/// get a 503 with `Retry-After` and are closed.
-pub const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
-/// Refused connections (past a client's cap) being answered at once, at most, all clients
-/// together. They hold none of the [`MAX_CONNECTIONS`]: a client opening connections as fast as
-/// it can must not take the others' places. Past this budget a refused connection gets one
-/// non-blocking attempt at its 503 and is closed at once.
-pub const MAX_LINGERING_REFUSALS: usize = 16;
-/// A client must send its request's headers within this long after connecting; otherwise the
-/// connection is closed without an answer. The deadline covers the whole head, however slowly
-/// it trickles in.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// After shutdown began, how long connections that are mid-request get to deliver their
 /// answers (runs are cancelled at the same time, so those answers come at once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,11 +48,13 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// Serve `router` on `listener` until `shutdown` turns true; then stop accepting, close every
 /// connection that has no request in progress, let the others deliver their answers (bounded by
 /// [`DRAIN_TIMEOUT`]), and return. `per_client_cap` is the most connections one client may have
-/// open (`None`: no cap but [`MAX_CONNECTIONS`]).
+/// open (`None`: no cap but [`MAX_CONNECTIONS`]); `send_timeout` how long a client has to read
+/// its answer once it is ready.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     per_client_cap: Option<usize>,
+    send_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -110,7 +102,7 @@ pub async fn serve(
         let router = router.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, router, shutdown).await;
+            serve_connection(stream, peer, router, send_timeout, shutdown).await;
             drop(client_slot);
             drop(permit);
         });
@@ -125,25 +117,38 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
+    send_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let socket = stream.as_raw_fd();
     // Set once hyper hands a complete request head to the router. Read only by this task after
     // it stopped polling the connection, so no request can start between the check and the
     // close.
     let request_started = Arc::new(AtomicBool::new(false));
     let started = request_started.clone();
+    // Told when the answer is ready: from then on the client has `send_timeout` to take it.
+    let answer_ready = Arc::new(Notify::new());
+    let ready = answer_ready.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         started.store(true, Ordering::Relaxed);
         request.extensions_mut().insert(Peer(peer));
         let answer = router.clone().oneshot(request);
+        let ready = ready.clone();
         async move {
             let mut response = answer.await?;
             response
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
+            // Stores a permit when nobody waits yet, so it is never missed.
+            ready.notify_one();
             Ok::<_, std::convert::Infallible>(response)
         }
     });
+    let send_deadline = async {
+        answer_ready.notified().await;
+        tokio::time::sleep(send_timeout).await;
+    };
+    tokio::pin!(send_deadline);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -156,6 +161,7 @@ async fn serve_connection(
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
+        () = &mut send_deadline => return reset(socket),
         _ = shutdown.wait_for(|stop| *stop) => {}
     }
     if !request_started.load(Ordering::Relaxed) {
@@ -164,8 +170,32 @@ async fn serve_connection(
         return;
     }
     // A request is in progress: its run (if any) is being cancelled, so its answer is due at
-    // once; keep-alive is off, so the connection ends with it.
-    let _ = connection.await;
+    // once; keep-alive is off, so the connection ends with it (or at its send deadline).
+    tokio::select! {
+        _ = connection => {}
+        () = send_deadline => reset(socket),
+    }
+}
+
+/// Make the coming close of `socket` a reset (SO_LINGER with a zero timeout): the kernel drops
+/// whatever it still holds for a client that stopped reading, instead of keeping it for minutes.
+/// The caller still owns the socket and drops it right after.
+fn reset(socket: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `socket` is an open descriptor owned by the connection the caller is about to
+    // drop; setsockopt only reads the `linger` it is given.
+    unsafe {
+        libc::setsockopt(
+            socket,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::addr_of!(linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 /// The raw 503 for a connection past its client's cap of `cap`.
@@ -215,102 +245,9 @@ async fn refuse_connection(mut stream: TcpStream, answer: String, lingering: Own
     drop(lingering);
 }
 
-/// Open connections per client, and the most one client may have (`None`: no cap).
-#[derive(Debug, Clone)]
-struct PerClient {
-    open: Arc<Mutex<HashMap<ClientKey, usize>>>,
-    cap: Option<usize>,
-}
-
-impl PerClient {
-    fn new(cap: Option<usize>) -> PerClient {
-        PerClient {
-            open: Arc::default(),
-            cap,
-        }
-    }
-
-    /// A place for one more connection from `ip`, or `None` when it has its cap open. The map
-    /// holds only clients with open connections, so it never has more than [`MAX_CONNECTIONS`]
-    /// entries.
-    fn enter(&self, ip: IpAddr) -> Option<ClientSlot> {
-        let key = ClientKey::of(ip);
-        let mut open = lock(&self.open);
-        let count = open.entry(key).or_insert(0);
-        if self.cap.is_some_and(|cap| *count >= cap) {
-            if *count == 0 {
-                open.remove(&key);
-            }
-            return None;
-        }
-        *count += 1;
-        Some(ClientSlot {
-            open: self.clone(),
-            key,
-        })
-    }
-}
-
-/// One open connection of a client, given back on drop.
-struct ClientSlot {
-    open: PerClient,
-    key: ClientKey,
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = lock(&self.open.open);
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connections_are_capped_per_client_and_given_back() {
-        let per_client = PerClient::new(Some(MAX_CONNECTIONS_PER_CLIENT));
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let slots: Vec<_> = (0..MAX_CONNECTIONS_PER_CLIENT)
-            .map(|_| per_client.enter(a).expect("under the cap"))
-            .collect();
-        assert!(per_client.enter(a).is_none());
-        // Another client is not affected; an IPv6 /64 is one client.
-        assert!(per_client.enter("192.0.2.2".parse().unwrap()).is_some());
-        let v6: Vec<_> = (0..MAX_CONNECTIONS_PER_CLIENT)
-            .map(|i| per_client.enter(format!("2001:db8::{i:x}").parse().unwrap()))
-            .collect();
-        assert!(v6.iter().all(Option::is_some));
-        assert!(per_client
-            .enter("2001:db8::ffff:1".parse().unwrap())
-            .is_none());
-        drop(slots);
-        assert!(per_client.enter(a).is_some());
-        drop(v6);
-        assert!(lock(&per_client.open).is_empty());
-    }
-
-    #[test]
-    fn no_cap_takes_every_connection_and_a_small_cap_holds() {
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let uncapped = PerClient::new(None);
-        let slots: Vec<_> = (0..MAX_CONNECTIONS)
-            .map(|_| uncapped.enter(a).expect("no cap"))
-            .collect();
-        drop(slots);
-        assert!(lock(&uncapped.open).is_empty());
-        let two = PerClient::new(Some(2));
-        let slots: Vec<_> = (0..2).map(|_| two.enter(a).expect("under 2")).collect();
-        assert!(two.enter(a).is_none());
-        drop(slots);
-        assert!(lock(&two.open).is_empty());
-    }
 
     #[test]
     fn the_refusal_names_the_cap() {

@@ -455,3 +455,57 @@ fn a_timed_out_run_from_the_page_runs_exactly_once() {
     );
     session.assert_clean_within(Duration::from_secs(10));
 }
+
+/// On a phone-sized screen (390 CSS pixels wide, as an iPhone 12-15) the page does not scroll
+/// sideways, before or after a run; and code that does not compile is labelled a syntax error
+/// with Python's own message, not a runtime error.
+#[test]
+fn the_page_fits_a_phone_and_names_syntax_errors() {
+    let session = Session::new();
+    let server = Server::start(&session, &[]);
+    let browser = Browser::start();
+    browser.command(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({
+            "cmd": "Emulation.setDeviceMetricsOverride",
+            "params": { "width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": true }
+        })),
+    );
+    browser.goto(&server.url("/"));
+    let overflow = |when: &str| {
+        let sizes = browser.script(
+            "const root = document.documentElement;
+             const wide = [...document.querySelectorAll('body *')]
+               .filter((e) => e.getBoundingClientRect().right > root.clientWidth)
+               .map((e) => e.tagName + '#' + e.id + '.' + e.className + ' ' + e.getBoundingClientRect().right);
+             return { scroll: root.scrollWidth, client: root.clientWidth, inner: window.innerWidth, wide };",
+        );
+        // A phone widens its layout to fit content that overflows, so both must stay at 390.
+        assert!(
+            sizes["inner"] == 390 && sizes["scroll"] == 390 && sizes["client"] == 390,
+            "{when}: the page scrolls sideways: {sizes}"
+        );
+    };
+    overflow("on load");
+
+    browser.type_code("print('a very long line of output that does not fit on a phone screen at all', 1)\nprint(1");
+    browser.click("#run");
+    assert_eq!(browser.wait_result(), "Syntax error");
+    let message = browser.text("#message");
+    assert!(
+        message.contains("SyntaxError: '(' was never closed") && message.contains("line 2"),
+        "{message}"
+    );
+    overflow("after a syntax error");
+
+    // An exception raised while running is still a runtime error, a SyntaxError included.
+    browser.type_code("eval('1 +')");
+    browser.click("#run");
+    assert_eq!(browser.wait_result(), "Runtime error");
+    browser.type_code("print('x' * 300)");
+    browser.click("#run");
+    assert_eq!(browser.wait_result(), "Finished");
+    overflow("after long output");
+    session.assert_clean_within(Duration::from_secs(10));
+}

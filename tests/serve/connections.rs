@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use safe_exec::serve::server::{
+use safe_exec::serve::limits::{
     HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT as PER_CLIENT,
 };
 use serde_json::json;
@@ -221,7 +221,7 @@ fn flood(addr: SocketAddr, source: &str, within: Duration, stop: &AtomicBool) ->
 /// Connections a second in [`flood`].
 const FLOOD_RATE: f64 = 2000.0;
 
-fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
+pub(super) fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: addr.port().to_be(),

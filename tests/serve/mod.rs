@@ -3,7 +3,9 @@
 
 mod browser;
 mod connections;
+mod hostile;
 mod openapi;
+mod schemathesis;
 mod shutdown;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -63,16 +65,20 @@ impl Server {
         Server::start_with(session, args, |_| {})
     }
 
-    /// Start with extra arguments after `serve --addr 127.0.0.1:0`, after `configure` adjusted
-    /// the command (environment). Waits for the "listening on" line.
+    /// Start with extra arguments after `serve --addr 127.0.0.1:0` (or after `serve` alone when
+    /// they give `--addr`), after `configure` adjusted the command (environment). Waits for the
+    /// "listening on" line; a server on 0.0.0.0 is spoken to on 127.0.0.1.
     pub fn start_with(
         session: &Session,
         args: &[&str],
         configure: impl FnOnce(&mut std::process::Command),
     ) -> Server {
         let mut command = session.std_command();
+        command.arg("serve");
+        if !args.contains(&"--addr") {
+            command.args(["--addr", "127.0.0.1:0"]);
+        }
         command
-            .args(["serve", "--addr", "127.0.0.1:0"])
             .args(args)
             .env_remove("SAFE_EXEC_TOKEN")
             .stdin(Stdio::null())
@@ -97,7 +103,13 @@ impl Server {
             });
         }
         let addr = match listening.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr.parse().expect("a socket address"),
+            Ok(addr) => {
+                let mut addr: SocketAddr = addr.parse().expect("a socket address");
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                addr
+            }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -660,6 +672,29 @@ fn oversized_bodies_get_413() {
     session.assert_clean();
 }
 
+/// The code limit counts characters as they are sent (as the original API did, and as the
+/// schema's `maxLength` does): CRLF is two, a BOM is one.
+#[test]
+fn the_code_limit_counts_characters_as_sent() {
+    let session = Session::new();
+    let server = Server::start(&session, &["--max-code-chars", "20"]);
+    let code = |body: &str| json!({ "code": body });
+    let fits = server.post("/run", &code("print('ok')\r\n#234567"));
+    assert_eq!(fits.status, 200, "{}", fits.body);
+    assert_eq!(fits.json()["output"], "ok\n");
+    for over in ["print('ok')\r\n#2345678", "\u{feff}print('ok')\n#2345678"] {
+        let refused = server.post("/run", &code(over));
+        assert_eq!(refused.status, 400, "{over:?}: {}", refused.body);
+        assert_eq!(refused.json()["error"], "Code too long (20 characters max)");
+    }
+    let spec = server.get("/openapi.json").json();
+    assert_eq!(
+        spec["components"]["schemas"]["RunRequest"]["properties"]["code"]["maxLength"],
+        20
+    );
+    session.assert_clean_within(Duration::from_secs(2));
+}
+
 /// The documented limit exactly: a body of 65536 bytes runs, one byte more is 413, whether the
 /// length is declared (Content-Length) or not (chunked).
 #[test]
@@ -1042,7 +1077,11 @@ fn health_spec_and_page_are_served() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/openapi.json"),
     )
     .unwrap();
-    assert_eq!(spec.body, in_repo);
+    // The file as written; the server fills in its own code limit (the default here).
+    assert_eq!(
+        spec.json(),
+        serde_json::from_str::<Value>(&in_repo).unwrap()
+    );
 
     let page = server.get("/");
     assert_eq!(page.status, 200);

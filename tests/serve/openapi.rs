@@ -14,7 +14,7 @@ use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
-use safe_exec::serve::server::MAX_CONNECTIONS_PER_CLIENT;
+use safe_exec::serve::limits::MAX_CONNECTIONS_PER_CLIENT;
 use serde_json::{json, Value};
 
 use super::{connect_from, exchange_from, json_request, RawReply, Reply, Server, TOKEN};

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use safe_exec::serve::server::HEADER_TIMEOUT;
+use safe_exec::serve::limits::HEADER_TIMEOUT;
 use serde_json::json;
 
 use super::{audit_lines, connect_from, json_request, reply, RawReply, Server};

@@ -110,7 +110,22 @@
     interrupted: ["error", "Interrupted"],
   };
 
+  // Code that does not compile: Python prints no traceback header, just where and why, and exits
+  // 1 before running anything. (Read from stderr, so it is a label only; the status stays
+  // runtime_error. A SyntaxError raised while running, by eval say, has a traceback.)
+  const COMPILE_ERROR = /^  File "[^"\n]*", line (\d+)\n(?:[^\n]*\n)*?((?:SyntaxError|IndentationError|TabError): [^\n]*)\n?$/;
+
+  function compileError(report) {
+    if (report.status !== "runtime_error" || report.exit_code !== 1) return null;
+    const match = COMPILE_ERROR.exec(decodeOutput(report.stderr, report.stderr_encoding));
+    return match ? { line: match[1], error: match[2] } : null;
+  }
+
   function explain(report) {
+    const compile = compileError(report);
+    if (compile) {
+      return "The code does not compile: " + compile.error + " (line " + compile.line + ").";
+    }
     switch (report.status) {
       case "timeout":
         return "The program ran longer than " + timeoutSecs + " s and was stopped. Output up to that point is shown.";
@@ -130,7 +145,9 @@
   }
 
   function showReport(report, elapsedMs) {
-    const [kind, text] = STATUS_TEXT[report.status] || ["error", report.status];
+    const [kind, text] = compileError(report)
+      ? ["error", "Syntax error"]
+      : STATUS_TEXT[report.status] || ["error", report.status];
     setStatus(kind, text);
     $("stdout").textContent = decodeOutput(report.stdout, report.stdout_encoding);
     $("stderr").textContent = decodeOutput(report.stderr, report.stderr_encoding);
