@@ -231,6 +231,8 @@ pub struct ServeArgs {
     #[arg(long, requires = "audit_log")]
     pub audit_code: bool,
     #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
     pub image: ImageArg,

@@ -92,6 +92,7 @@ struct Config {
     audit_log: Option<PathBuf>,
     audit_code: bool,
     image: Option<String>,
+    pool: crate::runner::pool::PoolConfig,
 }
 
 impl Config {
@@ -128,6 +129,9 @@ impl Config {
             audit_log: args.audit_log,
             audit_code: args.audit_code,
             image: args.image.image,
+            pool: args
+                .pool
+                .config(args.max_concurrent.map_or(cpus, |n| n as usize)),
         })
     }
 }
@@ -166,8 +170,13 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let sandbox = Sandbox::new(config.image.clone());
     let limits = config.limits;
+    // Warm containers for the server's limits from the start; the engine may still be coming up
+    // (the pool backs off and tries again).
+    let sandbox = Sandbox::new(config.image.clone()).with_pool(config.pool);
+    if let Some(pool) = sandbox.pool() {
+        pool.prepare(&limits);
+    }
     let state = Arc::new(AppState {
         limits,
         admission: Admission::new(config.max_concurrent, config.queue),
@@ -204,8 +213,9 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         );
     }
     say!(
-        "listening on http://{local} ({} run(s) at once, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
+        "listening on http://{local} ({} run(s) at once, {} warm, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
         config.max_concurrent,
+        config.pool.size,
         config.queue,
         match config.rate_limit {
             0 => "no rate limit".to_owned(),
@@ -240,7 +250,11 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     )
     .await;
     sweeper.abort();
-    let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await
+    let runs_ended = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
+    if let Some(pool) = state.sandbox.pool().cloned() {
+        let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
+    }
+    let clean = runs_ended
         && tokio::task::spawn_blocking(|| {
             registry::wait_for_removals(std::time::Instant::now() + RUNS_DRAIN_TIMEOUT)
         })
