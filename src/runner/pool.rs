@@ -12,7 +12,7 @@
 //! waits for each launcher's ready frame, and retires containers that waited longer than the idle
 //! lifetime or whose launcher is gone (an engine restart empties the pool this way; the refill
 //! then starts new ones, backing off while the engine is down). A key nobody asked for during an
-//! idle lifetime is no longer stocked. Pool containers are ordinary containers of ours: named,
+//! idle lifetime is no longer stocked, unless it was prepared (a server's own limits). Pool containers are ordinary containers of ours: named,
 //! labelled, registered with the reaper, expiring (their launcher gives up waiting at the idle
 //! lifetime plus a margin, and `gc` removes them after it), and removed by [`Pool::shutdown`].
 
@@ -91,6 +91,14 @@ struct Stock {
     ready: VecDeque<Warm>,
     starting: usize,
     asked_at: Instant,
+    /// Prepared for: stocked for the pool's whole life, asked for or not.
+    pinned: bool,
+}
+
+impl Stock {
+    fn wanted(&self, idle: Duration) -> bool {
+        self.pinned || self.asked_at.elapsed() < idle
+    }
 }
 
 struct State {
@@ -148,14 +156,15 @@ impl Pool {
         self.0.config
     }
 
-    /// Keep containers for `limits` ready from now on (before the first run asks).
+    /// Keep containers for `limits` ready from now on, for the pool's whole life (before the
+    /// first run asks, and however long nobody does).
     pub fn prepare(&self, limits: &Limits) {
         let key = Key::of(&self.0.template, limits);
         let mut state = lock(&self.0.state);
         if state.stopping {
             return;
         }
-        stock_for(&mut state, key, limits).asked_at = Instant::now();
+        stock_for(&mut state, key, limits).pinned = true;
         self.0.changed.notify_all();
     }
 
@@ -239,7 +248,7 @@ impl Pool {
             // Retire stale and dead containers, and every container of a key nobody asked for in
             // an idle lifetime; then forget such keys.
             for stock in state.stocks.values_mut() {
-                let wanted = stock.asked_at.elapsed() < idle;
+                let wanted = stock.wanted(idle);
                 for mut warm in std::mem::take(&mut stock.ready) {
                     if wanted && warm.ready_at.elapsed() < idle && warm.attached.is_alive() {
                         stock.ready.push_back(warm);
@@ -250,7 +259,7 @@ impl Pool {
             }
             state
                 .stocks
-                .retain(|_, stock| stock.asked_at.elapsed() < idle || stock.starting > 0);
+                .retain(|_, stock| stock.wanted(idle) || stock.starting > 0);
             // Start what is missing, a few at a time, unless the engine is being given a rest.
             let starting: usize = state.stocks.values().map(|stock| stock.starting).sum();
             let resting = state.backoff_until.is_some_and(|until| now < until);
@@ -353,5 +362,6 @@ fn stock_for<'a>(state: &'a mut State, key: Key, limits: &Limits) -> &'a mut Sto
         ready: VecDeque::new(),
         starting: 0,
         asked_at: Instant::now(),
+        pinned: false,
     })
 }

@@ -412,6 +412,11 @@ fn a_submission_cannot_hold_the_judge_or_flip_its_neighbour_s_verdict() {
             "--jobs",
             "2",
             "--exit-zero",
+            // The time limit is CPU time, which a neighbour cannot take; the wall-clock backstop
+            // (by default 2 x 1 s + 1 s) is moved out of the way so that a machine loaded by more
+            // than this test cannot decide the verdict either.
+            "--wall-timeout",
+            "60",
             "--json",
             path_str(&json),
         ],

@@ -131,11 +131,14 @@ fn every_example_submission_gets_its_verdict() {
     assert_eq!(order, subs.iter().map(String::as_str).collect::<Vec<_>>());
 
     // Every case records time, exit code or signal and a message.
+    // TLE by its CPU time over the 1 s limit, or (on a machine too busy to give it a second of
+    // CPU in time) by the wall-clock backstop of 2 x 1 s + 1 s.
     let tle = by_name(&report, "tle");
-    assert!(tle
-        .cases
-        .iter()
-        .all(|case| case.verdict == Verdict::TLE && case.time_s.unwrap() >= 1.0));
+    assert!(
+        tle.cases.iter().all(|case| case.verdict == Verdict::TLE
+            && (case.time_s.unwrap() > 1.0 || case.wall_time_s.unwrap() > 3.0)),
+        "{tle:#?}"
+    );
     let rte = by_name(&report, "rte");
     assert!(rte.cases.iter().all(|case| case.exit_code == Some(1)));
     // Samples show everything; secret cases nothing of the answer.
@@ -232,17 +235,10 @@ fn jobs_do_not_change_the_results() {
             ],
         );
         assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-        let mut report = read_json(&json);
-        for sub in &mut report.submissions {
-            sub.time_s = None;
-            for case in &mut sub.cases {
-                case.time_s = None;
-            }
-        }
-        reports.push(report);
+        reports.push(without_durations(&read_json(&json)));
     }
     assert_eq!(reports[0], reports[1]);
-    session.assert_clean_within(Duration::from_secs(2));
+    session.assert_clean_within(Duration::ZERO);
 }
 
 #[test]
