@@ -746,7 +746,20 @@ fn warm_and_cold_grading_give_identical_reports() {
     for (label, pool) in [("cold", "0"), ("warm", "2")] {
         let json = out.path().join(format!("{label}.json"));
         let mut these = args.clone();
-        these.extend(["--jobs", "2", "--pool", pool, "--json"].map(String::from));
+        // The wall-clock backstop out of the way: on a loaded machine a TLE could otherwise come
+        // from either limit, and its message says which.
+        these.extend(
+            [
+                "--jobs",
+                "2",
+                "--pool",
+                pool,
+                "--wall-timeout",
+                "60",
+                "--json",
+            ]
+            .map(String::from),
+        );
         these.push(path_str(&json).to_owned());
         let refs: Vec<&str> = these.iter().map(String::as_str).collect();
         let output = grade(&session, &refs);
