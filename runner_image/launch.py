@@ -1,60 +1,82 @@
-"""safe-exec launcher: receives the program on stdin, runs it, and reports how it ended.
+"""safe-exec launcher: the container's PID 1. Receives the program, runs it as a user of its own,
+relays its output, enforces its limits and reports how it ended, out of the program's reach.
 
-Runs inside the sandbox as the unprivileged user, started by safe-exec as
-``python3 -I -S /opt/safe-exec/launch.py --code-wait W --watchdog N --cpu-seconds C``.
+safe-exec starts every container as root with only CAP_SETUID and CAP_SETGID, running
 
-Protocol (version 2), on standard input:
+    python3 -I -S /opt/safe-exec/launch.py --uid U --cpu-ms T --wall-ms W --cpus C
+        --max-output B --pids P --code-wait S
 
-    SAFE-EXEC/2 <nbytes> <filename> <key>\n
-    <exactly nbytes of UTF-8 source>
+Request (protocol version 3), on standard input:
+
+    SAFE-EXEC/3 <key> <nfiles>\\n
+    nfiles times:  <nbytes> <name>\\n <exactly nbytes>
     <everything after that is the program's own standard input>
 
-The launcher reads the header and the source with unbuffered ``os.read`` so it
-never consumes a byte of the program's stdin, writes the source to
-``/tmp/<filename>``, writes the start marker (STARTED) to stderr, and forks
-``python3 -u -B /tmp/<filename>``: the program is a real script (``__main__``,
-``__file__``, tracebacks with source lines) and inherits fd 0 positioned
-exactly at its own input.
+The first file is the program (``<name>.py``); the others are placed beside it. The header and
+files are read with unbuffered ``os.read`` so not a byte of the program's input is consumed.
 
-When the program ends, the launcher writes one trailer line to stderr,
+Answer, on standard output: a sequence of frames, ``<tag: 1 byte> <length: 4 bytes, big-endian>
+<payload>``, and nothing else:
 
-    \\0safe-exec:end exit <code> oom <count> watchdog <0|1> <mac>\\n
-                                     (or: signal <number> ...)
+    R  ready: the launcher is up and waiting for its request (payload: the protocol name)
+    S  started: the program exists from now on
+    1  bytes the program wrote to its stdout
+    2  bytes the program wrote to its stderr
+    E  end, the last frame: ``<ending> <n> stop <reason> cpu_ms <n> wall_ms <n> oom <n>
+       stdout_bytes <n> stderr_bytes <n> <mac>``
+    X  the launcher could not run the program (payload: why); nothing was started
 
-and exits with the code init would have reported (the code, or 128 + the
-signal). The exit code alone cannot tell ``sys.exit(137)`` from SIGKILL; the
-trailer can, the cgroup's OOM-kill counter is the kernel's own word on a
-memory kill, and ``watchdog 1`` says our own timer did the killing. ``mac``
-is HMAC-SHA256 of the words before it, keyed with the key safe-exec sent with
-the code. The key never reaches the program: it is not in its environment,
-arguments or files, the launcher makes itself non-dumpable (``/proc/<pid>/mem``
-is closed to the program) and never writes the key anywhere. The program
-shares the stderr pipe, so it can read the trailer or print lookalikes, but
-it cannot make a valid line for an ending that did not happen; safe-exec also
-checks the line against the container's exit code.
+``ending`` is ``exit`` (n is the exit code), ``signal`` (n is the signal) or ``running`` (n is 0:
+the launcher stopped it); ``stop`` is ``none``, ``cpu``, ``wall``, ``stdout`` or ``stderr``;
+``cpu_ms`` is the CPU time of everything in the container since just before the program was
+forked (the launcher's own relaying included: what the program's output costs is its own);
+``wall_ms`` runs from the fork to the program's end; ``oom`` counts the kernel's OOM kills in the
+container's memory cgroup meanwhile; ``*_bytes`` count what the program wrote. ``mac`` is
+HMAC-SHA256 of the words before it under ``key``.
 
-Timing. The marker is the first thing on stderr, written before the program
-exists, so safe-exec strips it and starts the program's clock when it arrives:
-container start-up does not eat into the time limit. Three things bound the
-run without safe-exec: the watchdog (N seconds, a little more than the limit)
-kills every process of the sandbox user; RLIMIT_CPU (C seconds) lets the
-kernel kill a program that spins even if it stops the launcher with SIGSTOP;
-and safe-exec's reaper removes the container if safe-exec itself dies.
-Waiting for the code is bounded by an alarm (W seconds). Because the code
-travels over the container's stdin, no host path is mounted, a remote engine
-works, and a container started before its code is known can receive it the
-same way.
+Why the program cannot bend its report. The launcher reads the request as root, forks, and the
+child becomes the program: no supplementary groups, its own uid and gid ``U`` (never shared with
+another run, so per-user kernel limits such as inotify instances, pending signals or message
+queues are its alone), RLIMIT_NPROC ``P`` (the process limit, enforced inside the sandbox), nice
+19, OOM score 1000, then exec. The launcher itself drops to a uid of its own (LAUNCHER_UID) the
+moment it has forked. So the program, with a different uid, no capabilities and
+no-new-privileges, cannot signal, stop, trace or read the memory of the launcher, which as PID 1
+is also shielded by the kernel from signals sent inside its namespace. The program holds only its
+own stdin and two pipes into the launcher: it cannot write a frame, and the key never reaches it.
+The end belongs to the launcher: when the program exits, or a limit is reached, it takes exactly
+what the pipes hold at that moment (FIONREAD), writes the end frame and exits, and since it is PID 1 the kernel then
+kills everything left in the container. Nothing the program or its descendants do afterwards can
+add time, output or a different ending.
+
+Output is read in batches: after a read the launcher leaves a pipe alone for BATCH seconds, so a
+program writing single bytes fills its pipe and waits; the host-side chain (engine, shim, docker
+client, safe-exec) handles at most a few hundred frames a second whatever the program does, and
+the launcher's own reading is charged to the container's CPU quota.
 """
 
+import fcntl
 import os
 import resource
+import select
 import signal
+import struct
 import sys
+import termios
+import time
 
-PROTOCOL = b"SAFE-EXEC/2"
-MAX_HEADER = 512
-MAX_SOURCE = 4 * 1024 * 1024
+PROTOCOL = b"SAFE-EXEC/3"
 WORKDIR = "/tmp"
+# The launcher's own uid after the fork: never a program's (safe-exec picks those from a range
+# that excludes it).
+LAUNCHER_UID = 10001
+MAX_HEADER = 512
+MAX_FILES = 64
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_FRAME = 64 * 1024
+# The program's pipes are this big (unprivileged processes may go up to 1 MiB) and read whole.
+PIPE_BYTES = 256 * 1024
+# Seconds a pipe is left alone after a read, and the longest output waits before it is sent.
+BATCH = 0.005
 # Checked by hand, not with `re`: importing it costs more start-up time than the rest.
 NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 KEY_CHARS = frozenset(b"0123456789abcdef")
@@ -69,31 +91,66 @@ ENV_ALLOWED = (
     "PYTHONDONTWRITEBYTECODE",
     "PYTHONIOENCODING",
 )
-PROTOCOL_ERROR = 125
+LAUNCHER_FAILED = 125
 EXEC_FAILED = 127
-STARTED = b"\x00safe-exec:started\n"
-TRAILER = b"\x00safe-exec:end "
-PR_SET_DUMPABLE = 4
-# Signals a supervisor might send the launcher; they are meant for the program.
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+CGROUP_CPU = (
+    ("/sys/fs/cgroup/cpuacct/cpuacct.usage", 1),  # v1, nanoseconds
+    ("/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage", 1),
+    ("/sys/fs/cgroup/cpu.stat", 1000),  # v2: usage_usec
+)
+CGROUP_OOM = (
+    "/sys/fs/cgroup/memory/memory.oom_control",  # v1
+    "/sys/fs/cgroup/memory.events",  # v2
+)
+
+
+def frame(tag, payload):
+    return struct.pack(">cI", tag, len(payload)) + payload
+
+
+def send(data):
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(1, view):]
+        except InterruptedError:
+            continue
 
 
 def fail(message):
-    os.write(2, ("safe-exec launcher: %s\n" % message).encode())
-    os._exit(PROTOCOL_ERROR)
+    """Nothing was started: say why in an X frame (and on stderr, for an older supervisor)."""
+    text = ("safe-exec launcher: %s" % message).encode()
+    try:
+        send(frame(b"X", text))
+        os.write(2, text + b"\n")
+    finally:
+        os._exit(LAUNCHER_FAILED)
 
 
-def read_header():
+def parse_arguments(argv):
+    options = dict(zip(argv[0::2], argv[1::2]))
+    names = ("--uid", "--cpu-ms", "--wall-ms", "--max-output", "--pids", "--code-wait")
+    try:
+        values = [int(options[name]) for name in names]
+        cpus = float(options["--cpus"])
+    except (KeyError, ValueError):
+        fail("usage: launch.py --uid U --cpu-ms T --wall-ms W --cpus C --max-output B --pids P --code-wait S")
+    if min(values) <= 0 or not cpus > 0 or values[0] == LAUNCHER_UID:
+        fail("every limit must be positive and the uid not the launcher's")
+    return values, cpus
+
+
+def read_line():
     line = bytearray()
     while True:
         byte = os.read(0, 1)
         if not byte:
-            fail("standard input ended before the program header")
+            fail("standard input ended before the request was complete")
         if byte == b"\n":
             return bytes(line)
         line += byte
         if len(line) > MAX_HEADER:
-            fail("program header too long")
+            fail("request header too long")
 
 
 def read_exactly(count):
@@ -102,187 +159,353 @@ def read_exactly(count):
     while remaining:
         chunk = os.read(0, min(remaining, 65536))
         if not chunk:
-            fail("standard input ended inside the program source")
+            fail("standard input ended inside a file")
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
 
 
-def parse_arguments(argv):
-    options = dict(zip(argv[0::2], argv[1::2]))
-    try:
-        code_wait = int(options["--code-wait"])
-        watchdog = float(options["--watchdog"])
-        cpu_seconds = int(options["--cpu-seconds"])
-    except (KeyError, ValueError):
-        fail("usage: launch.py --code-wait SECS --watchdog SECS --cpu-seconds SECS")
-    if code_wait <= 0 or not watchdog > 0 or cpu_seconds <= 0:
-        fail("--code-wait, --watchdog and --cpu-seconds must be positive")
-    return code_wait, watchdog, cpu_seconds
-
-
-def read_program():
-    parts = read_header().split(b" ")
-    if len(parts) != 4 or parts[0] != PROTOCOL:
-        fail("unsupported protocol (expected %s): rebuild the runner image" % PROTOCOL.decode())
-    if not parts[1].isdigit() or len(parts[3]) != 32 or not KEY_CHARS.issuperset(parts[3]):
-        fail("malformed program header")
-    try:
-        size = int(parts[1])
-        filename = parts[2].decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        fail("malformed program header")
-    if not 0 <= size <= MAX_SOURCE or not valid_filename(filename):
-        fail("malformed program header")
-    return read_exactly(size), filename, parts[3]
-
-
-def valid_filename(name):
-    # [A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py, without "..".
-    stem = name[:-3]
+def valid_name(name, program):
+    # [A-Za-z0-9_][A-Za-z0-9_.-]{0,99}, without "..", and the program's ending in .py.
     return (
-        name.endswith(".py")
-        and 1 <= len(stem) <= 100
-        and (stem[0].isascii() and (stem[0].isalnum() or stem[0] == "_"))
-        and NAME_CHARS.issuperset(stem)
+        1 <= len(name) <= 100
+        and (name[0].isascii() and (name[0].isalnum() or name[0] == "_"))
+        and NAME_CHARS.issuperset(name)
         and ".." not in name
+        and (not program or (name.endswith(".py") and len(name) > 3))
     )
 
 
-def write_source(source, filename):
-    path = os.path.join(WORKDIR, filename)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    view = memoryview(source)
-    while view:
-        view = view[os.write(fd, view):]
-    os.close(fd)
-    return path
-
-
-def set_dumpable(flag):
-    # Undumpable, the launcher's /proc/<pid>/mem is closed to the program, which runs as the
-    # same user and would otherwise read the key there. Fails closed: no protection, no run.
-    try:
-        import ctypes
-
-        result = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, flag, 0, 0, 0)
-    except Exception as error:
-        fail("cannot set PR_SET_DUMPABLE (%s): rebuild the runner image" % error)
-    if result != 0:
-        fail("cannot set PR_SET_DUMPABLE: rebuild the runner image")
-
-
-def oom_kills():
-    """The kernel's count of OOM kills in this container's memory cgroup (v1 or v2)."""
-    for path, key in (
-        ("/sys/fs/cgroup/memory/memory.oom_control", b"oom_kill"),
-        ("/sys/fs/cgroup/memory.events", b"oom_kill"),
-    ):
+def read_request():
+    parts = read_line().split(b" ")
+    if not parts or parts[0] != PROTOCOL:
+        fail("unsupported protocol (expected %s): rebuild the runner image" % PROTOCOL.decode())
+    if len(parts) != 3 or len(parts[1]) != 32 or not KEY_CHARS.issuperset(parts[1]):
+        fail("malformed request header")
+    if not parts[2].isdigit() or not 1 <= int(parts[2]) <= MAX_FILES:
+        fail("malformed request header")
+    files = []
+    for index in range(int(parts[2])):
+        entry = read_line().split(b" ")
         try:
-            with open(path, "rb") as counters:
-                for line in counters:
-                    fields = line.split()
-                    if len(fields) == 2 and fields[0] == key:
-                        return int(fields[1])
-        except (OSError, ValueError):
+            size, name = int(entry[0]), entry[1].decode("ascii")
+        except (ValueError, IndexError, UnicodeDecodeError):
+            fail("malformed file header")
+        if len(entry) != 2 or not 0 <= size <= MAX_FILE_BYTES or not valid_name(name, index == 0):
+            fail("malformed file header")
+        if any(name == seen for seen, _ in files):
+            fail("duplicate file name")
+        files.append((name, read_exactly(size)))
+    return parts[1], files
+
+
+def write_files(files):
+    # Root owns them and the program may only read them: it cannot change its own source.
+    for name, content in files:
+        fd = os.open(os.path.join(WORKDIR, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        os.close(fd)
+    return os.path.join(WORKDIR, files[0][0])
+
+
+def open_counter(candidates):
+    for path, scale in candidates:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
             continue
+        return fd, scale
+    return None, 1
+
+
+def cpu_ns(counter):
+    """CPU time of everything in the container, in nanoseconds (0 where no counter exists)."""
+    fd, scale = counter
+    if fd is None:
+        return 0
+    try:
+        text = os.pread(fd, 4096, 0)
+    except OSError:
+        return 0
+    if scale == 1:
+        return int(text.split()[0])
+    for line in text.split(b"\n"):
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == b"usage_usec":
+            return int(fields[1]) * scale
     return 0
 
 
-watchdog_fired = False
-
-
-def kill_everything(signum=None, frame=None):
-    # The deadline passed and the supervisor has not ended us: every process of the sandbox
-    # user but this one goes (init ignores signals from inside its namespace).
-    global watchdog_fired
-    watchdog_fired = True
+def oom_kills(fd):
+    """The kernel's count of OOM kills in this container's memory cgroup."""
+    if fd is None:
+        return 0
     try:
-        os.kill(-1, signal.SIGKILL)
+        text = os.pread(fd, 4096, 0)
     except OSError:
-        pass
+        return 0
+    for line in text.split(b"\n"):
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == b"oom_kill":
+            return int(fields[1])
+    return 0
 
 
-def prefer_as_oom_victim():
-    # Out of memory, the kernel should kill the program (and what it starts), never the
-    # launcher that reports how the run ended. Raising one's own score needs no privilege,
-    # but an undumpable process's /proc files belong to root: the child, about to become the
-    # program, is made dumpable again first. Until its execve it still holds the key, but no
-    # other process of the sandbox user exists yet to read it.
-    set_dumpable(1)
+def become_program(path, uid, pids, cpu_seconds, stdout, stderr):
+    """In the child: drop everything, then exec the program. Never returns."""
     try:
+        os.dup2(stdout, 1)
+        os.dup2(stderr, 2)
+        os.closerange(3, 65536)
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGALRM):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        # Out of memory, the kernel kills the program (and what it starts), never the launcher.
         with open("/proc/self/oom_score_adj", "w") as score:
             score.write("1000")
-    except OSError:
-        pass
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        resource.setrlimit(resource.RLIMIT_NPROC, (pids, pids))
+        env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
+        os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
+    finally:
+        os._exit(EXEC_FAILED)
 
 
-def run_program(path, env, cpu_seconds):
-    pid = os.fork()
-    if pid == 0:
+class Relay:
+    """The program's two pipes, read in batches into frames, with the per-stream cap."""
+
+    def __init__(self, stdout, stderr, cap):
+        self.streams = {stdout: b"1", stderr: b"2"}
+        self.cap = cap
+        self.sent = {b"1": 0, b"2": 0}
+        self.seen = {b"1": 0, b"2": 0}
+        self.pending = []
+        self.pending_since = None
+        self.resting = {}
+        self.over = None
+        for fd in self.streams:
+            os.set_blocking(fd, False)
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:
+                pass
+
+    def watched(self, now):
+        """The pipes to watch now: open ones whose rest after the last small read is over."""
+        return [fd for fd in self.streams if self.resting.get(fd, 0) <= now]
+
+    def next_wake(self):
+        times = list(self.resting.values())
+        if self.pending_since is not None:
+            times.append(self.pending_since + BATCH)
+        return min(times) if times else None
+
+    def read(self, fd, now, size=PIPE_BYTES):
+        """One read of `fd`; returns how many bytes came. A read that does not fill the buffer
+        means a slow or small writer: its pipe is left alone for BATCH so its writes pile up."""
+        tag = self.streams[fd]
         try:
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-            prefer_as_oom_victim()
-            # Its own process group: a killpg(0) by the program does not reach the launcher.
-            os.setpgid(0, 0)
-            for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGALRM) + FORWARDED:
-                signal.signal(signum, signal.SIG_DFL)
-            os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
-        finally:
-            os._exit(EXEC_FAILED)
-    return pid
+            data = os.read(fd, size)
+        except BlockingIOError:
+            return 0
+        if not data:
+            os.close(fd)
+            del self.streams[fd]
+            self.resting.pop(fd, None)
+            return 0
+        self.seen[tag] += len(data)
+        room = self.cap - self.sent[tag]
+        if len(data) > room and self.over is None:
+            self.over = tag
+        kept = data[:room]
+        if kept:
+            self.sent[tag] += len(kept)
+            if self.pending and self.pending[-1][0] == tag:
+                self.pending[-1][1].extend(kept)
+            else:
+                self.pending.append((tag, bytearray(kept)))
+            if self.pending_since is None:
+                self.pending_since = now
+        if len(data) < PIPE_BYTES:
+            self.resting[fd] = now + BATCH
+        else:
+            self.resting.pop(fd, None)
+        return len(data)
+
+    def drain(self):
+        """Exactly what the pipes hold at this moment: the program's last words. Descendants may
+        still be alive and writing; what they write from now on is not the program's run."""
+        held = {}
+        for fd in self.streams:
+            count = bytearray(4)
+            try:
+                fcntl.ioctl(fd, termios.FIONREAD, count, True)
+            except OSError:
+                continue
+            held[fd] = int.from_bytes(count, sys.byteorder)
+        for fd, left in held.items():
+            while left > 0 and fd in self.streams:
+                got = self.read(fd, 0.0, min(left, PIPE_BYTES))
+                if not got:
+                    break
+                left -= got
+
+    def flush(self, now, force=False):
+        if not self.pending or (not force and now < self.pending_since + BATCH):
+            return
+        chunks = []
+        for tag, data in self.pending:
+            for start in range(0, len(data), MAX_FRAME):
+                chunks.append(frame(tag, bytes(data[start:start + MAX_FRAME])))
+        self.pending = []
+        self.pending_since = None
+        send(b"".join(chunks))
+
+
+def reap(pid):
+    """Reap every child that has ended (PID 1 inherits the program's orphans); the program's own
+    wait status when it is among them."""
+    status_of_program = None
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status_of_program
+        if reaped == 0:
+            return status_of_program
+        if reaped == pid:
+            status_of_program = status
 
 
 def main():
-    code_wait, watchdog, cpu_seconds = parse_arguments(sys.argv[1:])
-    # Nobody sends the code (its supervisor died): SIGALRM's default action ends us.
+    (uid, cpu_ms, wall_ms, max_output, pids, code_wait), cpus = parse_arguments(sys.argv[1:])
+    if os.getuid() != 0:
+        fail("the launcher must start as root to give the program a user of its own: "
+             "run it through safe-exec (docker create --user 0:0 --cap-add SETUID --cap-add SETGID)")
+    os.umask(0o022)
+    # Nobody sends the request (its supervisor died): SIGALRM's default action ends us.
     signal.alarm(code_wait)
-    source, filename, key = read_program()
-    path = write_source(source, filename)
-    env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
-    os.chdir(WORKDIR)
+    send(frame(b"R", PROTOCOL))
+    key, files = read_request()
     signal.alarm(0)
-    set_dumpable(0)
-    oom_before = oom_kills()
-    signal.signal(signal.SIGALRM, kill_everything)
-    os.write(2, STARTED)
-    pid = run_program(path, env, cpu_seconds)
-    signal.setitimer(signal.ITIMER_REAL, watchdog)
-    # Loaded while the program starts up, so report_end finds it ready.
-    import hmac  # noqa: F401
+    path = write_files(files)
+    os.chdir(WORKDIR)
 
-    def forward(signum, frame):
-        try:
-            os.kill(pid, signum)
-        except OSError:
-            pass
-
-    for signum in FORWARDED:
-        signal.signal(signum, forward)
-    _, status = os.waitpid(pid, 0)
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    for signum in FORWARDED:
-        signal.signal(signum, signal.SIG_IGN)
-    if os.WIFSIGNALED(status):
-        how, number, code = b"signal", os.WTERMSIG(status), 128 + os.WTERMSIG(status)
-    else:
-        how, number, code = b"exit", os.WEXITSTATUS(status), os.WEXITSTATUS(status)
-    try:
-        report_end(key, how, number, oom_kills() - oom_before)
-    finally:
-        os._exit(code)
-
-
-def report_end(key, how, number, oom):
+    cpu_counter = open_counter(CGROUP_CPU)
+    oom_fd = open_counter([(candidate, 1) for candidate in CGROUP_OOM])[0]
+    # The kernel's own backstop, per process, should the launcher ever be unable to act.
+    cpu_seconds = int(cpu_ms * max(cpus, 1.0) / 1000) + 2
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda signum, frame_: None)
+    signal.set_wakeup_fd(wake_w)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    oom_before = oom_kills(oom_fd)
+    cpu_before = cpu_ns(cpu_counter)
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        become_program(path, uid, pids, cpu_seconds, out_w, err_w)
+    os.close(out_w)
+    os.close(err_w)
+    os.setgroups([])
+    os.setresgid(LAUNCHER_UID, LAUNCHER_UID, LAUNCHER_UID)
+    os.setresuid(LAUNCHER_UID, LAUNCHER_UID, LAUNCHER_UID)
+    send(frame(b"S", b""))
+    # Loaded while the program starts up, so the end frame finds it ready.
     import hmac
 
-    words = b"%s %d oom %d watchdog %d" % (how, number, oom, int(watchdog_fired))
+    relay = Relay(out_r, err_r, max_output)
+    wall_deadline = started + wall_ms / 1000.0
+    cpu_limit_ns = cpu_ms * 1_000_000
+    # CPU time grows at most this fast (a quota is enforced per period, so a burst may use every
+    # core for a moment): no need to look again before the limit could have been reached.
+    cpu_rate = max(cpus, float(os.cpu_count() or 1)) * 1e9
+    next_cpu_check = started
+    ending, number, stop = None, 0, "none"
+    cpu_end = ended = None
+    poller = select.poll()
+    watched = set()
+    while ending is None:
+        now = time.monotonic()
+        if now >= next_cpu_check:
+            used = cpu_ns(cpu_counter) - cpu_before
+            if used > cpu_limit_ns:
+                ending, stop, ended, cpu_end = "running", "cpu", now, used
+                break
+            next_cpu_check = now + max((cpu_limit_ns - used) / cpu_rate, 0.001)
+        if now >= wall_deadline:
+            ending, stop, ended = "running", "wall", now
+            break
+        if relay.over is not None:
+            ending, stop, ended = "running", "stdout" if relay.over == b"1" else "stderr", now
+            break
+        relay.flush(now)
+        wanted = set(relay.watched(now)) | {wake_r}
+        for fd in watched - wanted:
+            poller.unregister(fd)
+        for fd in wanted - watched:
+            poller.register(fd, select.POLLIN)
+        watched = wanted
+        wake = min(wall_deadline, next_cpu_check)
+        batch_wake = relay.next_wake()
+        if batch_wake is not None:
+            wake = min(wake, batch_wake)
+        for fd, _ in poller.poll(max(0.0, (wake - now) * 1000.0)):
+            now = time.monotonic()
+            if fd == wake_r:
+                try:
+                    os.read(wake_r, 512)
+                except BlockingIOError:
+                    pass
+                status = reap(pid)
+                if status is not None:
+                    ended, cpu_end = now, cpu_ns(cpu_counter) - cpu_before
+                    if os.WIFSIGNALED(status):
+                        ending, number = "signal", os.WTERMSIG(status)
+                    else:
+                        ending, number = "exit", os.WEXITSTATUS(status)
+            elif fd in relay.streams:
+                relay.read(fd, now)
+
+    if cpu_end is None:
+        cpu_end = cpu_ns(cpu_counter) - cpu_before
+    oom = max(0, oom_kills(oom_fd) - oom_before)
+    relay.drain()
+    if relay.over is not None and stop == "none":
+        ending, number, stop = "running", 0, "stdout" if relay.over == b"1" else "stderr"
+    cpu_used_ms = max(0, cpu_end) // 1_000_000
+    wall_used_ms = int((ended - started) * 1000)
+    # A stop is decided on a reading past the limit: the report says so to the millisecond.
+    if stop == "cpu":
+        cpu_used_ms = max(cpu_used_ms, cpu_ms + 1)
+    if stop == "wall":
+        wall_used_ms = max(wall_used_ms, wall_ms + 1)
+    words = b"%s %d stop %s cpu_ms %d wall_ms %d oom %d stdout_bytes %d stderr_bytes %d" % (
+        ending.encode(),
+        number,
+        stop.encode(),
+        cpu_used_ms,
+        wall_used_ms,
+        oom,
+        relay.seen[b"1"],
+        relay.seen[b"2"],
+    )
     mac = hmac.new(key, words, "sha256").hexdigest().encode()
-    line = memoryview(b"%s%s %s\n" % (TRAILER, words, mac))
-    # The program shares this pipe's file description and may have left it non-blocking.
-    os.set_blocking(2, True)
-    while line:
-        line = line[os.write(2, line):]
+    relay.flush(0.0, force=True)
+    send(frame(b"E", words + b" " + mac))
+    # PID 1 leaving takes every process left in the container with it.
+    if ending == "exit":
+        os._exit(number)
+    os._exit(128 + (number if ending == "signal" else signal.SIGKILL))
 
 
 main()

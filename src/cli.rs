@@ -38,9 +38,13 @@ pub enum Command {
 /// Limits shared by every subcommand. Unset flags keep the defaults (or a suite's own limits).
 #[derive(Debug, Clone, Default, Args)]
 pub struct LimitArgs {
-    /// Wall-clock limit in seconds [default: 10]
+    /// Time limit in seconds of CPU time, all the program's processes together [default: 10]
     #[arg(long, value_name = "SECS", value_parser = limits::parse_timeout)]
     pub timeout: Option<Duration>,
+    /// Wall-clock limit in seconds, for a program that waits instead of computing
+    /// [default: 2 × --timeout + 1]
+    #[arg(long, value_name = "SECS", value_parser = limits::parse_timeout)]
+    pub wall_timeout: Option<Duration>,
     /// Memory limit, swap included, e.g. 128m, 1g [default: 128m]
     #[arg(long, value_name = "SIZE", value_parser = limits::parse_memory)]
     pub memory: Option<u64>,
@@ -62,11 +66,34 @@ impl LimitArgs {
     pub fn overrides(&self) -> LimitOverrides {
         LimitOverrides {
             timeout: self.timeout,
+            wall_timeout: self.wall_timeout,
             memory_bytes: self.memory,
             cpus: self.cpus,
             pids: self.pids_limit,
             max_code_chars: self.max_code_chars,
             max_output_bytes: self.max_output,
+        }
+    }
+}
+
+/// The warm pool: containers started ahead of time, one program each.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PoolArgs {
+    /// Warm containers kept ready per set of limits; 0 turns the pool off
+    /// [default: grade: --jobs; serve: --max-concurrent]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub pool: Option<u32>,
+    /// A warm container unused this long is replaced by a fresh one [default: 120]
+    #[arg(long, value_name = "SECS", value_parser = limits::parse_timeout)]
+    pub pool_idle: Option<Duration>,
+}
+
+impl PoolArgs {
+    /// The pool's configuration, with `size` when `--pool` is not given.
+    pub fn config(&self, size: usize) -> crate::runner::pool::PoolConfig {
+        crate::runner::pool::PoolConfig {
+            size: self.pool.map_or(size, |n| n as usize),
+            idle: self.pool_idle.unwrap_or(crate::runner::pool::DEFAULT_IDLE),
         }
     }
 }
@@ -138,6 +165,8 @@ pub struct GradeArgs {
     #[arg(long)]
     pub exit_zero: bool,
     #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]
     pub image: ImageArg,
@@ -201,6 +230,8 @@ pub struct ServeArgs {
     /// Include the submitted code in the audit log
     #[arg(long, requires = "audit_log")]
     pub audit_code: bool,
+    #[command(flatten)]
+    pub pool: PoolArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
     #[command(flatten)]

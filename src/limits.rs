@@ -9,6 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The wall-clock backstop is this many times the time limit, plus [`WALL_TIMEOUT_SLACK`], unless
+/// set: generous enough that a program waiting for a CPU its neighbours hold is not cut short.
+pub const WALL_TIMEOUT_FACTOR: u32 = 2;
+pub const WALL_TIMEOUT_SLACK: Duration = Duration::from_secs(1);
 pub const DEFAULT_MEMORY_BYTES: u64 = 128 * MIB;
 pub const DEFAULT_CPUS: f64 = 1.0;
 pub const DEFAULT_PIDS: u32 = 64;
@@ -30,8 +34,13 @@ const GIB: u64 = 1024 * MIB;
 /// is already validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
-    /// Wall-clock limit, counted from the moment the container is started.
+    /// The time limit: CPU time used by all of the program's processes together, counted from the
+    /// program's start (as Kattis and DOMjudge judge), so a busy neighbour cannot make a program
+    /// late. Container start-up is never part of it.
     pub timeout: Duration,
+    /// The wall-clock backstop, counted from the program's start: ends a program that waits
+    /// (sleeps, blocks on input) instead of computing. Default [`default_wall_timeout`].
+    pub wall_timeout: Duration,
     /// Memory limit in bytes; swap is set to the same value, so no swap is added on top.
     pub memory_bytes: u64,
     /// CPU quota in cores.
@@ -48,6 +57,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout: DEFAULT_TIMEOUT,
+            wall_timeout: default_wall_timeout(DEFAULT_TIMEOUT),
             memory_bytes: DEFAULT_MEMORY_BYTES,
             cpus: DEFAULT_CPUS,
             pids: DEFAULT_PIDS,
@@ -61,6 +71,7 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LimitOverrides {
     pub timeout: Option<Duration>,
+    pub wall_timeout: Option<Duration>,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub pids: Option<u32>,
@@ -69,10 +80,17 @@ pub struct LimitOverrides {
 }
 
 impl Limits {
-    /// These limits with every override that is set applied on top.
+    /// These limits with every override that is set applied on top. A new time limit without a
+    /// wall-clock limit of its own brings the default backstop for it.
     pub fn with(self, overrides: &LimitOverrides) -> Limits {
+        let timeout = overrides.timeout.unwrap_or(self.timeout);
         Limits {
-            timeout: overrides.timeout.unwrap_or(self.timeout),
+            timeout,
+            wall_timeout: match (overrides.wall_timeout, overrides.timeout) {
+                (Some(wall), _) => wall,
+                (None, Some(_)) => default_wall_timeout(timeout),
+                (None, None) => self.wall_timeout,
+            },
             memory_bytes: overrides.memory_bytes.unwrap_or(self.memory_bytes),
             cpus: overrides.cpus.unwrap_or(self.cpus),
             pids: overrides.pids.unwrap_or(self.pids),
@@ -85,6 +103,7 @@ impl Limits {
     pub fn applied(&self) -> AppliedLimits {
         AppliedLimits {
             timeout_secs: self.timeout.as_secs_f64(),
+            wall_timeout_secs: self.wall_timeout.as_secs_f64(),
             memory_bytes: self.memory_bytes,
             cpus: self.cpus,
             pids: self.pids,
@@ -97,8 +116,10 @@ impl Limits {
 /// The `limits` object of the JSON report: what was applied to the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppliedLimits {
-    /// Wall-clock limit in seconds.
+    /// The time limit in seconds: CPU time of all the program's processes.
     pub timeout_secs: f64,
+    /// The wall-clock backstop in seconds.
+    pub wall_timeout_secs: f64,
     /// Memory (and memory+swap) limit in bytes.
     pub memory_bytes: u64,
     /// CPU quota in cores.
@@ -109,6 +130,12 @@ pub struct AppliedLimits {
     pub max_code_chars: usize,
     /// Per-stream output cap in bytes.
     pub max_output_bytes: u64,
+}
+
+/// The wall-clock backstop for time limit `timeout` when none is given:
+/// [`WALL_TIMEOUT_FACTOR`] × `timeout` + [`WALL_TIMEOUT_SLACK`], at most [`MAX_TIMEOUT`].
+pub fn default_wall_timeout(timeout: Duration) -> Duration {
+    (timeout * WALL_TIMEOUT_FACTOR + WALL_TIMEOUT_SLACK).min(MAX_TIMEOUT)
 }
 
 /// Seconds as a positive decimal (`10`, `2.5`), at most a day.
@@ -305,6 +332,21 @@ mod tests {
         };
         let limits = Limits::default().with(&overrides);
         assert_eq!(limits.timeout, Duration::from_secs(2));
+        assert_eq!(limits.wall_timeout, Duration::from_secs(5));
+        let both = LimitOverrides {
+            wall_timeout: Some(Duration::from_secs(3)),
+            ..overrides
+        };
+        assert_eq!(
+            Limits::default().with(&both).wall_timeout,
+            Duration::from_secs(3)
+        );
+        let unrelated = LimitOverrides {
+            pids: Some(10),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(limits.with(&unrelated).wall_timeout, Duration::from_secs(5));
+        assert_eq!(Limits::default().wall_timeout, Duration::from_secs(21));
         assert_eq!(limits.memory_bytes, DEFAULT_MEMORY_BYTES);
         assert_eq!(limits.pids, DEFAULT_PIDS);
     }

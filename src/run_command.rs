@@ -11,7 +11,7 @@ use crate::exit_codes;
 use crate::limits::Limits;
 use crate::report::{describe, Outcome, RunReport, Status};
 use crate::runner::{gc, Job, ProgramStdin, RunIo, Sandbox};
-use crate::runner::{guard, CancelToken, DockerCli};
+use crate::runner::{registry, CancelToken, DockerCli};
 use crate::source::{describe_io, Program, RejectReason};
 
 pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
@@ -93,7 +93,7 @@ pub(crate) fn stop_runs_on_signals(token: &CancelToken, docker: &DockerCli) -> s
     crate::signals::on_stop_signals(
         move |signal| token.cancel_by_signal(signal),
         move |signal| {
-            guard::remove_all_detached(&docker);
+            registry::remove_all_detached(&docker);
             std::process::exit(i32::from(exit_codes::for_signal(signal)));
         },
     )

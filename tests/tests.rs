@@ -4,5 +4,6 @@
 
 mod common;
 mod grade;
+mod offline;
 mod run;
 mod serve;

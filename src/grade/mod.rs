@@ -78,6 +78,7 @@ pub struct GradeOptions {
     pub exit_zero: bool,
     pub limits: LimitOverrides,
     pub image: Option<String>,
+    pub pool: crate::runner::pool::PoolConfig,
 }
 
 impl GradeOptions {
@@ -88,6 +89,9 @@ impl GradeOptions {
             suite: args.suite,
             submissions: args.submissions,
             jobs: args.jobs.map_or_else(default_jobs, |jobs| jobs as usize),
+            pool: args
+                .pool
+                .config(args.jobs.map_or_else(default_jobs, |jobs| jobs as usize)),
             json: args.json,
             junit: args.junit,
             gradescope: args.gradescope,
@@ -315,6 +319,9 @@ fn open_submission(path: &Path) -> Result<(File, FileId), GradeError> {
     })
 }
 
+/// How long grading waits at the end for the last containers to be removed.
+const REMOVALS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     let sandbox = Sandbox::new(options.image.clone());
     // Before the claims: a Ctrl-C while the suite loads or the engine is asked (seconds) must
@@ -343,9 +350,15 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         return Ok(code);
     }
     ready?;
+    // Warm containers only once the suite, the submissions and the engine are known to be fine:
+    // nothing starts for a batch that is refused.
+    let sandbox = sandbox.with_pool(options.pool);
+    if let Some(pool) = sandbox.pool() {
+        pool.prepare(&limits);
+    }
     let jobs = options.jobs.max(1);
     eprintln!(
-        "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} wall-clock, {} memory",
+        "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} of CPU time, {} memory",
         submissions.len(),
         suite.cases.len(),
         sanitize::text(&suite.name),
@@ -362,6 +375,12 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     let bar = Bar::new();
     let outcome = batch.run(&sandbox, &token, &bar);
     bar.0.finish_and_clear();
+    if let Some(pool) = sandbox.pool() {
+        pool.shutdown();
+    }
+    // Containers of finished cases are removed in the background while later cases run; what is
+    // still pending goes now (the reaper has the rest should this time out).
+    crate::runner::registry::wait_for_removals(std::time::Instant::now() + REMOVALS_TIMEOUT);
     let results = match outcome {
         Ok(results) => results,
         Err(interrupted) => {
@@ -642,6 +661,7 @@ mod tests {
             exit_zero: false,
             limits: LimitOverrides::default(),
             image: None,
+            pool: crate::runner::pool::PoolConfig::default(),
         }
     }
 

@@ -31,7 +31,7 @@ pub enum Verdict {
     WA,
     /// Output limit exceeded: stdout or stderr passed the cap and the program was stopped.
     OLE,
-    /// Time limit exceeded: killed at the wall-clock limit.
+    /// Time limit exceeded: CPU time over the time limit, or wall-clock time over the backstop.
     TLE,
     /// Memory limit exceeded: the engine reports the container was OOM-killed.
     MLE,
@@ -137,8 +137,11 @@ pub const EXCERPT_BYTES: usize = 2048;
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseResult {
     pub verdict: Verdict,
-    /// Wall-clock time of the run; `None` when the case did not run.
+    /// The judged time: CPU time of the run (its wall-clock time when the launcher could not
+    /// report it); `None` when the case did not run.
     pub time: Option<Duration>,
+    /// Wall-clock time of the run; `None` when the case did not run.
+    pub wall_time: Option<Duration>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     /// One line, safe to show the student.
@@ -153,6 +156,7 @@ impl CaseResult {
         CaseResult {
             verdict,
             time: None,
+            wall_time: None,
             exit_code: None,
             signal: None,
             message: message.into(),
@@ -209,7 +213,8 @@ pub fn judge(
 ) -> CaseResult {
     let mut result = CaseResult {
         verdict: Verdict::AC,
-        time: Some(outcome.duration),
+        time: Some(outcome.cpu_time.unwrap_or(outcome.duration)),
+        wall_time: Some(outcome.duration),
         exit_code: outcome.exit_code,
         signal: outcome.signal,
         message: String::new(),

@@ -14,7 +14,8 @@
 //! | `stdout`, `stderr` | string | what the program wrote, up to the cap |
 //! | `stdout_encoding`, `stderr_encoding` | string | `utf-8` when the bytes were valid UTF-8 (the string is the text); `base64` otherwise (the string is the exact bytes, base64-encoded) |
 //! | `stdout_truncated`, `stderr_truncated` | bool | the stream passed `--max-output` and was cut there |
-//! | `duration_ms` | integer | wall-clock time from container start to its end, in milliseconds |
+//! | `duration_ms` | integer | wall-clock time from the program's start to its end, in milliseconds (container start-up is not part of it) |
+//! | `cpu_time_ms` | integer or null | CPU time of all the program's processes, in milliseconds; what `timeout_secs` limits; null when the program did not start or its end was not reported |
 //! | `limits` | object | the limits applied ([`AppliedLimits`]) |
 //! | `error` | string or null | a human message when `status` is not `ok` |
 
@@ -33,8 +34,8 @@ pub use text::{describe, status_message};
 /// Version of the JSON report format; see the module docs.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// How a run ended. Decided by our own deadline, our own output cap and `docker inspect`, never by
-/// what the program printed.
+/// How a run ended. Decided by [`crate::runner::rules`] from the launcher's signed end report, our
+/// own deadlines and caps and the engine's record — never from what the program printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -42,9 +43,9 @@ pub enum Status {
     Ok,
     /// Non-zero exit, or death by a signal that none of our limits caused.
     RuntimeError,
-    /// Our wall-clock deadline passed; the container was killed.
+    /// The program used more CPU time than the time limit, or ran past the wall-clock backstop.
     Timeout,
-    /// The engine reports the container was OOM-killed.
+    /// The kernel's OOM killer killed the program (or a process it started).
     MemoryLimit,
     /// stdout or stderr passed the cap; the container was killed.
     OutputLimit,
@@ -119,7 +120,10 @@ pub struct Outcome {
     pub signal: Option<i32>,
     pub stdout: Captured,
     pub stderr: Captured,
+    /// Wall-clock time from the program's start to its end.
     pub duration: Duration,
+    /// CPU time of all the program's processes, when the launcher reported it.
+    pub cpu_time: Option<Duration>,
     /// A human message for anything but `ok`.
     pub error: Option<String>,
     pub limits: Limits,
@@ -140,6 +144,7 @@ impl Outcome {
             stdout: Captured::default(),
             stderr: Captured::default(),
             duration: Duration::ZERO,
+            cpu_time: None,
             error: Some(error.into()),
             limits,
             output_limit_stream: None,
@@ -183,6 +188,7 @@ pub struct RunReport {
     pub stderr_encoding: Encoding,
     pub stderr_truncated: bool,
     pub duration_ms: u64,
+    pub cpu_time_ms: Option<u64>,
     pub limits: AppliedLimits,
     pub error: Option<String>,
 }
@@ -235,6 +241,9 @@ impl From<Outcome> for RunReport {
             stderr_encoding,
             stderr_truncated,
             duration_ms,
+            cpu_time_ms: outcome
+                .cpu_time
+                .map(|cpu| u64::try_from(cpu.as_millis()).unwrap_or(u64::MAX)),
             limits: outcome.limits.applied(),
             error: outcome.error,
         }
@@ -364,6 +373,7 @@ mod tests {
             "stderr_encoding",
             "stderr_truncated",
             "duration_ms",
+            "cpu_time_ms",
             "limits",
             "error",
         ] {

@@ -20,10 +20,23 @@ pub fn status_message(outcome: &Outcome) -> Option<String> {
             (None, Some(code)) => format!("the program exited with code {code}"),
             (None, None) => "the program failed".to_owned(),
         }),
-        Status::Timeout => Some(format!(
-            "time limit exceeded ({}): the program was killed",
-            human_secs(limits.timeout)
-        )),
+        Status::Timeout => Some(
+            match outcome.cpu_time {
+                Some(cpu) if crate::runner::rules::over(cpu, limits.timeout) => format!(
+                    "time limit exceeded ({} of CPU time): the program was killed",
+                    human_secs(limits.timeout)
+                ),
+                Some(cpu) => format!(
+                    "time limit exceeded ({} of wall-clock time, {} of CPU time used): the program was killed",
+                    human_secs(limits.wall_timeout),
+                    human_secs(cpu)
+                ),
+                None => format!(
+                    "time limit exceeded ({} of wall-clock time): the program was killed",
+                    human_secs(limits.wall_timeout)
+                ),
+            },
+        ),
         Status::MemoryLimit => Some(format!(
             "memory limit exceeded ({}): the program was killed by the kernel's OOM killer",
             human_bytes(limits.memory_bytes)
@@ -58,11 +71,26 @@ mod tests {
     #[test]
     fn messages_name_the_limit() {
         let limits = Limits::default();
-        let timeout = Outcome::not_run(Status::Timeout, "", limits);
+        let on_cpu = Outcome {
+            cpu_time: Some(std::time::Duration::from_millis(10_001)),
+            ..Outcome::not_run(Status::Timeout, "", limits)
+        };
         assert_eq!(
-            describe(&timeout).unwrap(),
-            "safe-exec: time limit exceeded (10 s): the program was killed"
+            describe(&on_cpu).unwrap(),
+            "safe-exec: time limit exceeded (10 s of CPU time): the program was killed"
         );
+        let waiting = Outcome {
+            cpu_time: Some(std::time::Duration::from_millis(30)),
+            ..Outcome::not_run(Status::Timeout, "", limits)
+        };
+        assert_eq!(
+            describe(&waiting).unwrap(),
+            "safe-exec: time limit exceeded (21 s of wall-clock time, 0.03 s of CPU time used): the program was killed"
+        );
+        let unreported = Outcome::not_run(Status::Timeout, "", limits);
+        assert!(describe(&unreported)
+            .unwrap()
+            .contains("21 s of wall-clock time)"));
         let memory = Outcome::not_run(Status::MemoryLimit, "", limits);
         assert!(describe(&memory).unwrap().contains("128 MiB"));
         let output = Outcome {

@@ -13,11 +13,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
+use wait_timeout::ChildExt;
 
 use super::cancel::CancelToken;
-
-/// How often a cancellable call looks at its cancel flag.
-const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 /// Environment variable naming the docker client to use (default: `docker` on `PATH`).
 pub const DOCKER_ENV: &str = "SAFE_EXEC_DOCKER";
@@ -54,7 +52,7 @@ pub struct CallOutput {
 }
 
 /// The docker client we shell out to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerCli {
     program: OsString,
 }
@@ -155,30 +153,26 @@ impl DockerCli {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = self.spawn(&mut command)?;
         // Both pipes reaching end-of-file is how we learn, without polling, that the client is
-        // done; only then do we reap it.
+        // done; only then do we reap it. A cancellation wakes the same wait.
         let (done, finished) = mpsc::channel();
         let stdout = read_in_background(child.stdout.take(), done.clone());
-        let stderr = read_in_background(child.stderr.take(), done);
+        let stderr = read_in_background(child.stderr.take(), done.clone());
+        let _subscription = cancel.map(|token| {
+            token.on_cancel(move || {
+                let _ = done.send(Wake::Cancelled);
+            })
+        });
         let mut closed = 0;
         let mut cancelled = false;
         while closed < 2 {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let slice = if cancel.is_some() {
-                left.min(CANCEL_POLL)
-            } else {
-                left
-            };
-            match finished.recv_timeout(slice) {
-                Ok(()) => closed += 1,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            if cancel.is_some_and(CancelToken::is_cancelled) {
-                cancelled = true;
-                break;
+            match finished.recv_timeout(left) {
+                Ok(Wake::PipeClosed) => closed += 1,
+                Ok(Wake::Cancelled) => {
+                    cancelled = true;
+                    break;
+                }
+                Err(_) => break,
             }
         }
         if cancelled {
@@ -188,7 +182,10 @@ impl DockerCli {
             });
         }
         let status = if closed == 2 {
-            wait_until(&mut child, deadline)
+            child
+                .wait_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok()
+                .flatten()
         } else {
             None
         };
@@ -220,35 +217,22 @@ pub fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Wait for `child` until `deadline`; `None` if it is still running then.
-pub fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    let mut pause = Duration::from_micros(200);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) => {}
-            // The child was already reaped elsewhere; treat it as gone.
-            Err(_) => return None,
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
+/// What wakes a docker call's wait.
+enum Wake {
+    PipeClosed,
+    Cancelled,
 }
 
 fn read_in_background(
     pipe: Option<impl Read + Send + 'static>,
-    done: mpsc::Sender<()>,
+    done: mpsc::Sender<Wake>,
 ) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut text = Vec::new();
         if let Some(mut pipe) = pipe {
             let _ = pipe.read_to_end(&mut text);
         }
-        let _ = done.send(());
+        let _ = done.send(Wake::PipeClosed);
         String::from_utf8_lossy(&text).into_owned()
     })
 }
@@ -273,8 +257,9 @@ pub fn classify_failure(command: &str, stderr: &str, image: Option<&str>) -> Eng
             !line.is_empty() && !line.starts_with("Run 'docker") && !line.starts_with("See 'docker")
         })
         .unwrap_or("")
-        .trim_start_matches("docker: ")
-        .to_owned();
+        .trim_start_matches("docker: ");
+    // The engine's words end up in our messages: never raw.
+    let detail = crate::sanitize::text(detail).into_owned();
     let lower = stderr.to_ascii_lowercase();
     if lower.contains("cannot connect to the docker daemon")
         || lower.contains("error during connect")
@@ -356,6 +341,16 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "`docker create` failed: Error response from daemon: Conflict"
+        );
+    }
+
+    #[test]
+    fn the_engine_s_words_are_sanitised() {
+        let error = classify_failure("run", "Error: \x1b]0;pwned\x07 bad\r::warning::x", None);
+        let message = error.to_string();
+        assert!(
+            !message.contains('\x1b') && !message.contains('\r'),
+            "{message}"
         );
     }
 

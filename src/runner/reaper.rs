@@ -1,9 +1,9 @@
 //! The reaper: a tiny process of ours that outlives us, so our containers are removed even when
 //! safe-exec is killed with SIGKILL.
 //!
-//! [`ContainerGuard`](super::guard::ContainerGuard) covers every exit path we run code on; a
-//! SIGKILL runs none of them. So the first container we create also starts a `/bin/sh` in its own
-//! process group whose standard input is a pipe from us. We write `+NAME` before each
+//! [`ContainerGuard`](super::registry::ContainerGuard) covers every exit path we run code on; a
+//! SIGKILL runs none of them. So the [registry](super::registry) of live containers starts a
+//! `/bin/sh` in its own process group whose standard input is a pipe from us. We write `+NAME` before each
 //! `docker create` and `-NAME` once the container is removed. When our end of the pipe closes —
 //! a normal exit, a crash, SIGKILL — the shell reads end-of-file and runs one
 //! `docker rm --force` for the names still listed, then exits. On a normal exit the list is empty
@@ -13,15 +13,15 @@
 //! being where it was (a rebuilt `target/` moves it) and, under `cargo test`, on a test harness that
 //! knows no subcommands. `sh`, `read` and parameter expansion are everywhere we run.
 //!
-//! Inside the container the launcher's watchdog and RLIMIT_CPU bound a run without us; the
-//! reaper covers the case where the program stops the watchdog with SIGSTOP and we are gone too.
-//! If the reaper cannot be started, runs go on without it (the watchdog, the CPU limit and
-//! `safe-exec gc` remain).
+//! Inside the container the launcher's own limits end a run without us; the reaper makes sure the
+//! stopped container is also removed, and removes a run's container at once when we die mid-run.
+//! It is also how `safe-exec run` answers without waiting for removal: the container of a run that
+//! has reported is removed by the reaper the moment we exit. This module knows nothing of which
+//! containers are live; the registry tells it.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
 
 use super::docker_cli::DockerCli;
 
@@ -71,79 +71,57 @@ done
 /// After our exit, a cut-short create's container is looked for again after these pauses.
 const LATE_CREATE_PAUSES: &str = "1 2 4 8";
 
-struct Reaper {
+/// A running reaper and the pipe that feeds it.
+pub struct Reaper {
     child: Child,
     stdin: ChildStdin,
 }
 
-static REAPER: Mutex<Option<Reaper>> = Mutex::new(None);
-
-/// Remove `name` if we die before [`release`] is called for it.
-pub fn watch(docker: &DockerCli, name: &str) {
-    send(docker, &format!("+{name}\n"));
-}
-
-/// A `docker create` for `name` was cut short (timeout, Ctrl-C): the engine may still make the
-/// container after any removal we try now, so the reaper looks again a few times after we die.
-pub fn watch_uncertain(docker: &DockerCli, name: &str) {
-    send(docker, &format!("?{name}\n"));
-}
-
-/// `name` is gone (or was never created): forget it.
-pub fn release(docker: &DockerCli, name: &str) {
-    send(docker, &format!("-{name}\n"));
-}
-
-fn send(docker: &DockerCli, line: &str) {
-    let mut reaper = REAPER
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(running) = reaper.as_mut() {
-        if running.stdin.write_all(line.as_bytes()).is_ok() {
-            return;
-        }
-        // Someone killed it: reap the zombie and start another.
-        let _ = running.child.kill();
-        let _ = running.child.wait();
-        *reaper = None;
+impl Reaper {
+    /// Start a reaper that removes containers with `docker` (None if no shell could be started:
+    /// runs go on without one; the launcher's own limits and `safe-exec gc` remain).
+    pub fn start(docker: &DockerCli) -> Option<Reaper> {
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg("safe-exec-reaper")
+            .arg(docker.program())
+            .arg(LATE_CREATE_PAUSES)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: a Ctrl-C or a kill of our group must not take it with us.
+            .process_group(0);
+        let mut child = command.spawn().ok()?;
+        let stdin = child.stdin.take()?;
+        Some(Reaper { child, stdin })
     }
-    // A release is only news to a reaper that watched the name; a new one never did.
-    if line.starts_with('-') {
-        return;
-    }
-    // A new reaper learns every live container, the one being watched included.
-    let mut registered: String = super::guard::live_names()
-        .iter()
-        .map(|live| format!("+{live}\n"))
-        .collect();
-    if !registered.contains(line) {
-        registered.push_str(line);
-    }
-    *reaper = start(docker).and_then(|mut started| {
-        started
-            .stdin
-            .write_all(registered.as_bytes())
-            .ok()
-            .map(|()| started)
-    });
-}
 
-fn start(docker: &DockerCli) -> Option<Reaper> {
-    let mut command = Command::new("/bin/sh");
-    command
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg("safe-exec-reaper")
-        .arg(docker.program())
-        .arg(LATE_CREATE_PAUSES)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own process group: a Ctrl-C or a kill of our group must not take it with us.
-        .process_group(0);
-    let mut child = command.spawn().ok()?;
-    let stdin = child.stdin.take()?;
-    Some(Reaper { child, stdin })
+    /// Remove `name` when we die, unless [`Reaper::release`] comes first.
+    pub fn watch(&mut self, name: &str) -> std::io::Result<()> {
+        self.send(&format!("+{name}\n"))
+    }
+
+    /// `name`'s create was cut short: after we die, look for it again a few times.
+    pub fn watch_uncertain(&mut self, name: &str) -> std::io::Result<()> {
+        self.send(&format!("?{name}\n"))
+    }
+
+    /// `name` is gone (or was never created): forget it.
+    pub fn release(&mut self, name: &str) -> std::io::Result<()> {
+        self.send(&format!("-{name}\n"))
+    }
+
+    fn send(&mut self, line: &str) -> std::io::Result<()> {
+        self.stdin.write_all(line.as_bytes())
+    }
+
+    /// A reaper that stopped listening (someone killed it): reap it rather than leave a zombie.
+    pub fn discard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,14 @@
-//! The docker argv builder: (limits, container identity) → the arguments of `docker create`.
+//! The docker argv builder: (limits, container identity) → the arguments of `docker run`.
 //!
 //! Every hardening flag lives here and nowhere else, and each is unit-tested; see
-//! `../shared/THREATS.md` (and the README's security section) for what each one blocks. This
-//! module never runs anything.
+//! `docs/threats.md` and the security model for what each one blocks. This module never runs
+//! anything.
 
 use std::time::Duration;
 
 use crate::limits::Limits;
 
-use super::{
-    CODE_WAIT_SECS, EXPIRES_LABEL, LAUNCHER, MANAGED_LABEL, SANDBOX_UID, SESSION_LABEL, WORKDIR,
-};
+use super::{EXPIRES_LABEL, LAUNCHER, MANAGED_LABEL, SESSION_LABEL, WORKDIR};
 
 /// Size of the only writable filesystem, `/tmp`. Its pages count against the memory limit.
 pub const TMPFS_BYTES: u64 = 16 * 1024 * 1024;
@@ -19,16 +17,11 @@ pub const TMPFS_BYTES: u64 = 16 * 1024 * 1024;
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 /// Open file descriptors per process (RLIMIT_NOFILE).
 pub const MAX_OPEN_FILES: u32 = 256;
-/// The in-container watchdog fires this long after the time limit. Its clock starts just before
-/// the program's (the launcher writes the start marker, then execs it), so the grace covers the
-/// marker's trip to the supervisor; it only decides anything when the supervisor itself is gone.
-pub const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
-/// CPU seconds the kernel allows each process of the program (RLIMIT_CPU, set by the launcher) on
-/// top of what the time limit at the CPU quota allows: a backstop that needs nobody awake, for a
-/// program that stops its watchdog with SIGSTOP while its supervisor is gone.
-pub const CPU_SECONDS_GRACE: u64 = 2;
 /// How long after its deadline an orphaned container is considered stale by `gc`.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+/// How long a cold run's launcher waits for its request before it gives up (bounds a container
+/// whose supervisor died before sending it).
+pub const COLD_CODE_WAIT: Duration = Duration::from_secs(30);
 
 /// The only environment the program sees (the launcher drops everything else, including the
 /// image's own `ENV` lines).
@@ -41,7 +34,8 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("PYTHONDONTWRITEBYTECODE", "1"),
 ];
 
-/// Who a container is: its unique name and the labels that let us find it again.
+/// Who a container is: its unique name, the labels that let us find it again, and the uid its
+/// program gets.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerSpec {
     pub name: String,
@@ -50,19 +44,24 @@ pub struct ContainerSpec {
     pub expires_at: u64,
     /// Value of [`SESSION_LABEL`], when set.
     pub session: Option<String>,
+    /// The program's uid and gid, from [`super::PROGRAM_UIDS`].
+    pub program_uid: u32,
+    /// How long the launcher waits for its request.
+    pub code_wait: Duration,
 }
 
-/// The arguments of `docker create` for one run, without the leading `docker`.
+/// The arguments of `docker run` for one container, without the leading `docker`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CreateArgs(pub Vec<String>);
+pub struct RunArgs(pub Vec<String>);
 
-impl CreateArgs {
-    pub fn build(spec: &ContainerSpec, limits: &Limits) -> CreateArgs {
-        let mut args: Vec<String> = Vec::with_capacity(64);
+impl RunArgs {
+    pub fn build(spec: &ContainerSpec, limits: &Limits) -> RunArgs {
+        let mut args: Vec<String> = Vec::with_capacity(80);
         let mut push = |items: &[&str]| args.extend(items.iter().map(|item| (*item).to_owned()));
 
-        // Attached stdin carries the program, then the program's own input; no TTY.
-        push(&["create", "--interactive"]);
+        // Attached stdin carries the request, then the program's own input; no TTY. Signals to
+        // the client are never passed on: we decide what happens to the container.
+        push(&["run", "--interactive", "--sig-proxy=false"]);
         push(&["--name", &spec.name]);
         push(&["--label", &format!("{MANAGED_LABEL}=1")]);
         push(&["--label", &format!("{EXPIRES_LABEL}={}", spec.expires_at)]);
@@ -79,10 +78,19 @@ impl CreateArgs {
         push(&["--hostname", "sandbox"]);
         push(&["--workdir", WORKDIR]);
 
-        // Privileges.
-        let user = format!("{SANDBOX_UID}:{SANDBOX_UID}");
-        push(&["--user", &user]);
-        push(&["--cap-drop", "ALL"]);
+        // Privileges. The launcher starts as root holding only the two capabilities it needs to
+        // give the program a uid of its own; it forks the program, which drops to that uid with
+        // no capabilities, and then drops to its own uid: after the fork nothing in the container
+        // is root or holds a capability, and no-new-privileges keeps it so.
+        push(&["--user", "0:0"]);
+        push(&[
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "SETUID",
+            "--cap-add",
+            "SETGID",
+        ]);
         push(&["--security-opt", "no-new-privileges"]);
 
         // Resources.
@@ -100,33 +108,39 @@ impl CreateArgs {
         ]);
         push(&["--ulimit", "core=0:0"]);
 
-        // Housekeeping: reap zombies and forward signals; never log, never pull.
-        push(&["--init", "--log-driver", "none", "--pull", "never"]);
+        // Housekeeping: never log, never pull. The launcher is PID 1 (it reaps orphans, and its
+        // exit ends everything in the container), so there is no --init.
+        push(&["--log-driver", "none", "--pull", "never"]);
         for (name, value) in ENVIRONMENT {
             push(&["--env", &format!("{name}={value}")]);
         }
 
         push(&[&spec.image]);
-        // The launcher receives the code, runs the program and reports how it ended. Its watchdog
-        // and the CPU rlimit end the program by themselves even if we are killed with SIGKILL.
-        let watchdog = limits.timeout + WATCHDOG_GRACE;
         push(&["python3", "-I", "-S", LAUNCHER]);
         push(&[
+            "--uid",
+            &spec.program_uid.to_string(),
+            "--cpu-ms",
+            &millis(limits.timeout).to_string(),
+            "--wall-ms",
+            &millis(limits.wall_timeout).to_string(),
+            "--cpus",
+            &format_cpus(limits.cpus),
+            "--max-output",
+            &limits.max_output_bytes.to_string(),
+            // The launcher is one of the container's processes: the program gets the rest.
+            "--pids",
+            &limits.pids.saturating_sub(1).max(1).to_string(),
             "--code-wait",
-            &CODE_WAIT_SECS.to_string(),
-            "--watchdog",
-            &format!("{}", watchdog.as_secs_f64()),
-            "--cpu-seconds",
-            &cpu_seconds(watchdog, limits.cpus).to_string(),
+            &spec.code_wait.as_secs().max(1).to_string(),
         ]);
-        CreateArgs(args)
+        RunArgs(args)
     }
 }
 
-/// Whole CPU seconds one process may use: the most the quota allows over `watchdog` (a process's
-/// threads share the quota), rounded up, plus [`CPU_SECONDS_GRACE`].
-fn cpu_seconds(watchdog: Duration, cpus: f64) -> u64 {
-    (watchdog.as_secs_f64() * cpus.max(1.0)).ceil() as u64 + CPU_SECONDS_GRACE
+/// Whole milliseconds, at least 1.
+fn millis(duration: Duration) -> u128 {
+    duration.as_millis().max(1)
 }
 
 fn format_cpus(cpus: f64) -> String {
@@ -144,8 +158,10 @@ mod tests {
             image: "img:1".into(),
             expires_at: 1_000,
             session: Some("abc".into()),
+            program_uid: 1_234_567,
+            code_wait: COLD_CODE_WAIT,
         };
-        CreateArgs::build(&spec, limits).0
+        RunArgs::build(&spec, limits).0
     }
 
     /// `flag value` appears as two consecutive arguments.
@@ -164,8 +180,9 @@ mod tests {
     fn every_hardening_flag_is_present_before_the_image() {
         let args = build(&Limits::default());
         let options = &args[..image_position(&args)];
-        assert_eq!(options[0], "create");
+        assert_eq!(options[0], "run");
         assert!(options.contains(&"--interactive".to_owned()));
+        assert!(options.contains(&"--sig-proxy=false".to_owned()));
         assert!(has_pair(options, "--network", "none"));
         assert!(has_pair(options, "--ipc", "none"));
         assert!(options.contains(&"--read-only".to_owned()));
@@ -174,15 +191,28 @@ mod tests {
             "--tmpfs",
             "/tmp:rw,nosuid,nodev,noexec,size=16777216,mode=1777"
         ));
-        assert!(has_pair(options, "--user", "10001:10001"));
-        assert!(has_pair(options, "--cap-drop", "ALL"));
         assert!(has_pair(options, "--security-opt", "no-new-privileges"));
         assert!(has_pair(options, "--ulimit", "nofile=256:256"));
         assert!(has_pair(options, "--ulimit", "fsize=8388608:8388608"));
         assert!(has_pair(options, "--ulimit", "core=0:0"));
-        assert!(options.contains(&"--init".to_owned()));
         assert!(has_pair(options, "--log-driver", "none"));
         assert!(has_pair(options, "--pull", "never"));
+    }
+
+    #[test]
+    fn only_the_launcher_s_two_capabilities_and_no_other_privilege() {
+        let args = build(&Limits::default());
+        let options = &args[..image_position(&args)];
+        assert!(has_pair(options, "--user", "0:0"));
+        assert!(has_pair(options, "--cap-drop", "ALL"));
+        let added: Vec<&String> = options
+            .windows(2)
+            .filter(|pair| pair[0] == "--cap-add")
+            .map(|pair| &pair[1])
+            .collect();
+        assert_eq!(added, ["SETUID", "SETGID"]);
+        // The launcher is PID 1: Docker's init would stand between it and the program's orphans.
+        assert!(!options.contains(&"--init".to_owned()));
     }
 
     #[test]
@@ -218,7 +248,6 @@ mod tests {
         let args = build(&Limits::default());
         for flag in [
             "--privileged",
-            "--cap-add",
             "--volume",
             "-v",
             "--mount",
@@ -257,9 +286,11 @@ mod tests {
     }
 
     #[test]
-    fn command_is_the_launcher_with_its_watchdog() {
+    fn command_is_the_launcher_with_the_run_s_uid_and_limits() {
         let limits = Limits {
             timeout: Duration::from_millis(2500),
+            wall_timeout: Duration::from_secs(6),
+            max_output_bytes: 4096,
             ..Limits::default()
         };
         let args = build(&limits);
@@ -271,22 +302,21 @@ mod tests {
                 "-I",
                 "-S",
                 "/opt/safe-exec/launch.py",
+                "--uid",
+                "1234567",
+                "--cpu-ms",
+                "2500",
+                "--wall-ms",
+                "6000",
+                "--cpus",
+                "1",
+                "--max-output",
+                "4096",
+                "--pids",
+                "63",
                 "--code-wait",
-                "30",
-                "--watchdog",
-                "3.5",
-                "--cpu-seconds",
-                "6"
+                "30"
             ]
         );
-    }
-
-    #[test]
-    fn the_cpu_backstop_covers_what_the_quota_allows_before_the_watchdog() {
-        let watchdog = Duration::from_millis(11_000);
-        assert_eq!(cpu_seconds(watchdog, 1.0), 13);
-        assert_eq!(cpu_seconds(watchdog, 0.5), 13);
-        assert_eq!(cpu_seconds(watchdog, 2.0), 24);
-        assert_eq!(cpu_seconds(Duration::from_millis(1_200), 1.0), 4);
     }
 }

@@ -1,9 +1,13 @@
-//! What a sandbox is made of: the image, the container's name and labels, and the exact `docker`
-//! arguments that lock it down. Pure data and pure functions; `runner` executes them.
+//! What a sandbox is made of: the image, the container's name and labels, the launcher's protocol,
+//! and the exact `docker` arguments that lock a container down. Pure data and pure functions;
+//! `runner` executes them.
+//!
+//! The protocol constants here are the host's half of `runner_image/launch.py`; a unit test reads
+//! that file and checks that both halves name the same version, tags and uids.
 
 pub mod docker;
 
-pub use docker::{ContainerSpec, CreateArgs};
+pub use docker::{ContainerSpec, RunArgs};
 
 /// The runner image `scripts/setup.sh` builds from `runner_image/`.
 pub const DEFAULT_IMAGE: &str = "safe-exec-python:3.11";
@@ -18,33 +22,103 @@ pub const EXPIRES_LABEL: &str = "safe-exec.expires";
 /// its own containers are gone.
 pub const SESSION_LABEL: &str = "safe-exec.session";
 
-/// The unprivileged user (and group) the program runs as; created in `runner_image/Dockerfile`.
-pub const SANDBOX_UID: u32 = 10001;
+/// The launcher's own uid once it has forked the program (the image's `safe-exec` account). No
+/// program ever gets it.
+pub const LAUNCHER_UID: u32 = 10001;
+/// Programs get a uid (and gid) of their own from this range, picked at random per run, so no two
+/// runs share a per-user kernel resource (inotify instances, pending signals, message queues,
+/// RLIMIT_NPROC). Far above any account a host or image defines.
+pub const PROGRAM_UIDS: std::ops::Range<u32> = 1_000_000..2_000_000_000;
 /// Where the program's source is written and its working directory: the only writable place.
 pub const WORKDIR: &str = "/tmp";
-/// Version 2 of the stdin protocol understood by `runner_image/launch.py` (version 1 had no key
-/// and no trailer).
-pub const PROTOCOL: &str = "SAFE-EXEC/2";
+/// Version 3 of the stdin protocol understood by `runner_image/launch.py` (version 2 had the
+/// program share a uid with its launcher; version 1 had no key and no trailer).
+pub const PROTOCOL: &str = "SAFE-EXEC/3";
 /// The launcher inside the image.
 pub const LAUNCHER: &str = "/opt/safe-exec/launch.py";
-/// The launcher writes this to stderr just before it becomes the program. It is the first thing on
-/// stderr (the program does not exist yet), so the supervisor strips it and starts the program's
-/// clock when it arrives: container start-up does not count against the time limit.
-pub const STARTED_MARKER: &[u8] = b"\0safe-exec:started\n";
-/// The launcher's last line on stderr starts with this:
-/// `\0safe-exec:end exit <code> oom <count> watchdog <0|1> <mac>` (or `signal <number> ...`). It
-/// says how the program ended, which the container's exit code cannot (`sys.exit(137)` and SIGKILL
-/// both give 137), how many OOM kills the kernel counted in the container's memory cgroup, and
-/// whether the launcher's own watchdog did the killing. `mac` is HMAC-SHA256 of the words before
-/// it under the run's key, which the program never sees: a line without a valid MAC is output.
-pub const TRAILER_PREFIX: &[u8] = b"\0safe-exec:end ";
-/// How long the launcher waits for its code before giving up (bounds a container whose
-/// supervisor died before sending it).
-pub const CODE_WAIT_SECS: u64 = 30;
 
-/// The first bytes written to the container's stdin: the header `launch.py` reads before the
-/// source. The program's own stdin follows the source. `key` (32 lowercase hex digits) signs the
-/// launcher's trailer.
-pub fn protocol_header(filename: &str, source_len: usize, key: &str) -> String {
-    format!("{PROTOCOL} {source_len} {filename} {key}\n")
+/// The launcher's frames on the container's stdout: `<tag> <u32 big-endian length> <payload>`.
+pub mod tags {
+    /// The launcher is up and waits for its request (payload: the protocol name).
+    pub const READY: u8 = b'R';
+    /// The program exists from now on.
+    pub const STARTED: u8 = b'S';
+    /// Bytes the program wrote to its stdout.
+    pub const STDOUT: u8 = b'1';
+    /// Bytes the program wrote to its stderr.
+    pub const STDERR: u8 = b'2';
+    /// The signed end report, always the last frame.
+    pub const END: u8 = b'E';
+    /// The launcher could not run the program (payload: why); nothing was started.
+    pub const FAILED: u8 = b'X';
+}
+
+/// The request header `launch.py` reads before the files: protocol, the run's key (32 lowercase
+/// hex digits, signs the end frame) and the number of files that follow.
+pub fn request_header(key: &str, files: usize) -> String {
+    format!("{PROTOCOL} {key} {files}\n")
+}
+
+/// The line before each file's bytes in the request.
+pub fn file_header(name: &str, size: usize) -> String {
+    format!("{size} {name}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAUNCH_PY: &str = include_str!("../../runner_image/launch.py");
+
+    /// The value of `NAME = ...` in launch.py.
+    fn python_constant(name: &str) -> &'static str {
+        LAUNCH_PY
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} = ")))
+            .unwrap_or_else(|| panic!("launch.py defines no {name}"))
+    }
+
+    #[test]
+    fn the_launcher_speaks_our_protocol_version_and_uid() {
+        assert_eq!(python_constant("PROTOCOL"), format!("b\"{PROTOCOL}\""));
+        assert_eq!(python_constant("LAUNCHER_UID"), LAUNCHER_UID.to_string());
+        assert_eq!(python_constant("WORKDIR"), format!("\"{WORKDIR}\""));
+        assert!(!PROGRAM_UIDS.contains(&LAUNCHER_UID));
+        let dockerfile = include_str!("../../runner_image/Dockerfile");
+        assert!(dockerfile.contains(&format!("safe-exec:x:{LAUNCHER_UID}:{LAUNCHER_UID}:")));
+        assert!(dockerfile.contains(&format!("COPY launch.py {LAUNCHER}")));
+    }
+
+    #[test]
+    fn the_launcher_writes_the_frame_tags_we_read() {
+        for (tag, meaning) in [
+            (tags::READY, "ready"),
+            (tags::STARTED, "started"),
+            (tags::STDOUT, "stdout"),
+            (tags::STDERR, "stderr"),
+            (tags::END, "end"),
+            (tags::FAILED, "could not run"),
+        ] {
+            let documented = format!("    {}  ", tag as char);
+            assert!(
+                LAUNCH_PY.contains(&documented),
+                "launch.py does not document tag {} ({meaning})",
+                tag as char
+            );
+            assert!(
+                LAUNCH_PY.contains(&format!("b\"{}\"", tag as char)),
+                "launch.py never writes tag {} ({meaning})",
+                tag as char
+            );
+        }
+    }
+
+    #[test]
+    fn headers_are_what_the_launcher_parses() {
+        assert_eq!(
+            request_header("00112233445566778899aabbccddeeff", 1),
+            "SAFE-EXEC/3 00112233445566778899aabbccddeeff 1\n"
+        );
+        assert_eq!(file_header("main.py", 12), "12 main.py\n");
+    }
 }

@@ -518,18 +518,22 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         "max_concurrent": state.admission.max_concurrent(),
         "queue": state.admission.queue(),
     });
+    let pool = json!({
+        "size": state.sandbox.pool().map_or(0, |pool| pool.config().size),
+        "ready": state.sandbox.pool().map_or(0, |pool| pool.ready()),
+    });
     if state.is_stopping() {
-        let body = json!({ "status": "stopping", "runs": runs });
+        let body = json!({ "status": "stopping", "runs": runs, "pool": pool });
         return Answer::new(StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
     let (status, body) = match state.health.check(&state.sandbox).await {
         Ok(()) => (
             StatusCode::OK,
-            json!({ "status": "ok", "engine": "ready", "image": state.sandbox.image(), "runs": runs }),
+            json!({ "status": "ok", "engine": "ready", "image": state.sandbox.image(), "runs": runs, "pool": pool }),
         ),
         Err(problem) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "unavailable", "engine": problem, "image": state.sandbox.image(), "runs": runs }),
+            json!({ "status": "unavailable", "engine": problem, "image": state.sandbox.image(), "runs": runs, "pool": pool }),
         ),
     };
     Answer::new(status, body).into_response()

@@ -53,7 +53,7 @@ use crate::cli::ServeArgs;
 use crate::exit_codes;
 use crate::limits::{human_bytes, human_secs, Limits};
 use crate::runner::Sandbox;
-use crate::runner::{gc, guard};
+use crate::runner::{gc, registry};
 use admission::{Admission, RunRegistry};
 use audit::AuditLog;
 use auth::{Auth, AuthConfigError};
@@ -92,6 +92,7 @@ struct Config {
     audit_log: Option<PathBuf>,
     audit_code: bool,
     image: Option<String>,
+    pool: crate::runner::pool::PoolConfig,
 }
 
 impl Config {
@@ -128,6 +129,9 @@ impl Config {
             audit_log: args.audit_log,
             audit_code: args.audit_code,
             image: args.image.image,
+            pool: args
+                .pool
+                .config(args.max_concurrent.map_or(cpus, |n| n as usize)),
         })
     }
 }
@@ -166,8 +170,13 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let sandbox = Sandbox::new(config.image.clone());
     let limits = config.limits;
+    // Warm containers for the server's limits from the start; the engine may still be coming up
+    // (the pool backs off and tries again).
+    let sandbox = Sandbox::new(config.image.clone()).with_pool(config.pool);
+    if let Some(pool) = sandbox.pool() {
+        pool.prepare(&limits);
+    }
     let state = Arc::new(AppState {
         limits,
         admission: Admission::new(config.max_concurrent, config.queue),
@@ -204,8 +213,9 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         );
     }
     say!(
-        "listening on http://{local} ({} run(s) at once, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
+        "listening on http://{local} ({} run(s) at once, {} warm, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
         config.max_concurrent,
+        config.pool.size,
         config.queue,
         match config.rate_limit {
             0 => "no rate limit".to_owned(),
@@ -240,7 +250,16 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     )
     .await;
     sweeper.abort();
-    let clean = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
+    let runs_ended = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
+    if let Some(pool) = state.sandbox.pool().cloned() {
+        let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
+    }
+    let clean = runs_ended
+        && tokio::task::spawn_blocking(|| {
+            registry::wait_for_removals(std::time::Instant::now() + RUNS_DRAIN_TIMEOUT)
+        })
+        .await
+        .unwrap_or(false);
     drop_reporter.abort();
     if let Some(audit) = &state.audit {
         audit.finish(audit::FINISH_TIMEOUT).await;
@@ -310,7 +329,7 @@ fn watch_signals(state: Arc<AppState>) -> std::io::Result<()> {
                 "received {} again: removing containers and exiting",
                 crate::signals::name(second)
             );
-            guard::remove_all_detached(&docker);
+            registry::remove_all_detached(&docker);
             std::process::exit(i32::from(exit_codes::for_signal(second)));
         },
     )

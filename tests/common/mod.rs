@@ -22,6 +22,9 @@ pub fn test_image() -> String {
         .unwrap_or_else(|| "safe-exec-python:3.11".to_owned())
 }
 
+/// How soon after safe-exec exits its containers are gone (docs/run.md says so).
+pub const REMOVED_AFTER_EXIT: Duration = Duration::from_secs(5);
+
 /// A fresh session label for one test: containers it creates can be found (and found gone).
 pub struct Session {
     pub label: String,
@@ -81,6 +84,11 @@ impl Session {
             .arg(format!("label=safe-exec.session={}", self.label))
             .output()
             .expect("docker ps");
+        assert!(
+            output.status.success(),
+            "docker ps failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout)
             .split_whitespace()
             .count()
@@ -99,8 +107,11 @@ impl Session {
         }
     }
 
+    /// Clean once safe-exec has exited: a run that reported hands its container to the reaper,
+    /// which removes it the moment we exit (about 0.2 s on an idle engine); [`REMOVED_AFTER_EXIT`]
+    /// is the documented bound.
     pub fn assert_clean(&self) {
-        self.assert_clean_within(Duration::ZERO);
+        self.assert_clean_within(REMOVED_AFTER_EXIT);
     }
 
     /// Run `code` with `--json` plus `extra` args and parse the single document it prints.
@@ -137,6 +148,55 @@ pub fn require_engine() {
             String::from_utf8_lossy(&output.stderr).trim()
         ),
         Err(error) => panic!("cannot run `docker` ({error}): run `scripts/setup.sh` first"),
+    }
+}
+
+/// A recording stand-in for `docker`: every call appends its arguments to a log beside it and
+/// fails. Points the binary at it to prove that nothing was run — not merely that nothing is left
+/// (a container created and removed again would pass that) — and needs no engine at all.
+pub struct RecordingDocker {
+    _dir: tempfile::TempDir,
+    pub program: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl RecordingDocker {
+    pub fn new() -> RecordingDocker {
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("docker");
+        let log = dir.path().join("calls.log");
+        std::fs::write(
+            &program,
+            format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit 1\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        RecordingDocker {
+            _dir: dir,
+            program,
+            log,
+        }
+    }
+
+    /// `safe-exec` pointed at this docker, with no engine needed.
+    pub fn safe_exec(&self) -> Command {
+        let mut command = Command::cargo_bin("safe-exec").expect("binary built");
+        command.env("SAFE_EXEC_DOCKER", &self.program);
+        command.env_remove("SAFE_EXEC_LABEL");
+        command.timeout(Duration::from_secs(60));
+        command
+    }
+
+    pub fn assert_never_called(&self) {
+        assert!(
+            !self.log.exists(),
+            "docker was called: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 }
 

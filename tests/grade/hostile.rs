@@ -8,10 +8,12 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use safe_exec::grade::verdict::Verdict;
 
 use super::{path_str, stderr, suite_dir, Files};
-use crate::common::Session;
+use crate::common::{RecordingDocker, Session};
 
 /// The secret answer: a first line that is a Python syntax error, so a compile error quoting it
 /// would show it.
@@ -28,45 +30,6 @@ fn secret_suite() -> tempfile::TempDir {
         ("data/secret/1.ans", secret_answer.as_bytes()),
     ];
     suite_dir(files)
-}
-
-/// A recording stand-in for `docker`: every call appends a line to the log next to it. Proves
-/// that nothing was run, rather than that nothing is left.
-struct FakeDocker {
-    _dir: tempfile::TempDir,
-    program: PathBuf,
-    log: PathBuf,
-}
-
-impl FakeDocker {
-    fn new() -> FakeDocker {
-        let dir = tempfile::tempdir().unwrap();
-        let program = dir.path().join("docker");
-        let log = dir.path().join("calls.log");
-        fs::write(
-            &program,
-            format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit 1\n", log.display()),
-        )
-        .unwrap();
-        fs::set_permissions(
-            &program,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        FakeDocker {
-            _dir: dir,
-            program,
-            log,
-        }
-    }
-
-    fn assert_never_called(&self) {
-        assert!(
-            !self.log.exists(),
-            "docker was called: {}",
-            fs::read_to_string(&self.log).unwrap_or_default()
-        );
-    }
 }
 
 /// Every report a grade run can write, and where.
@@ -201,7 +164,7 @@ fn a_hard_link_to_a_suite_file_is_refused() {
     let link = suite.path().join("solution.py");
     fs::hard_link(suite.path().join("data/secret/1.ans"), &link).unwrap();
     let reports = Reports::new();
-    let docker = FakeDocker::new();
+    let docker = RecordingDocker::new();
     let output = reports.grade(&session, Some(&docker.program), suite.path(), &link);
     let message = stderr(&output);
     assert_eq!(output.status.code(), Some(66), "{message}");
@@ -221,7 +184,7 @@ fn fifo_and_device_submissions_are_refused_without_hanging() {
     let fifo = dir.path().join("fifo.py");
     let made = StdCommand::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let docker = FakeDocker::new();
+    let docker = RecordingDocker::new();
     for (path, what) in [
         (fifo.as_path(), "FIFO"),
         (Path::new("/dev/zero"), "character device"),
@@ -248,7 +211,7 @@ fn fifo_and_device_submissions_are_refused_without_hanging() {
 fn a_suite_that_is_or_holds_a_link_or_a_special_file_is_refused() {
     let session = Session::new();
     let ac = Path::new(env!("CARGO_MANIFEST_DIR")).join(super::submission("ac"));
-    let docker = FakeDocker::new();
+    let docker = RecordingDocker::new();
     let grade = |suite: &Path| {
         session
             .safe_exec()
@@ -372,7 +335,7 @@ fn hostile_path_bytes_are_escaped_in_grade_s_messages() {
     let session = Session::new();
     let suite = secret_suite();
     let dir = tempfile::tempdir().unwrap();
-    let docker = FakeDocker::new();
+    let docker = RecordingDocker::new();
     let missing = dir.path().join(HOSTILE_NAME);
     let directory = dir.path().join(format!("{HOSTILE_NAME}.d"));
     fs::create_dir(&directory).unwrap();
@@ -400,4 +363,76 @@ fn hostile_path_bytes_are_escaped_in_grade_s_messages() {
         assert_inert(&message);
     }
     docker.assert_never_called();
+}
+
+/// Submissions that attack the judge's clock and their neighbours (issue 8), graded on the sum
+/// example: each gets an honest verdict, quickly, and none makes the batch a judge error.
+#[test]
+fn a_submission_cannot_hold_the_judge_or_flip_its_neighbour_s_verdict() {
+    let session = Session::new();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, code: &str| {
+        let path = dir.path().join(name);
+        fs::write(&path, code).unwrap();
+        path
+    };
+    // Tries to stop its launcher at the end and leaves a child working on: the old way to get
+    // time for free, or to stall every case into a judge error.
+    let holder = write(
+        "holder.py",
+        "import os, signal, sys, time\n\
+         n, *numbers = map(int, sys.stdin.read().split())\n\
+         if os.fork() == 0:\n    time.sleep(0.2)\n    while True: pass\n\
+         for target in (1, os.getppid()):\n    try:\n        os.kill(target, signal.SIGSTOP)\n    except PermissionError:\n        pass\n\
+         print(sum(numbers[:n]))\n",
+    );
+    // Writes single bytes to both streams as fast as it can: the noisy neighbour.
+    let noisy = write(
+        "noisy.py",
+        "import os\nwhile True:\n    os.write(1, b'1')\n    os.write(2, b'2')\n",
+    );
+    // An honest solution that needs about 0.3 s of CPU: well within the 1 s limit, whatever the
+    // neighbours do to the wall clock.
+    let honest = write(
+        "honest.py",
+        "import sys, time\n\
+         n, *numbers = map(int, sys.stdin.read().split())\n\
+         while time.process_time() < 0.3:\n    pass\n\
+         print(sum(numbers[:n]))\n",
+    );
+    let json = dir.path().join("report.json");
+    let started = Instant::now();
+    let output = super::grade(
+        &session,
+        &[
+            super::SUITE,
+            path_str(&holder),
+            path_str(&noisy),
+            path_str(&honest),
+            "--jobs",
+            "2",
+            "--exit-zero",
+            // The time limit is CPU time, which a neighbour cannot take; the wall-clock backstop
+            // (by default 2 x 1 s + 1 s) is moved out of the way so that a machine loaded by more
+            // than this test cannot decide the verdict either.
+            "--wall-timeout",
+            "60",
+            "--json",
+            path_str(&json),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = super::read_json(&json);
+    let verdict = |name: &str| super::by_name(&report, name).verdict;
+    assert_eq!(verdict("holder"), Verdict::AC, "{report:#?}");
+    assert_eq!(verdict("honest"), Verdict::AC, "{report:#?}");
+    assert_ne!(verdict("noisy"), Verdict::JE);
+    let honest = super::by_name(&report, "honest");
+    assert!(
+        honest.cases.iter().all(|case| case.time_s.unwrap() <= 1.0),
+        "{honest:#?}"
+    );
+    // Five cases each, two at a time: nowhere near 20 s a case.
+    assert!(started.elapsed() < Duration::from_secs(120));
+    session.assert_clean();
 }

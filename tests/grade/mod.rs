@@ -131,11 +131,14 @@ fn every_example_submission_gets_its_verdict() {
     assert_eq!(order, subs.iter().map(String::as_str).collect::<Vec<_>>());
 
     // Every case records time, exit code or signal and a message.
+    // TLE by its CPU time over the 1 s limit, or (on a machine too busy to give it a second of
+    // CPU in time) by the wall-clock backstop of 2 x 1 s + 1 s.
     let tle = by_name(&report, "tle");
-    assert!(tle
-        .cases
-        .iter()
-        .all(|case| case.verdict == Verdict::TLE && case.time_s.unwrap() >= 1.0));
+    assert!(
+        tle.cases.iter().all(|case| case.verdict == Verdict::TLE
+            && (case.time_s.unwrap() > 1.0 || case.wall_time_s.unwrap() > 3.0)),
+        "{tle:#?}"
+    );
     let rte = by_name(&report, "rte");
     assert!(rte.cases.iter().all(|case| case.exit_code == Some(1)));
     // Samples show everything; secret cases nothing of the answer.
@@ -232,17 +235,10 @@ fn jobs_do_not_change_the_results() {
             ],
         );
         assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-        let mut report = read_json(&json);
-        for sub in &mut report.submissions {
-            sub.time_s = None;
-            for case in &mut sub.cases {
-                case.time_s = None;
-            }
-        }
-        reports.push(report);
+        reports.push(without_durations(&read_json(&json)));
     }
     assert_eq!(reports[0], reports[1]);
-    session.assert_clean_within(Duration::from_secs(2));
+    session.assert_clean_within(Duration::ZERO);
 }
 
 #[test]
@@ -365,95 +361,6 @@ fn comparison_flags_and_bare_directories_end_to_end() {
         "{latin1:#?}"
     );
     session.assert_clean_within(Duration::from_secs(2));
-}
-
-#[test]
-fn malformed_suites_are_refused_before_anything_runs() {
-    let session = Session::new();
-    let ac = Path::new(env!("CARGO_MANIFEST_DIR")).join(submission("ac"));
-    // (suite files, the file the message must name, what it must say)
-    let cases: [(Files, &str, &str); 5] = [
-        (
-            &[("1.in", b"1"), ("2.in", b"1"), ("2.ans", b"1")],
-            "1.in",
-            "no matching 1.ans",
-        ),
-        (
-            &[
-                ("problem.yaml", b"limits: [\n"),
-                ("data/secret/1.in", b""),
-                ("data/secret/1.ans", b""),
-            ],
-            "problem.yaml",
-            "bad YAML",
-        ),
-        (
-            &[
-                ("problem.yaml", b"limits:\n  timelimit: 1\n"),
-                ("data/secret/1.in", b""),
-                ("data/secret/1.ans", b""),
-            ],
-            "problem.yaml",
-            "unknown field `timelimit`",
-        ),
-        (
-            &[
-                ("g/test_group.yaml", b"points: 3\n"),
-                ("g/1.in", b""),
-                ("g/1.ans", b""),
-            ],
-            "test_group.yaml",
-            "unknown field `points`",
-        ),
-        (
-            &[
-                ("test_group.yaml", b"output_validator_args: [ignore_case]\n"),
-                ("1.in", b""),
-                ("1.ans", b""),
-            ],
-            "test_group.yaml",
-            "ignore_case",
-        ),
-    ];
-    for (files, file, problem) in cases {
-        let suite = suite_dir(files);
-        let output = grade(&session, &[path_str(suite.path()), path_str(&ac)]);
-        let message = stderr(&output);
-        assert_eq!(output.status.code(), Some(65), "{message}");
-        assert!(
-            message.contains("malformed suite")
-                && message.contains(file)
-                && message.contains(problem),
-            "{message}"
-        );
-        assert!(output.stdout.is_empty());
-    }
-    assert!(
-        session.containers().is_empty(),
-        "nothing may run for a malformed suite"
-    );
-}
-
-#[test]
-fn missing_paths_are_refused_before_anything_runs() {
-    let session = Session::new();
-    let ac = submission("ac");
-    for (args, mentions) in [
-        (
-            vec!["examples/suites/nope", ac.as_str()],
-            "examples/suites/nope",
-        ),
-        (vec![SUITE, "examples/nope.py"], "examples/nope.py"),
-        (vec![SUITE, "examples"], "directory"),
-    ] {
-        let output = grade(&session, &args);
-        let message = stderr(&output);
-        assert_eq!(output.status.code(), Some(66), "{args:?}: {message}");
-        assert!(message.contains(mentions), "{message}");
-    }
-    let two = grade(&session, &[SUITE, &ac, &ac, "--gradescope", "/tmp/x.json"]);
-    assert_eq!(two.status.code(), Some(2), "{}", stderr(&two));
-    assert!(session.containers().is_empty());
 }
 
 #[test]
@@ -608,106 +515,6 @@ fn listing(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-#[test]
-fn unwritable_reports_are_refused_before_anything_runs() {
-    let session = Session::new();
-    let ac = submission("ac");
-    let out = tempfile::tempdir().unwrap();
-    let good = out.path().join("good.json");
-    let a_file = out.path().join("a-file");
-    fs::write(&a_file, "").unwrap();
-    let under_a_file = a_file.join("x.xml");
-    let a_dir = out.path().join("reports");
-    fs::create_dir(&a_dir).unwrap();
-    // (flag, path, what the message says about it)
-    let cases: [(&str, &Path, &str); 4] = [
-        (
-            "--json",
-            Path::new("/nonexistent-dir/x.json"),
-            "does not exist",
-        ),
-        ("--junit", &a_dir, "is a directory"),
-        ("--junit", &under_a_file, "not a directory"),
-        // sysfs refuses new files even to root: a read-only location wherever the tests run.
-        ("--gradescope", Path::new("/sys/x.json"), "/sys"),
-    ];
-    for (flag, path, problem) in cases {
-        // A good report next to the bad one: it must not be created either.
-        let other = if flag == "--json" {
-            "--junit"
-        } else {
-            "--json"
-        };
-        let output = grade(
-            &session,
-            &[SUITE, &ac, other, path_str(&good), flag, path_str(path)],
-        );
-        let message = stderr(&output);
-        assert_eq!(output.status.code(), Some(73), "{flag} {path:?}: {message}");
-        assert!(
-            message.contains(&format!("cannot write {flag} {}", path.display()))
-                && message.contains(problem),
-            "{message}"
-        );
-        assert!(!message.contains("grading"), "nothing may start: {message}");
-        assert!(output.stdout.is_empty());
-    }
-    // Every unwritable report is named at once.
-    let output = grade(
-        &session,
-        &[
-            SUITE,
-            &ac,
-            "--json",
-            "/nonexistent-dir/x.json",
-            "--junit",
-            path_str(&a_dir),
-        ],
-    );
-    let message = stderr(&output);
-    assert_eq!(output.status.code(), Some(73), "{message}");
-    assert!(
-        message.contains("--json /nonexistent-dir/x.json") && message.contains("--junit"),
-        "{message}"
-    );
-    // Two reports in one file, or a report over a submission: usage errors.
-    let output = grade(
-        &session,
-        &[
-            SUITE,
-            &ac,
-            "--json",
-            path_str(&good),
-            "--junit",
-            path_str(&good),
-        ],
-    );
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("both write"),
-        "{}",
-        stderr(&output)
-    );
-    let output = grade(&session, &[SUITE, "--junit", &ac, &ac]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(&ac))
-            .unwrap()
-            .contains("print")
-    );
-
-    assert!(
-        session.containers().is_empty(),
-        "no container may be created for an unwritable report"
-    );
-    assert_eq!(
-        listing(out.path()),
-        ["a-file", "reports"],
-        "no report and no temporary file left behind"
-    );
-    assert!(listing(&a_dir).is_empty());
 }
 
 #[test]
@@ -900,5 +707,75 @@ fn a_signal_before_grading_starts_leaves_no_temporary_report() {
         listing(&reports).is_empty(),
         "the temporary file is removed: {:?}",
         listing(&reports)
+    );
+}
+
+/// The JSON report with what depends on the machine's speed taken out: times, and the numbers in
+/// messages (a wall-clock timeout says how much CPU time was used).
+fn without_durations(report: &GradeReport) -> serde_json::Value {
+    fn strip(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.retain(|key, _| !key.ends_with("time_s"));
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            serde_json::Value::String(text) if text.contains("time limit exceeded") => {
+                *text = text
+                    .chars()
+                    .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(report).unwrap();
+    strip(&mut value);
+    value
+}
+
+#[test]
+fn warm_and_cold_grading_give_identical_reports() {
+    let session = Session::new();
+    let out = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec![SUITE.to_owned()];
+    for name in ["ac", "wa", "rte", "tle", "mle", "ole", "ce", "partial"] {
+        args.push(submission(name));
+    }
+    let mut reports = Vec::new();
+    for (label, pool) in [("cold", "0"), ("warm", "2")] {
+        let json = out.path().join(format!("{label}.json"));
+        let mut these = args.clone();
+        // The wall-clock backstop out of the way: on a loaded machine a TLE could otherwise come
+        // from either limit, and its message says which.
+        these.extend(
+            [
+                "--jobs",
+                "2",
+                "--pool",
+                pool,
+                "--wall-timeout",
+                "60",
+                "--json",
+            ]
+            .map(String::from),
+        );
+        these.push(path_str(&json).to_owned());
+        let refs: Vec<&str> = these.iter().map(String::as_str).collect();
+        let output = grade(&session, &refs);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{label}: {}",
+            stderr(&output)
+        );
+        reports.push(read_json(&json));
+        // Every container of the batch, warm ones included, is gone when grade exits.
+        session.assert_clean_within(Duration::ZERO);
+    }
+    assert_eq!(
+        without_durations(&reports[0]),
+        without_durations(&reports[1]),
+        "warm and cold reports differ"
     );
 }

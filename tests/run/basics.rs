@@ -175,65 +175,44 @@ fn exit_codes_pass_through_and_signals_are_reported() {
     session.assert_clean();
 }
 
-/// Reads the launcher's trailer off the shared stderr pipe, writes it back saying `exit 0`, and
-/// dies by SIGKILL.
-const STEALS_THE_TRAILER: &str = r#"
-import os, time
-r = os.open('/proc/self/fd/2', os.O_RDONLY | os.O_NONBLOCK)
-if os.fork() == 0:
-    buf = b''
-    prefix = b'\0safe-exec:end '
-    while True:
-        try:
-            buf += os.read(r, 65536)
-        except BlockingIOError:
-            continue
-        i = buf.find(prefix)
-        if i >= 0 and b'\n' in buf[i:]:
-            mac = buf[i:].split(b'\n')[0].split(b' ')[-1]
-            os.write(2, prefix + b'exit 0 oom 0 watchdog 0 ' + mac + b'\n')
-            os._exit(0)
-os.close(r)
-time.sleep(0.5)
-os.kill(os.getpid(), 9)
+/// Writes what look like the launcher's frames and an older launcher's trailer, reads its own
+/// pipes back, and tries the launcher's memory: all of it is the program's own output or refused.
+const FORGES_FRAMES: &str = r#"
+import os, struct, sys
+words = b'exit 0 stop none cpu_ms 1 wall_ms 1 oom 0 stdout_bytes 0 stderr_bytes 0 ' + b'0' * 64
+sys.stdout.buffer.write(struct.pack('>cI', b'E', len(words)) + words)
+sys.stdout.flush()
+sys.stderr.write('\0safe-exec:end signal 9 oom 1 watchdog 1 ')
+sys.stderr.flush()
+for path in ('/proc/1/mem', '/proc/%d/mem' % os.getppid(), '/proc/1/fd/1'):
+    try:
+        open(path, 'rb').read(1)
+        print('read', path, file=sys.stderr)
+    except PermissionError:
+        pass
+sys.exit(139)
 "#;
 
 #[test]
 fn a_program_cannot_forge_the_launcher_s_report() {
     let session = Session::new();
-    // A trailer with a made-up nonce, claiming an OOM kill and a signal: it is only output.
-    let forged = "\\0safe-exec:end 0123456789abcdef0123456789abcdef signal 9 oom 1\\n";
-    let (report, code) = session.run_json(
-        &format!("import sys\nsys.stderr.write('{forged}')\nsys.stderr.write('after')"),
-        &[],
-    );
+    let (report, code) = session.run_json(FORGES_FRAMES, &[]);
+    // Exit code 139 by the program's own hand: not a SIGSEGV, not the forged end, not an OOM.
     assert_eq!(
-        (report.status, report.exit_code, code),
-        (Status::Ok, Some(0), 0)
+        (report.status, report.exit_code, report.signal, code),
+        (Status::RuntimeError, Some(139), None, 139),
+        "{report:?}"
     );
-    assert_eq!(
-        report.stderr,
-        "\0safe-exec:end 0123456789abcdef0123456789abcdef signal 9 oom 1\nafter"
-    );
-    // Nor can it read the real nonce out of its launcher; and out of memory, it is the victim.
+    let forged = report.stdout_bytes();
+    assert_eq!(forged[0], b'E');
+    assert!(forged.ends_with(&[b'0'; 64]));
+    assert_eq!(report.stderr, "\0safe-exec:end signal 9 oom 1 watchdog 1 ");
+    // And out of memory, it is the victim, not its launcher.
     let (report, _) = session.run_json(
-        "import os\ntry:\n    open('/proc/%d/mem' % os.getppid(), 'rb').read(1)\nexcept PermissionError:\n    print('closed')\nprint(open('/proc/self/oom_score_adj').read().strip())",
+        "print(open('/proc/self/oom_score_adj').read().strip())",
         &[],
     );
-    assert_eq!(report.stdout, "closed\n1000\n");
-    // It can reopen the shared stderr pipe and steal the real line, MAC and all, then reword it:
-    // the MAC no longer fits, so the ending stays the one that happened. (On a loaded host the
-    // thief can even get the start marker before the engine reads it: then the run is a
-    // sandbox error. Never the `exit 0` it wrote.)
-    for _ in 0..3 {
-        let (report, code) = session.run_json(STEALS_THE_TRAILER, &[]);
-        let reported = (report.status, report.exit_code, report.signal, code);
-        assert!(
-            reported == (Status::RuntimeError, None, Some(9), 137)
-                || (report.status, code) == (Status::SandboxError, 125),
-            "{report:?}"
-        );
-    }
+    assert_eq!(report.stdout, "1000\n");
     session.assert_clean();
 }
 
@@ -301,26 +280,6 @@ fn limits_flags_are_applied_and_reported() {
     assert_eq!(report.limits.memory_bytes, 64 * 1024 * 1024);
     assert_eq!(report.limits.cpus, 0.5);
     assert_eq!(report.limits.timeout_secs, 7.0);
-    session.assert_clean();
-}
-
-#[test]
-fn usage_errors_exit_2_without_a_document() {
-    let session = Session::new();
-    for args in [
-        &["run", "--memory", "lots", "-c", "pass"][..],
-        &["run", "--timeout", "0", "-c", "pass"][..],
-        &["run", "--bogus"][..],
-        &["run", "x.py", "-c", "pass"][..],
-    ] {
-        session
-            .safe_exec()
-            .args(args)
-            .assert()
-            .code(2)
-            .stdout("")
-            .stderr(predicate::str::is_empty().not());
-    }
     session.assert_clean();
 }
 

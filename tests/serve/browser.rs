@@ -231,9 +231,19 @@ impl Drop for Browser {
 #[test]
 fn the_web_page_runs_code_in_a_real_browser() {
     let session = Session::new();
+    // No warm pool: this test tells a run has started by its container appearing.
     let server = Server::start(
         &session,
-        &["--timeout", "5", "--memory", "32m", "--max-output", "64k"],
+        &[
+            "--timeout",
+            "5",
+            "--memory",
+            "32m",
+            "--max-output",
+            "64k",
+            "--pool",
+            "0",
+        ],
     );
     let browser = Browser::start();
     let page = server.url("/");
@@ -356,7 +366,7 @@ fn the_web_page_runs_code_in_a_real_browser() {
             "loaded from elsewhere: {url}"
         );
     }
-    session.assert_clean_within(Duration::from_secs(2));
+    server.stop_and_assert_clean(&session);
 }
 
 /// Chromium resends a request answered 408 when the answer came on a reused keep-alive
@@ -453,7 +463,7 @@ fn a_timed_out_run_from_the_page_runs_exactly_once() {
         2,
         "{lines:#?}"
     );
-    session.assert_clean_within(Duration::from_secs(10));
+    server.stop_and_assert_clean(&session);
 }
 
 /// On a phone-sized screen (390 CSS pixels wide, as an iPhone 12-15) the page does not scroll
@@ -507,5 +517,5 @@ fn the_page_fits_a_phone_and_names_syntax_errors() {
     browser.click("#run");
     assert_eq!(browser.wait_result(), "Finished");
     overflow("after long output");
-    session.assert_clean_within(Duration::from_secs(10));
+    server.stop_and_assert_clean(&session);
 }

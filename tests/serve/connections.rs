@@ -58,7 +58,7 @@ fn every_answer_closes_its_connection() {
         server.run("print('once')").header("connection"),
         Some("close")
     );
-    session.assert_clean_within(Duration::from_secs(2));
+    server.stop_and_assert_clean(&session);
 }
 
 /// One client holding many idle connections locks nobody else out: past its cap it gets 503
@@ -127,7 +127,7 @@ fn one_client_cannot_take_every_connection() {
         "the first client to be served",
         || exchange_from(hog, addr, health.as_bytes()).status == 200,
     );
-    session.assert_clean_within(Duration::from_secs(2));
+    server.stop_and_assert_clean(&session);
 }
 
 /// A client opening connections as fast as it can, far past its cap, does not lock the others

@@ -489,9 +489,19 @@ fn every_documented_answer_matches_openapi_json() {
 
     // A full queue, then shutdown with runs in progress.
     {
+        // No warm pool: this test tells runs have started by their containers running.
         let mut server = Server::start(
             &session,
-            &["--max-concurrent", "2", "--queue", "0", "--timeout", "60"],
+            &[
+                "--max-concurrent",
+                "2",
+                "--queue",
+                "0",
+                "--timeout",
+                "60",
+                "--pool",
+                "0",
+            ],
         );
         let server_ref = &server;
         let sleeping = json!({ "code": "import time\ntime.sleep(60)" });

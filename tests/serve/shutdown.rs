@@ -50,7 +50,8 @@ fn read_head(stream: &mut TcpStream, within: Duration) -> String {
 #[test]
 fn shutdown_closes_connections_without_a_request_at_once() {
     let session = Session::new();
-    let mut server = Server::start(&session, &["--timeout", "60"]);
+    // No warm pool: this test tells a run has started by its container running.
+    let mut server = Server::start(&session, &["--timeout", "60", "--pool", "0"]);
     let addr = server.addr;
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(60))
@@ -123,7 +124,7 @@ fn shutdown_closes_connections_without_a_request_at_once() {
         "shutdown took {took:?}; stderr:\n{}",
         server.stderr()
     );
-    session.assert_clean();
+    server.stop_and_assert_clean(&session);
 }
 
 /// A second signal while the first shutdown is still waiting (here on a client that does not
@@ -134,9 +135,12 @@ fn a_second_signal_during_shutdown_exits_at_once() {
     let session = Session::new();
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
+    // No warm pool: this test tells a run has started by its container running.
     let mut server = Server::start(
         &session,
         &[
+            "--pool",
+            "0",
             "--timeout",
             "60",
             "--max-output",
@@ -199,5 +203,6 @@ fn a_second_signal_during_shutdown_exits_at_once() {
     // The client of the cancelled run got an answer or lost its connection; either way it ends.
     let _ = running.join().unwrap();
     drop(stalled);
+    // The second signal started the removals without waiting for them.
     session.assert_clean_within(Duration::from_secs(15));
 }

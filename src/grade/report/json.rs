@@ -8,7 +8,7 @@
 //!   "format_version": 1,
 //!   "suite": {
 //!     "path": "examples/suites/sum", "name": "Sum of Two", "kind": "kattis-package" | "directory",
-//!     "max_score": 100, "limits": { timeout_secs, memory_bytes, cpus, pids, max_code_chars, max_output_bytes },
+//!     "max_score": 100, "limits": { timeout_secs, wall_timeout_secs, memory_bytes, cpus, pids, max_code_chars, max_output_bytes },
 //!     "groups": [ { "name": "secret/group1", "aggregation": "pass-fail" | "sum" | "min", "max_score": 40 } ],
 //!     "cases": [ "sample/1", "secret/group1/01", ... ]
 //!   },
@@ -16,14 +16,15 @@
 //!     "submission": "ac.py",            // the path as given
 //!     "verdict": "AC",                  // AC WA TLE MLE OLE RTE CE JE: the worst case's
 //!     "score": 100, "max_score": 100,
-//!     "time_s": 0.061,                  // slowest case, seconds; null if nothing ran
+//!     "time_s": 0.061,                  // slowest case's CPU time, seconds; null if nothing ran
 //!     "message": null,                  // compile error for CE, else the first failure
 //!     "groups": [ { "name", "verdict", "score", "max_score", "note" } ],
 //!     "cases": [ {
 //!       "name": "secret/group1/01", "group": "secret/group1",
 //!       "verdict": "WA",                // or SKIPPED (not run, --fail-fast)
 //!       "score": 0, "max_score": 20,    // max_score 0: scored with its group (pass-fail) or a sample
-//!       "time_s": 0.052,                // null when not run
+//!       "time_s": 0.052,                // CPU time (what the time limit judges); null when not run
+//!       "wall_time_s": 0.060,           // wall-clock time; null when not run
 //!       "exit_code": 0, "signal": null,
 //!       "message": "wrong answer on line 1 of the output",
 //!       "hint": null,                   // from NAME.yaml / NAME.hint, on failure
@@ -102,6 +103,7 @@ pub struct CaseReport {
     pub score: f64,
     pub max_score: f64,
     pub time_s: Option<f64>,
+    pub wall_time_s: Option<f64>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub message: String,
@@ -182,6 +184,7 @@ fn submission(suite: &Suite, result: &SubmissionResult) -> SubmissionReport {
                     score: result.case_scores[index],
                     max_score: spec.max_score,
                     time_s: case.time.map(seconds),
+                    wall_time_s: case.wall_time.map(seconds),
                     exit_code: case.exit_code,
                     signal: case.signal,
                     message: case.message.clone(),

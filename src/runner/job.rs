@@ -1,0 +1,81 @@
+//! What a run is given: the program, its input, its limits, and where its output goes. Built only
+//! from validated parts (`source`, `limits`); nothing here runs anything.
+
+use std::fs::File;
+use std::io::Write;
+
+use crate::limits::Limits;
+use crate::source::Program;
+
+/// What the program reads on its standard input.
+#[derive(Debug)]
+pub enum ProgramStdin {
+    /// Nothing: the first read gets end-of-file.
+    Empty,
+    /// These bytes, then end-of-file.
+    Bytes(Vec<u8>),
+    /// The contents of an open file, then end-of-file.
+    File(File),
+    /// safe-exec's own standard input, as `python3 script.py` would read it.
+    Inherit,
+}
+
+/// One program to run, with its input and limits. Built only from validated parts.
+#[derive(Debug)]
+pub struct Job {
+    pub program: Program,
+    pub stdin: ProgramStdin,
+    pub limits: Limits,
+}
+
+impl Job {
+    /// A copy to run again, when the input can be given twice (not a file or our own stdin, which
+    /// a first attempt may have read from).
+    pub fn try_clone(&self) -> Option<Job> {
+        let stdin = match &self.stdin {
+            ProgramStdin::Empty => ProgramStdin::Empty,
+            ProgramStdin::Bytes(bytes) => ProgramStdin::Bytes(bytes.clone()),
+            ProgramStdin::File(_) | ProgramStdin::Inherit => return None,
+        };
+        Some(Job {
+            program: self.program.clone(),
+            stdin,
+            limits: self.limits,
+        })
+    }
+}
+
+/// Where the program's output goes while it runs.
+pub struct RunIo {
+    /// Written to as stdout arrives (text mode streams to our own stdout).
+    pub stdout: Option<Box<dyn Write + Send>>,
+    /// Written to as stderr arrives.
+    pub stderr: Option<Box<dyn Write + Send>>,
+    /// Keep the bytes (up to the cap) in the [`Outcome`](crate::report::Outcome); without it only counts are kept.
+    pub keep: bool,
+}
+
+impl RunIo {
+    /// Captures only (no writers): a run can be given the same again.
+    pub fn is_capture_only(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+
+    /// Keep everything in memory (up to the cap): for `--json`, grading and HTTP.
+    pub fn capture() -> RunIo {
+        RunIo {
+            stdout: None,
+            stderr: None,
+            keep: true,
+        }
+    }
+
+    /// Stream to our own stdout and stderr as the bytes arrive, keeping nothing.
+    pub fn passthrough() -> RunIo {
+        RunIo {
+            stdout: Some(Box::new(std::io::stdout())),
+            stderr: Some(Box::new(std::io::stderr())),
+            keep: false,
+        }
+    }
+}

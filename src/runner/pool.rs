@@ -1,0 +1,367 @@
+//! Warm containers: created and started ahead of time with exactly a cold run's hardening, each
+//! waiting in its launcher for its one program.
+//!
+//! A run takes a ready container from the pool, sends it the request, and the container is removed
+//! afterwards: no container ever runs two programs. Containers are keyed by everything baked in
+//! when they are created (image, limits, engine and runtime): a run whose key has no stock goes
+//! cold at once and asks for that key to be stocked. Taking never waits, so the pool can only make
+//! a run faster, never later than a cold one; under demand beyond what the engine can churn the
+//! stock drains and runs go cold.
+//!
+//! One refill thread keeps every wanted key at its size: it starts containers a few at a time,
+//! waits for each launcher's ready frame, and retires containers that waited longer than the idle
+//! lifetime or whose launcher is gone (an engine restart empties the pool this way; the refill
+//! then starts new ones, backing off while the engine is down). A key nobody asked for during an
+//! idle lifetime is no longer stocked, unless it was prepared (a server's own limits). Pool containers are ordinary containers of ours: named,
+//! labelled, registered with the reaper, expiring (their launcher gives up waiting at the idle
+//! lifetime plus a margin, and `gc` removes them after it), and removed by [`Pool::shutdown`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::attached::{Attached, STARTUP_TIMEOUT};
+use super::Sandbox;
+use crate::limits::Limits;
+use crate::sync::lock;
+
+/// The default number of ready containers kept per key.
+pub const DEFAULT_SIZE: usize = 4;
+/// The default idle lifetime: a ready container unused this long is replaced by a fresh one.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(120);
+/// How long past its idle lifetime a pool container's launcher still waits for a request before
+/// giving up by itself (if we die without removing it).
+const LAUNCHER_MARGIN: Duration = Duration::from_secs(30);
+/// Containers started at once by the refill thread.
+const PARALLEL_STARTS: usize = 2;
+/// After a start failed (the engine is down), wait this long before the next, doubling up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// How big the pool is and how long its containers wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Ready containers kept per key; 0 turns the pool off.
+    pub size: usize,
+    /// A ready container unused this long is replaced.
+    pub idle: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            size: DEFAULT_SIZE,
+            idle: DEFAULT_IDLE,
+        }
+    }
+}
+
+/// Everything a container has baked in at creation, as a key. Two runs share warm containers
+/// only when every one of these is equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key(String);
+
+impl Key {
+    fn of(sandbox: &Sandbox, limits: &Limits) -> Key {
+        Key(format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}",
+            sandbox.image(),
+            sandbox.docker().program(),
+            limits.timeout.as_millis(),
+            limits.wall_timeout.as_millis(),
+            limits.memory_bytes,
+            limits.cpus,
+            limits.pids,
+            limits.max_output_bytes,
+        ))
+    }
+}
+
+/// A ready container and when it became ready.
+struct Warm {
+    attached: Attached,
+    ready_at: Instant,
+}
+
+/// The stock of one key.
+struct Stock {
+    limits: Limits,
+    ready: VecDeque<Warm>,
+    starting: usize,
+    asked_at: Instant,
+    /// Prepared for: stocked for the pool's whole life, asked for or not.
+    pinned: bool,
+}
+
+impl Stock {
+    fn wanted(&self, idle: Duration) -> bool {
+        self.pinned || self.asked_at.elapsed() < idle
+    }
+}
+
+struct State {
+    stocks: HashMap<Key, Stock>,
+    stopping: bool,
+    backoff_until: Option<Instant>,
+    backoff: Duration,
+}
+
+struct Inner {
+    /// The sandbox warm containers are made for (without a pool of its own).
+    template: Sandbox,
+    config: PoolConfig,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// A pool of warm containers shared by every run of a process. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool(Arc<Inner>);
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Pool")
+            .field("config", &self.0.config)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool for `template`'s runs; its refill thread starts now.
+    pub fn start(template: Sandbox, config: PoolConfig) -> Pool {
+        let pool = Pool(Arc::new(Inner {
+            template,
+            config,
+            state: Mutex::new(State {
+                stocks: HashMap::new(),
+                stopping: false,
+                backoff_until: None,
+                backoff: FIRST_BACKOFF,
+            }),
+            changed: Condvar::new(),
+        }));
+        let refill = pool.clone();
+        let spawned = thread::Builder::new()
+            .name("safe-exec-pool".into())
+            .spawn(move || refill.refill_forever());
+        // Without the thread the pool stays empty and every run goes cold.
+        drop(spawned);
+        pool
+    }
+
+    pub fn config(&self) -> PoolConfig {
+        self.0.config
+    }
+
+    /// Keep containers for `limits` ready from now on, for the pool's whole life (before the
+    /// first run asks, and however long nobody does).
+    pub fn prepare(&self, limits: &Limits) {
+        let key = Key::of(&self.0.template, limits);
+        let mut state = lock(&self.0.state);
+        if state.stopping {
+            return;
+        }
+        stock_for(&mut state, key, limits).pinned = true;
+        self.0.changed.notify_all();
+    }
+
+    /// A ready container for `limits`, if one is in stock; never waits. Asks for the key to be
+    /// stocked either way.
+    pub fn take(&self, limits: &Limits) -> Option<Attached> {
+        let key = Key::of(&self.0.template, limits);
+        let idle = self.0.config.idle;
+        let mut retired = Vec::new();
+        let taken = {
+            let mut state = lock(&self.0.state);
+            if state.stopping {
+                return None;
+            }
+            let stock = stock_for(&mut state, key, limits);
+            stock.asked_at = Instant::now();
+            let mut taken = None;
+            while let Some(mut warm) = stock.ready.pop_front() {
+                if warm.ready_at.elapsed() < idle && warm.attached.is_alive() {
+                    taken = Some(warm.attached);
+                    break;
+                }
+                retired.push(warm.attached);
+            }
+            self.0.changed.notify_all();
+            taken
+        };
+        retired.into_iter().for_each(Attached::discard);
+        taken
+    }
+
+    /// How many containers are ready now, over every key (for health answers and tests).
+    pub fn ready(&self) -> usize {
+        lock(&self.0.state)
+            .stocks
+            .values()
+            .map(|stock| stock.ready.len())
+            .sum()
+    }
+
+    /// Stop refilling and remove every container of the pool: the ready ones, and those still
+    /// starting once their start ends (waited for, at most a start-up's time). The removals run
+    /// in the background; see [`super::registry::wait_for_removals`].
+    pub fn shutdown(&self) {
+        let drained: Vec<Attached> = {
+            let mut state = lock(&self.0.state);
+            state.stopping = true;
+            self.0.changed.notify_all();
+            state
+                .stocks
+                .values_mut()
+                .flat_map(|stock| stock.ready.drain(..))
+                .map(|warm| warm.attached)
+                .collect()
+        };
+        drained.into_iter().for_each(Attached::discard);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut state = lock(&self.0.state);
+        while state.stocks.values().any(|stock| stock.starting > 0) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            state = self
+                .0
+                .changed
+                .wait_timeout(state, left)
+                .map_or_else(|poisoned| poisoned.into_inner().0, |(guard, _)| guard);
+        }
+    }
+
+    fn refill_forever(&self) {
+        let mut state = lock(&self.0.state);
+        loop {
+            if state.stopping {
+                return;
+            }
+            let now = Instant::now();
+            let idle = self.0.config.idle;
+            let mut retired = Vec::new();
+            // Retire stale and dead containers, and every container of a key nobody asked for in
+            // an idle lifetime; then forget such keys.
+            for stock in state.stocks.values_mut() {
+                let wanted = stock.wanted(idle);
+                for mut warm in std::mem::take(&mut stock.ready) {
+                    if wanted && warm.ready_at.elapsed() < idle && warm.attached.is_alive() {
+                        stock.ready.push_back(warm);
+                    } else {
+                        retired.push(warm.attached);
+                    }
+                }
+            }
+            state
+                .stocks
+                .retain(|_, stock| stock.wanted(idle) || stock.starting > 0);
+            // Start what is missing, a few at a time, unless the engine is being given a rest.
+            let starting: usize = state.stocks.values().map(|stock| stock.starting).sum();
+            let resting = state.backoff_until.is_some_and(|until| now < until);
+            let mut room = PARALLEL_STARTS.saturating_sub(starting);
+            let mut to_start = Vec::new();
+            if !resting {
+                for (key, stock) in state.stocks.iter_mut() {
+                    while room > 0 && stock.ready.len() + stock.starting < self.0.config.size {
+                        stock.starting += 1;
+                        room -= 1;
+                        to_start.push((key.clone(), stock.limits));
+                    }
+                }
+            }
+            drop(state);
+            retired.into_iter().for_each(Attached::discard);
+            for (key, limits) in to_start {
+                let pool = self.clone();
+                let spawned = thread::Builder::new()
+                    .name("safe-exec-pool-start".into())
+                    .spawn(move || pool.start_one(key, limits));
+                if spawned.is_err() {
+                    break;
+                }
+            }
+            state = lock(&self.0.state);
+            // Wake for the next expiry, the end of a rest, or news.
+            let next_expiry = state
+                .stocks
+                .values()
+                .flat_map(|stock| stock.ready.iter().map(|warm| warm.ready_at + idle))
+                .min();
+            let wake = [next_expiry, state.backoff_until]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(idle, |at| at.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(10));
+            state = self
+                .0
+                .changed
+                .wait_timeout(state, wake)
+                .map_or_else(|poisoned| poisoned.into_inner().0, |(guard, _)| guard);
+        }
+    }
+
+    /// Start one container for `key` and put it in stock once its launcher is ready.
+    fn start_one(&self, key: Key, limits: Limits) {
+        let template = &self.0.template;
+        let spec = template.container_spec(&limits, self.0.config.idle + LAUNCHER_MARGIN);
+        let ready = match Attached::spawn(template.docker(), &spec, &limits) {
+            Ok(mut attached) => {
+                if attached.is_ready(STARTUP_TIMEOUT) {
+                    Some(attached)
+                } else {
+                    attached.discard();
+                    None
+                }
+            }
+            Err(_) => None,
+        };
+        let mut state = lock(&self.0.state);
+        // Whatever happens below is done before `starting` drops: shutdown waits for it.
+        let done = |state: &mut State| {
+            if let Some(stock) = state.stocks.get_mut(&key) {
+                stock.starting = stock.starting.saturating_sub(1);
+            }
+        };
+        match ready {
+            Some(attached) if !state.stopping && state.stocks.contains_key(&key) => {
+                state.backoff = FIRST_BACKOFF;
+                state.backoff_until = None;
+                if let Some(stock) = state.stocks.get_mut(&key) {
+                    stock.ready.push_back(Warm {
+                        attached,
+                        ready_at: Instant::now(),
+                    });
+                }
+            }
+            Some(attached) => {
+                // Stopping, or the key is no longer wanted.
+                drop(state);
+                attached.discard();
+                state = lock(&self.0.state);
+            }
+            None => {
+                // The engine is down or refusing: rest before trying again, longer each time.
+                state.backoff_until = Some(Instant::now() + state.backoff);
+                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        done(&mut state);
+        self.0.changed.notify_all();
+    }
+}
+
+fn stock_for<'a>(state: &'a mut State, key: Key, limits: &Limits) -> &'a mut Stock {
+    state.stocks.entry(key).or_insert_with(|| Stock {
+        limits: *limits,
+        ready: VecDeque::new(),
+        starting: 0,
+        asked_at: Instant::now(),
+        pinned: false,
+    })
+}
