@@ -33,6 +33,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Remove containers left behind by runs whose supervisor was killed.
     Gc(GcArgs),
+    /// Build the runner image from the context inside this binary.
+    Image(ImageArgs),
 }
 
 /// Limits shared by every subcommand. Unset flags keep the defaults (or a suite's own limits).
@@ -100,7 +102,7 @@ impl PoolArgs {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct ImageArg {
-    /// The runner image [default: safe-exec-python:3.11, built by scripts/setup.sh]
+    /// The runner image [default: safe-exec-python:3.11, built by `safe-exec image build`]
     #[arg(long, value_name = "NAME", env = "SAFE_EXEC_IMAGE")]
     pub image: Option<String>,
 }
@@ -243,4 +245,46 @@ pub struct GcArgs {
     /// Remove every safe-exec container, even ones whose run may still be in progress
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the runner image from the context inside this binary; nothing to do when an image
+    /// built from the same context is there.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The base is --base (SAFE_EXEC_BASE) when given; else python:3.11-slim when it is \
+local or can be pulled within --pull-timeout; else safe-exec-base:bookworm, made with debootstrap when missing \
+(needs root and debootstrap).
+
+Exit status: 0 built or up to date, 125 the build failed, 130 interrupted, 2 usage. \
+See docs/install.md."
+)]
+pub struct ImageBuildArgs {
+    /// Name of the image to build [default: safe-exec-python:3.11]
+    #[arg(long, value_name = "NAME", env = "SAFE_EXEC_IMAGE")]
+    pub tag: Option<String>,
+    /// Build FROM this local image instead of choosing a base
+    #[arg(long, value_name = "IMAGE", env = "SAFE_EXEC_BASE")]
+    pub base: Option<String>,
+    /// Never try to pull python:3.11-slim (use it only when it is local)
+    #[arg(long)]
+    pub offline: bool,
+    /// Seconds to try pulling python:3.11-slim before using the offline base [default: 20]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "SAFE_EXEC_PULL_TIMEOUT",
+        value_parser = limits::parse_timeout
+    )]
+    pub pull_timeout: Option<Duration>,
 }

@@ -10,6 +10,7 @@
 //! - [`report`]: outcomes, the versioned JSON report, messages and exit codes;
 //! - [`sanitize`]: the one escaper for outside text in anything we print;
 //! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
+//! - [`image`]: the runner image's build context, carried in the binary, and building it;
 //! - [`run_command`], [`grade`], [`serve`]: the subcommands.
 
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod cli;
 mod docs_drift;
 pub mod exit_codes;
 pub mod grade;
+pub mod image;
 pub mod limits;
 pub mod report;
 pub mod run_command;
@@ -53,6 +55,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Grade(args) => grade::execute(args),
         Command::Serve(args) => serve::execute(args),
         Command::Gc(args) => run_command::collect_garbage(args),
+        Command::Image(args) => image::execute(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
