@@ -33,6 +33,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Remove containers left behind by runs whose supervisor was killed.
     Gc(GcArgs),
+    /// Check that this machine runs programs as safe-exec promises: engine, image, and a probe
+    /// container that checks the hardening from the inside.
+    Doctor(DoctorArgs),
     /// Build the runner image from the context inside this binary.
     Image(ImageArgs),
 }
@@ -245,6 +248,22 @@ pub struct GcArgs {
     /// Remove every safe-exec container, even ones whose run may still be in progress
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each check is a row: ok, FAIL (with the fix on the next line) or skip (it needs \
+something that failed above). The probe runs through the same supervisor and hardening as `safe-exec run`.
+
+Exit status: 0 every check passed, 1 a check failed, 130 interrupted, 2 usage. \
+See docs/doctor.md."
+)]
+pub struct DoctorArgs {
+    /// Print one JSON document (schema_version 1) on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub image: ImageArg,
 }
 
 #[derive(Debug, Args)]

@@ -11,11 +11,12 @@
 //! - [`sanitize`]: the one escaper for outside text in anything we print;
 //! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
 //! - [`image`]: the runner image's build context, carried in the binary, and building it;
-//! - [`run_command`], [`grade`], [`serve`]: the subcommands.
+//! - [`run_command`], [`grade`], [`serve`], [`doctor`]: the subcommands.
 
 pub mod cli;
 #[cfg(test)]
 mod docs_drift;
+pub mod doctor;
 pub mod exit_codes;
 pub mod grade;
 pub mod image;
@@ -55,6 +56,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Grade(args) => grade::execute(args),
         Command::Serve(args) => serve::execute(args),
         Command::Gc(args) => run_command::collect_garbage(args),
+        Command::Doctor(args) => doctor::execute(args),
         Command::Image(args) => image::execute(args),
     };
     match result {
