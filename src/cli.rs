@@ -38,6 +38,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Build the runner image from the context inside this binary.
     Image(ImageArgs),
+    /// Print shell completions or the man page.
+    Generate(GenerateArgs),
 }
 
 /// Limits shared by every subcommand. Unset flags keep the defaults (or a suite's own limits).
@@ -306,4 +308,26 @@ pub struct ImageBuildArgs {
         value_parser = limits::parse_timeout
     )]
     pub pull_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  safe-exec generate completions bash > /etc/bash_completion.d/safe-exec
+  safe-exec generate completions zsh > \"${fpath[1]}/_safe-exec\"
+  safe-exec generate completions fish > ~/.config/fish/completions/safe-exec.fish
+  safe-exec generate man > /usr/local/share/man/man1/safe-exec.1")]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: GenerateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Print the completion script for SHELL
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), every subcommand included
+    Man,
 }
