@@ -284,8 +284,8 @@ pub enum ImageCommand {
 #[derive(Debug, Args)]
 #[command(
     after_help = "The base is --base (SAFE_EXEC_BASE) when given; else python:3.11-slim when it is \
-local or can be pulled within --pull-timeout; else safe-exec-base:bookworm, made with debootstrap when missing \
-(needs root and debootstrap).
+local or can be pulled within --pull-timeout; else the offline base (--offline-base), made with debootstrap \
+when missing (needs root and debootstrap).
 
 Exit status: 0 built or up to date, 125 the build failed, 130 interrupted, 2 usage. \
 See docs/install.md."
@@ -300,6 +300,10 @@ pub struct ImageBuildArgs {
     /// Never try to pull python:3.11-slim (use it only when it is local)
     #[arg(long)]
     pub offline: bool,
+    /// Name of the Debian base made with debootstrap when no Python base is local or can be
+    /// pulled; reused when it exists [default: safe-exec-base:bookworm]
+    #[arg(long, value_name = "NAME")]
+    pub offline_base: Option<String>,
     /// Seconds to try pulling python:3.11-slim before using the offline base [default: 20]
     #[arg(
         long,

@@ -28,7 +28,7 @@ use crate::sync::lock;
 
 /// The base used when it is local or can be pulled.
 pub const OFFICIAL_BASE: &str = "python:3.11-slim";
-/// The base made offline with debootstrap when no registry is reachable.
+/// The default name of the base made offline with debootstrap when no registry is reachable.
 pub const OFFLINE_BASE: &str = "safe-exec-base:bookworm";
 /// Environment variable: build FROM this local image (as `--base`).
 pub const BASE_ENV: &str = "SAFE_EXEC_BASE";
@@ -57,6 +57,8 @@ pub struct BuildRequest {
     pub base: Option<String>,
     /// Do not try to pull [`OFFICIAL_BASE`].
     pub offline: bool,
+    /// The name of the base made with debootstrap (reused when it exists): [`OFFLINE_BASE`].
+    pub offline_base: String,
     pub pull_timeout: Duration,
 }
 
@@ -79,12 +81,12 @@ pub enum ImageError {
     Engine(#[from] EngineError),
     #[error("the base image `{base}` is not a local image: pull or build it first (`docker images` lists what is local), or leave out --base/{BASE_ENV} to have one chosen")]
     BaseNotLocal { base: String },
-    #[error("no local Python base and no registry reachable, and the offline base `{OFFLINE_BASE}` needs root to build (debootstrap): run `sudo safe-exec image build`, or give a local base with --base IMAGE")]
-    NeedsRoot,
-    #[error("no local Python base and no registry reachable, and the offline base `{OFFLINE_BASE}` needs `debootstrap`, which is not installed: `apt-get install debootstrap` (Debian/Ubuntu), or give a local base with --base IMAGE")]
-    DebootstrapMissing,
+    #[error("no local Python base and no registry reachable, and the offline base `{base}` needs root to build (debootstrap): run `sudo safe-exec image build`, or give a local base with --base IMAGE")]
+    NeedsRoot { base: String },
+    #[error("no local Python base and no registry reachable, and the offline base `{base}` needs `debootstrap`, which is not installed: `apt-get install debootstrap` (Debian/Ubuntu), or give a local base with --base IMAGE")]
+    DebootstrapMissing { base: String },
     #[error(
-        "debootstrap failed to make the offline base {detail}; last lines of its output:\n{log}"
+        "debootstrap failed ({detail}) making the offline base; last lines of its output:\n{log}\nIt needs Debian's package mirror and about 500 MB under /var/tmp; or give a local base with --base IMAGE"
     )]
     Debootstrap { detail: String, log: String },
     #[error(
@@ -181,7 +183,7 @@ fn stale_reason(labels: &Labels, wanted_base: Option<&str>) -> String {
 }
 
 /// The base to build FROM: the requested one (which must be local), else [`OFFICIAL_BASE`] when it
-/// is local or can be pulled within the pull timeout, else [`OFFLINE_BASE`] (made when missing).
+/// is local or can be pulled within the pull timeout, else the offline base (made when missing).
 fn choose_base(
     docker: &DockerCli,
     request: &BuildRequest,
@@ -218,12 +220,16 @@ fn choose_base(
             Err(_) => progress("no container registry reachable: using an offline Debian base"),
         }
     }
-    if image_exists(docker, OFFLINE_BASE)? {
-        progress(&format!("reusing offline base {OFFLINE_BASE}"));
+    let offline_base = &request.offline_base;
+    if image_exists(docker, offline_base)? {
+        progress(&format!(
+            "reusing offline base {}",
+            crate::sanitize::text(offline_base)
+        ));
     } else {
-        build_offline_base(docker, progress, cancel)?;
+        build_offline_base(docker, offline_base, progress, cancel)?;
     }
-    Ok(OFFLINE_BASE.to_owned())
+    Ok(offline_base.clone())
 }
 
 /// Is `image` local? Engine trouble is an error, not a "no".
@@ -264,6 +270,10 @@ fn docker_build(
         format!("{BASE_LABEL}={base}"),
         // Intermediate containers go even when a step fails: the engine is shared.
         "--force-rm".to_owned(),
+        // The Dockerfile's steps need no network; without one they do not depend on the engine's
+        // default bridge either.
+        "--network".to_owned(),
+        "none".to_owned(),
         "--tag".to_owned(),
         tag.to_owned(),
         "-".to_owned(),
@@ -295,41 +305,42 @@ fn docker_build(
     }
 }
 
-/// Make [`OFFLINE_BASE`]: `debootstrap --variant=minbase --include=python3 bookworm` from
+/// Make the offline base `name`: `debootstrap --variant=minbase --include=python3 bookworm` from
 /// Debian's default mirror into a directory under `/var/tmp`, trimmed of caches and docs, then
 /// `docker import`ed. Needs root and debootstrap.
 fn build_offline_base(
     docker: &DockerCli,
+    name: &str,
     progress: &mut dyn FnMut(&str),
     cancel: &CancelToken,
 ) -> Result<(), ImageError> {
     // SAFETY: geteuid(2) cannot fail and touches no memory of ours.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(ImageError::NeedsRoot);
+        return Err(ImageError::NeedsRoot {
+            base: crate::sanitize::text(name).into_owned(),
+        });
     }
+    let shown = crate::sanitize::text(name).into_owned();
+    let Some(debootstrap) = find_on_path("debootstrap") else {
+        return Err(ImageError::DebootstrapMissing { base: shown });
+    };
     let root = RootDir::create()?;
     progress(&format!(
-        "building offline base {OFFLINE_BASE} with debootstrap (about a minute)"
+        "building offline base {shown} with debootstrap (about a minute)"
     ));
     let started = Instant::now();
     // bookworm's python3 is Python 3.11 with the full standard library (python3-minimal lacks
     // json and hmac, which programs and the launcher import).
-    let mut debootstrap = Command::new("debootstrap");
+    let mut debootstrap = Command::new(debootstrap);
     debootstrap
         .args(["--variant=minbase", "--include=python3", "bookworm"])
         .arg(root.path())
         .process_group(0);
     let child = with_pipes(&mut debootstrap, false)
         .spawn()
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                ImageError::DebootstrapMissing
-            } else {
-                ImageError::Spawn {
-                    program: "debootstrap".to_owned(),
-                    source,
-                }
-            }
+        .map_err(|source| ImageError::Spawn {
+            program: "debootstrap".to_owned(),
+            source,
         })?;
     let finished = supervise(child, None, DEBOOTSTRAP_TIMEOUT, cancel, "debootstrap")?;
     if !finished.status.success() {
@@ -339,18 +350,37 @@ fn build_offline_base(
         });
     }
     root.trim()?;
-    import_rootfs(docker, root.path(), cancel)?;
+    import_rootfs(docker, root.path(), name, cancel)?;
     drop(root);
     progress(&format!(
-        "offline base {OFFLINE_BASE} built in {} s",
+        "offline base {shown} built in {} s",
         started.elapsed().as_secs()
     ));
     Ok(())
 }
 
-/// `tar -C ROOT -c . | docker import - OFFLINE_BASE`, with the image settings the Dockerfile
+/// The first executable `program` in `PATH` (debootstrap lives in `/usr/sbin`, which is on
+/// root's `PATH`).
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// `tar -C ROOT -c . | docker import - NAME`, with the image settings the Dockerfile
 /// expects of a base.
-fn import_rootfs(docker: &DockerCli, root: &Path, cancel: &CancelToken) -> Result<(), ImageError> {
+fn import_rootfs(
+    docker: &DockerCli,
+    root: &Path,
+    name: &str,
+    cancel: &CancelToken,
+) -> Result<(), ImageError> {
     let mut tar = Command::new("tar");
     tar.args(["--numeric-owner", "--exclude=./dev/*", "--exclude=./proc/*"])
         .args(["--exclude=./sys/*", "-C"])
@@ -374,7 +404,7 @@ fn import_rootfs(docker: &DockerCli, root: &Path, cancel: &CancelToken) -> Resul
         "--change",
         "CMD [\"python3\"]",
         "-",
-        OFFLINE_BASE,
+        name,
     ];
     let mut import = docker.command(args);
     import

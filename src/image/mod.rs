@@ -97,6 +97,10 @@ fn execute_build(args: ImageBuildArgs) -> anyhow::Result<u8> {
             .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
         base: args.base.filter(|base| !base.is_empty()),
         offline: args.offline,
+        offline_base: args
+            .offline_base
+            .filter(|base| !base.is_empty())
+            .unwrap_or_else(|| builder::OFFLINE_BASE.to_owned()),
         pull_timeout: args.pull_timeout.unwrap_or(builder::DEFAULT_PULL_TIMEOUT),
     };
     let cancel = CancelToken::new();

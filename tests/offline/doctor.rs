@@ -85,6 +85,49 @@ fn image_build_without_an_engine_says_how_to_start_it() {
         .stderr(predicate::str::contains("scripts/setup.sh starts it"));
 }
 
+/// An executable shell script `docker` in a fresh directory.
+fn stub_docker(script: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("docker");
+    std::fs::write(&program, format!("#!/bin/sh\n{script}")).unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    (dir, program)
+}
+
+#[test]
+fn image_build_without_a_base_or_debootstrap_says_what_to_do() {
+    // An engine with no image at all; `--offline`, so the offline base is the only way left.
+    let (_dir, docker) = stub_docker(
+        "if [ \"$1 $2\" = \"image inspect\" ]; then echo \"Error: No such image: $5\" >&2; exit 1; fi\n\
+         echo \"unexpected: $*\" >&2; exit 3\n",
+    );
+    let empty = tempfile::tempdir().unwrap();
+    safe_exec()
+        .env("SAFE_EXEC_DOCKER", &docker)
+        // No debootstrap on this PATH (nor anything else).
+        .env("PATH", empty.path())
+        .args([
+            "image",
+            "build",
+            "--tag",
+            "x:1",
+            "--offline",
+            "--offline-base",
+            "base:x",
+        ])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("the offline base `base:x` needs"))
+        .stderr(predicate::str::contains(
+            "give a local base with --base IMAGE",
+        ))
+        .stderr(predicate::str::contains("unexpected").not());
+}
+
 #[test]
 fn completions_for_every_shell_name_every_subcommand() {
     let subcommands = ["run", "grade", "serve", "gc", "doctor", "image", "generate"];
