@@ -16,6 +16,7 @@ pub mod cli;
 #[cfg(test)]
 mod docs_drift;
 pub mod exit_codes;
+pub mod files;
 pub mod grade;
 pub mod limits;
 pub mod report;

@@ -19,7 +19,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::compile::{self, CompileCheck};
-use super::files::OpenError;
+use crate::files::OpenError;
 use super::score::{summarize, SubmissionResult};
 use super::suite::Suite;
 use super::verdict::{judge, CaseResult, Head, Shown, Verdict};

@@ -51,7 +51,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::compare::CompareOptions;
-use super::files::{FileId, OpenError, SuiteDir};
+use crate::files::{FileId, OpenError, SuiteDir};
 use crate::exit_codes;
 use crate::limits::LimitOverrides;
 use crate::sanitize;
@@ -235,7 +235,7 @@ impl Suite {
             error if error.is_not_found() => SuiteError::NotFound {
                 path: root.to_path_buf(),
             },
-            OpenError::Kind(super::files::FileKind::Symlink) => SuiteError::Unreadable {
+            OpenError::Kind(crate::files::FileKind::Symlink) => SuiteError::Unreadable {
                 path: root.to_path_buf(),
                 message: "it is a symbolic link: safe-exec reads a suite only from a real directory; pass the directory it points to".to_owned(),
             },

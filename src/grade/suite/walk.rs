@@ -16,7 +16,7 @@ use super::yaml::{
 };
 use super::{malformed, Case, Child, Group, SuiteError, SuiteKind};
 use crate::grade::compare::parse_flags;
-use crate::grade::files::{FileId, FileKind, OpenError, SuiteDir};
+use crate::files::{FileId, FileKind, OpenError, SuiteDir};
 use crate::limits::LimitOverrides;
 use crate::source::describe_io;
 

@@ -1,5 +1,5 @@
-//! Opening the files `grade` is given — submissions, and everything in a suite — only as regular
-//! files, never through a symbolic link, never a FIFO or a device.
+//! Opening the files safe-exec is given — `grade`'s submissions and suites, `run --file` inputs —
+//! only as regular files, never through a symbolic link, never a FIFO or a device.
 //!
 //! A submission is often a file its author controls the nature of (a student's repository): as a
 //! symbolic link to a secret `.ans` or to `/etc/passwd` it would be "compiled", and the compile
