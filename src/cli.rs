@@ -121,6 +121,15 @@ pub struct RunArgs {
     /// File the program reads as its standard input
     #[arg(long = "stdin", value_name = "FILE")]
     pub stdin: Option<PathBuf>,
+    /// A file placed beside the program (read-only, under its own name); repeat for more
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Copy the files the program leaves in out/ into DIR (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// With --json, include each artifact's bytes (base64)
+    #[arg(long, requires = "json")]
+    pub artifact_content: bool,
     /// Print exactly one JSON document (schema_version 1) on stdout instead of streaming
     #[arg(long)]
     pub json: bool,

@@ -19,10 +19,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::compile::{self, CompileCheck};
-use crate::files::OpenError;
 use super::score::{summarize, SubmissionResult};
 use super::suite::Suite;
 use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
+use crate::files::OpenError;
 use crate::limits::Limits;
 use crate::report::Status;
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo, Sandbox};
@@ -293,6 +293,7 @@ impl Batch<'_> {
             unreachable!("only valid programs are checked");
         };
         let job = Job {
+            files: Vec::new(),
             program: compile::checker(program.filename()),
             stdin: ProgramStdin::Bytes(program.source().as_bytes().to_vec()),
             limits: compile::checker_limits(&self.limits),
@@ -325,6 +326,7 @@ impl Batch<'_> {
             }
         };
         let job = Job {
+            files: Vec::new(),
             program: program.clone(),
             stdin: ProgramStdin::File(input),
             limits: self.limits,

@@ -53,13 +53,13 @@ use thiserror::Error;
 
 use crate::cli::GradeArgs;
 use crate::exit_codes;
+use crate::files::{self, FileId, FileKind, OpenError};
 use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
 use crate::runner::{CancelToken, EngineError, Sandbox};
 use crate::sanitize;
 use crate::source::{describe_io, Program, RejectReason};
 use batch::{Batch, Progress, Submission};
 use destination::{Destination, DestinationError};
-use crate::files::{self, FileId, FileKind, OpenError};
 use score::SubmissionResult;
 use suite::{Suite, SuiteError};
 use verdict::Verdict;

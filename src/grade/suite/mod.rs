@@ -51,8 +51,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::compare::CompareOptions;
-use crate::files::{FileId, OpenError, SuiteDir};
 use crate::exit_codes;
+use crate::files::{FileId, OpenError, SuiteDir};
 use crate::limits::LimitOverrides;
 use crate::sanitize;
 

@@ -15,8 +15,8 @@ use super::yaml::{
     self, CaseYaml, Format, GroupKind, LegacyTestdataYaml, ProblemYaml, Settings, TestGroupYaml,
 };
 use super::{malformed, Case, Child, Group, SuiteError, SuiteKind};
-use crate::grade::compare::parse_flags;
 use crate::files::{FileId, FileKind, OpenError, SuiteDir};
+use crate::grade::compare::parse_flags;
 use crate::limits::LimitOverrides;
 use crate::source::describe_io;
 
