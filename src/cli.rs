@@ -108,8 +108,8 @@ pub struct ImageArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit status: the program's own code when it ends by itself; 124 timeout, 121 memory limit, \
-122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. \
-See docs/run.md and docs/statuses-and-exit-codes.md."
+122 output limit, 123 rejected input, 73 the --artifacts directory cannot be used, 125 sandbox error, \
+130 interrupted, 2 usage. See docs/run.md and docs/statuses-and-exit-codes.md."
 )]
 pub struct RunArgs {
     /// Python file to run; standard input when absent or `-`
