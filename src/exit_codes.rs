@@ -242,6 +242,7 @@ mod tests {
                 (MEMORY_LIMIT, "memory limit"),
                 (OUTPUT_LIMIT, "output limit"),
                 (REJECTED, "rejected input"),
+                (CANNOT_CREATE, "the --artifacts directory cannot be used"),
                 (SANDBOX_ERROR, "sandbox error"),
                 (INTERRUPTED, "interrupted"),
                 (USAGE, "usage"),
