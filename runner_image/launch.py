@@ -86,6 +86,8 @@ MAX_ARTIFACTS = 64
 MAX_ARTIFACT_DEPTH = 4
 MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
 OUT = "out"
+# Copied into the working directory for every program, when the image has it.
+SEED = "/opt/safe-exec/seed"
 # The program's pipes are this big (unprivileged processes may go up to 1 MiB) and read whole.
 PIPE_BYTES = 256 * 1024
 # Seconds a pipe is left alone after a read, and the longest output waits before it is sent.
@@ -103,6 +105,8 @@ ENV_ALLOWED = (
     "PYTHONUNBUFFERED",
     "PYTHONDONTWRITEBYTECODE",
     "PYTHONIOENCODING",
+    "MPLBACKEND",
+    "MPLCONFIGDIR",
 )
 LAUNCHER_FAILED = 125
 EXEC_FAILED = 127
@@ -272,6 +276,20 @@ def oom_kills(fd):
     return 0
 
 
+def plant_seed():
+    """Copy the image's seed (SEED, when there is one) into the working directory as the program's
+    own files: caches a library wants writable, such as matplotlib's font list, built once into
+    the image instead of in every container."""
+    for root, _, names in os.walk(SEED):
+        target = os.path.join(WORKDIR, os.path.relpath(root, SEED))
+        os.makedirs(target, exist_ok=True)
+        for name in names:
+            with open(os.path.join(root, name), "rb") as source:
+                data = source.read()
+            with open(os.path.join(target, name), "wb") as copy:
+                copy.write(data)
+
+
 def become_program(path, uid, pids, cpu_seconds, stdout, stderr):
     """In the child: drop everything, then exec the program. Never returns."""
     try:
@@ -292,6 +310,7 @@ def become_program(path, uid, pids, cpu_seconds, stdout, stderr):
         resource.setrlimit(resource.RLIMIT_NPROC, (pids, pids))
         # The program's own, empty: what it leaves here may come back as artifacts.
         os.mkdir(os.path.join(WORKDIR, OUT), 0o755)
+        plant_seed()
         env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
         os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
     finally:

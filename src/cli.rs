@@ -100,7 +100,8 @@ impl PoolArgs {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct ImageArg {
-    /// The runner image [default: safe-exec-python:3.11, built by scripts/setup.sh]
+    /// The runner image, or `ds` for the data-science one (numpy, pandas, matplotlib, scipy)
+    /// [default: safe-exec-python:3.11, built by scripts/setup.sh]
     #[arg(long, value_name = "NAME", env = "SAFE_EXEC_IMAGE")]
     pub image: Option<String>,
 }

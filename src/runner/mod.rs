@@ -62,7 +62,10 @@ impl Sandbox {
     pub fn new(image: Option<String>) -> Sandbox {
         Sandbox {
             docker: DockerCli::from_env(),
-            image: image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            image: image.map_or_else(
+                || DEFAULT_IMAGE.to_owned(),
+                |name| crate::sandbox::resolve_image(&name).to_owned(),
+            ),
             session: std::env::var(SESSION_ENV)
                 .ok()
                 .filter(|value| is_label_value(value)),

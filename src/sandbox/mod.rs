@@ -11,6 +11,19 @@ pub use docker::{ContainerSpec, RunArgs};
 
 /// The runner image `scripts/setup.sh` builds from `runner_image/`.
 pub const DEFAULT_IMAGE: &str = "safe-exec-python:3.11";
+/// The data-science runner image (numpy, pandas, matplotlib, scipy) built from
+/// `runner_image/ds/` on top of the runner image, when asked for.
+pub const DS_IMAGE: &str = "safe-exec-python-ds:3.11";
+
+/// The image an `--image` value names: the short names `python` and `ds` stand for the two
+/// runner images; anything else is an image name as docker takes it.
+pub fn resolve_image(name: &str) -> &str {
+    match name {
+        "python" => DEFAULT_IMAGE,
+        "ds" => DS_IMAGE,
+        other => other,
+    }
+}
 
 /// Every container safe-exec creates carries this label (value `1`); `safe-exec gc` and the tests
 /// find ours by it and never touch anything else.
@@ -138,6 +151,13 @@ mod tests {
                 tag as char
             );
         }
+    }
+
+    #[test]
+    fn short_image_names_stand_for_the_runner_images() {
+        assert_eq!(resolve_image("python"), DEFAULT_IMAGE);
+        assert_eq!(resolve_image("ds"), DS_IMAGE);
+        assert_eq!(resolve_image("my-runner:1"), "my-runner:1");
     }
 
     #[test]
