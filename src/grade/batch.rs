@@ -313,6 +313,20 @@ impl Batch<'_> {
             unreachable!("only valid programs run");
         };
         let spec = &self.suite.cases[case];
+        if let Some(clash) = self
+            .suite
+            .input_files
+            .iter()
+            .find(|file| file.name() == program.filename())
+        {
+            return Some(CaseResult::not_run(
+                Verdict::JE,
+                format!(
+                    "judge error: the suite's files/ has a file called `{}`, like the submission: rename one of them",
+                    sanitize::text(clash.name())
+                ),
+            ));
+        }
         let input = match self.suite.open(&spec.input) {
             Ok(file) => file,
             Err(error) => {
@@ -326,7 +340,7 @@ impl Batch<'_> {
             }
         };
         let job = Job {
-            files: Vec::new(),
+            files: self.suite.input_files.clone(),
             program: program.clone(),
             stdin: ProgramStdin::File(input),
             limits: self.limits,

@@ -779,3 +779,49 @@ fn warm_and_cold_grading_give_identical_reports() {
         "warm and cold reports differ"
     );
 }
+
+#[test]
+fn a_package_s_files_sit_beside_every_submission() {
+    let session = Session::new();
+    let suite = suite_dir(&[
+        ("problem.yaml", b"name: Lookup\n"),
+        ("files/table.csv", b"a,1\nb,2\n"),
+        ("data/secret/1.in", b"b\n"),
+        ("data/secret/1.ans", b"2\n"),
+    ]);
+    let subs = tempfile::tempdir().unwrap();
+    let solution = subs.path().join("lookup.py");
+    fs::write(
+        &solution,
+        "key = input()\nrows = dict(line.split(',') for line in open('table.csv').read().split())\nprint(rows[key])\n",
+    )
+    .unwrap();
+    let json = subs.path().join("report.json");
+    let output = grade(
+        &session,
+        &[
+            path_str(suite.path()),
+            path_str(&solution),
+            "--json",
+            path_str(&json),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(read_json(&json).submissions[0].verdict, Verdict::AC);
+    // A link, or a directory, in files/ makes the suite malformed, before anything runs.
+    let linked = suite_dir(&[
+        ("problem.yaml", b"name: Lookup\n"),
+        ("data/secret/1.in", b"b\n"),
+        ("data/secret/1.ans", b"2\n"),
+    ]);
+    fs::create_dir(linked.path().join("files")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", linked.path().join("files/table.csv")).unwrap();
+    let output = grade(&session, &[path_str(linked.path()), path_str(&solution)]);
+    assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("symbolic link"),
+        "{}",
+        stderr(&output)
+    );
+    session.assert_clean();
+}

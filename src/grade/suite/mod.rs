@@ -54,6 +54,7 @@ use super::compare::CompareOptions;
 use crate::exit_codes;
 use crate::files::{FileId, OpenError, SuiteDir};
 use crate::limits::LimitOverrides;
+use crate::runner::job::InputFile;
 use crate::sanitize;
 
 /// Points `secret` is worth unless its `test_group.yaml` says otherwise.
@@ -189,6 +190,8 @@ pub struct Suite {
     pub secret: usize,
     /// Index of `sample` in `groups`, when there are sample cases.
     pub sample: Option<usize>,
+    /// The package's `files/`: placed beside the submission in every case, read-only.
+    pub input_files: Vec<InputFile>,
 }
 
 impl Suite {
@@ -263,6 +266,7 @@ impl Suite {
             cases: walked.cases,
             secret: walked.secret,
             sample: walked.sample,
+            input_files: walked.input_files,
         };
         suite.check_not_empty(&walked.dirs)?;
         suite.share_scores(&walked.dirs, &walked.explicit_max)?;
