@@ -18,6 +18,7 @@ pub mod cli;
 mod docs_drift;
 pub mod doctor;
 pub mod exit_codes;
+pub mod files;
 pub mod generate;
 pub mod grade;
 pub mod image;

@@ -92,6 +92,7 @@ pub fn run(sandbox: &Sandbox, cancel: &CancelToken) -> Vec<Check> {
     };
     let job = Job {
         program,
+        files: Vec::new(),
         stdin: ProgramStdin::Empty,
         limits,
     };

@@ -19,10 +19,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::compile::{self, CompileCheck};
-use super::files::OpenError;
 use super::score::{summarize, SubmissionResult};
 use super::suite::Suite;
 use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
+use crate::files::OpenError;
 use crate::limits::Limits;
 use crate::report::Status;
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo, Sandbox};
@@ -293,6 +293,7 @@ impl Batch<'_> {
             unreachable!("only valid programs are checked");
         };
         let job = Job {
+            files: Vec::new(),
             program: compile::checker(program.filename()),
             stdin: ProgramStdin::Bytes(program.source().as_bytes().to_vec()),
             limits: compile::checker_limits(&self.limits),
@@ -312,6 +313,20 @@ impl Batch<'_> {
             unreachable!("only valid programs run");
         };
         let spec = &self.suite.cases[case];
+        if let Some(clash) = self
+            .suite
+            .input_files
+            .iter()
+            .find(|file| file.name() == program.filename())
+        {
+            return Some(CaseResult::not_run(
+                Verdict::JE,
+                format!(
+                    "judge error: the suite's files/ has a file called `{}`, like the submission: rename one of them",
+                    sanitize::text(clash.name())
+                ),
+            ));
+        }
         let input = match self.suite.open(&spec.input) {
             Ok(file) => file,
             Err(error) => {
@@ -325,6 +340,7 @@ impl Batch<'_> {
             }
         };
         let job = Job {
+            files: self.suite.input_files.clone(),
             program: program.clone(),
             stdin: ProgramStdin::File(input),
             limits: self.limits,

@@ -3,7 +3,7 @@
 //!
 //! Rooms:
 //!
-//! - [`files`]: submissions and suite files are opened only as regular files, never through a
+//! - [`crate::files`]: submissions and suite files are opened only as regular files, never through a
 //!   link;
 //! - [`suite`]: parse and validate the suite (Kattis package or bare directory);
 //! - [`compare`]: the Kattis default output validator, reading numbers as [`number`] says;
@@ -37,7 +37,6 @@ pub mod batch;
 pub mod compare;
 pub mod compile;
 pub mod destination;
-pub mod files;
 pub mod number;
 pub mod report;
 pub mod score;
@@ -54,13 +53,13 @@ use thiserror::Error;
 
 use crate::cli::GradeArgs;
 use crate::exit_codes;
+use crate::files::{self, FileId, FileKind, OpenError};
 use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
 use crate::runner::{CancelToken, EngineError, Sandbox};
 use crate::sanitize;
 use crate::source::{describe_io, Program, RejectReason};
 use batch::{Batch, Progress, Submission};
 use destination::{Destination, DestinationError};
-use files::{FileId, FileKind, OpenError};
 use score::SubmissionResult;
 use suite::{Suite, SuiteError};
 use verdict::Verdict;
