@@ -7,6 +7,8 @@
 #
 # Environment:
 #   SAFE_EXEC_IMAGE=NAME     the runner image to build (default safe-exec-python:3.11)
+#   SAFE_EXEC_DS=1           also build the data-science image on it (numpy, pandas, matplotlib,
+#                            scipy; needs the network for a few minutes the first time)
 #   SAFE_EXEC_BASE=IMAGE     build the runner image FROM this local image
 #   SAFE_EXEC_SKIP_BUILD=1   do not run `cargo build --release` (use the binary already built)
 #   SAFE_EXEC_PULL_TIMEOUT=N seconds to try pulling python:3.11-slim (default 20)
@@ -112,13 +114,21 @@ if [[ -z ${SAFE_EXEC_BASE:-} ]] && ! command -v debootstrap >/dev/null &&
     step "installing debootstrap with apt (for an offline base, should no registry be reachable)"
     apt_install debootstrap
 fi
-"$BIN" image build --tag "$IMAGE"
+images=("$IMAGE")
+if [[ ${SAFE_EXEC_DS:-0} == 1 ]]; then
+    "$BIN" image build --tag "$IMAGE" --ds
+    images+=(ds)
+else
+    "$BIN" image build --tag "$IMAGE"
+fi
 
 # The same hardening every run gets, checked from inside a probe container, with the engine's
 # cgroups and the image's launcher: a broken engine feature shows up here.
-if ! report=$("$BIN" doctor --image "$IMAGE" 2>&1); then
-    printf '%s\n' "$report" >&2
-    die "safe-exec doctor found problems (above, each with its fix)"
-fi
-step "safe-exec doctor: all checks passed"
+for image in "${images[@]}"; do
+    if ! report=$("$BIN" doctor --image "$image" 2>&1); then
+        printf '%s\n' "$report" >&2
+        die "safe-exec doctor found problems with $image (above, each with its fix)"
+    fi
+    step "safe-exec doctor --image $image: all checks passed"
+done
 step "ready: $BIN"

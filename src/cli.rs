@@ -301,7 +301,8 @@ Exit status: 0 built or up to date, 125 the build failed, 130 interrupted, 2 usa
 See docs/install.md."
 )]
 pub struct ImageBuildArgs {
-    /// Name of the image to build [default: safe-exec-python:3.11]
+    /// Name of the runner image to build (`ds`: the data-science image, as --ds)
+    /// [default: safe-exec-python:3.11]
     #[arg(long, value_name = "NAME", env = "SAFE_EXEC_IMAGE")]
     pub tag: Option<String>,
     /// Build FROM this local image instead of choosing a base
@@ -310,6 +311,13 @@ pub struct ImageBuildArgs {
     /// Never try to pull python:3.11-slim (use it only when it is local)
     #[arg(long)]
     pub offline: bool,
+    /// Also build the data-science image (numpy, pandas, matplotlib, scipy) on the runner image;
+    /// its steps download those, so it needs the network (`--tag ds` does the same)
+    #[arg(long)]
+    pub ds: bool,
+    /// Name of the data-science image [default: safe-exec-python-ds:3.11]
+    #[arg(long, value_name = "NAME", requires = "ds")]
+    pub ds_tag: Option<String>,
     /// Name of the Debian base made with debootstrap when no Python base is local or can be
     /// pulled; reused when it exists [default: safe-exec-base:bookworm]
     #[arg(long, value_name = "NAME")]

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::image::{self, context, Labels};
 use crate::runner::docker_cli::{classify_failure, CallOutput};
 use crate::runner::{DockerCli, EngineError};
+use crate::sandbox::DS_IMAGE;
 
 /// The stable `id` of every row, for scripts reading `--json`.
 pub mod ids {
@@ -390,21 +391,34 @@ fn security(json: &Value) -> Check {
     }
 }
 
-/// The runner image row: there, and built from the context this binary carries.
+/// The runner image row: there, and built from a context this binary carries (the runner's, or
+/// the data-science image's on top of it).
 pub fn image_check(image: &str, labels: &Result<Option<Labels>, EngineError>) -> Check {
     let what = "runner image";
-    let hash = context::hash();
     let build = image::build_command(image);
+    let expected = if image == DS_IMAGE {
+        context::ds_hash()
+    } else {
+        context::hash()
+    };
     match labels {
-        Ok(Some(labels)) if labels.is_current() => Check::ok(
-            ids::IMAGE,
-            what,
-            format!(
-                "{image} built from this binary's launcher (context {}, base {})",
-                &hash[..12],
-                labels.base.as_deref().unwrap_or("unknown")
-            ),
-        ),
+        Ok(Some(labels)) if labels.is_ours() => {
+            let label = labels.context.as_deref().unwrap_or_default();
+            let kind = if label == context::ds_hash() {
+                "the data-science image built from this binary's contexts"
+            } else {
+                "built from this binary's launcher"
+            };
+            Check::ok(
+                ids::IMAGE,
+                what,
+                format!(
+                    "{image} {kind} (context {}, base {})",
+                    &label[..12],
+                    labels.base.as_deref().unwrap_or("unknown")
+                ),
+            )
+        }
         Ok(Some(labels)) => Check::fail(
             ids::IMAGE,
             what,
@@ -412,7 +426,7 @@ pub fn image_check(image: &str, labels: &Result<Option<Labels>, EngineError>) ->
                 Some(other) => format!(
                     "{image} was built from another launcher (context {}, this binary's is {})",
                     other.get(..12).unwrap_or(other),
-                    &hash[..12]
+                    &expected[..12]
                 ),
                 None => format!(
                     "{image} has no {} label: not built by safe-exec",
@@ -551,6 +565,15 @@ mod tests {
             row.fix.as_deref(),
             Some("run `safe-exec image build --tag nope:1`")
         );
+        let ds = Labels {
+            context: Some(context::ds_hash().to_owned()),
+            base: Some("safe-exec-python:3.11".into()),
+        };
+        let row = image_check(DS_IMAGE, &Ok(Some(ds)));
+        assert_eq!(row.status, CheckStatus::Ok, "{row:?}");
+        assert!(row.detail.contains("data-science"), "{row:?}");
+        let row = image_check(DS_IMAGE, &Ok(None));
+        assert_eq!(row.fix.as_deref(), Some("run `safe-exec image build --ds`"));
         let row = image_check("x:1", &Ok(Some(Labels::default())));
         assert!(row.detail.contains("no safe-exec.context label"), "{row:?}");
     }

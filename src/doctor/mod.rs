@@ -18,7 +18,7 @@
 //! | `healthy` | bool | every check is `ok` (the exit code is then 0) |
 //! | `safe_exec_version` | string | this binary's version |
 //! | `image` | string | the runner image checked (`--image`, `SAFE_EXEC_IMAGE`, or the default) |
-//! | `image_context` | string | the hash of the image context this binary carries: what the image's `safe-exec.context` label must say |
+//! | `image_context` | string | the hash of the image context this binary carries: what the image's `safe-exec.context` label must say (for the data-science image, the hash of its context and the runner's) |
 //! | `duration_ms` | integer | how long the checks took |
 //! | `checks` | array | the rows, in order ([`Check`]): `id` (stable, e.g. `engine`, `probe.seccomp`), `engine` (the docker context, or null for the client), `status` (`ok`, `fail` or `skipped`), `what`, `detail`, `fix` (a string when `status` is `fail`, else null) |
 //!
@@ -148,7 +148,12 @@ pub fn execute(args: DoctorArgs) -> anyhow::Result<u8> {
         healthy: rows.iter().all(|row| row.status == CheckStatus::Ok),
         safe_exec_version: env!("CARGO_PKG_VERSION").to_owned(),
         image: crate::sanitize::text(&image).into_owned(),
-        image_context: context::hash().to_owned(),
+        image_context: if image == crate::sandbox::DS_IMAGE {
+            context::ds_hash()
+        } else {
+            context::hash()
+        }
+        .to_owned(),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         checks: rows,
     };

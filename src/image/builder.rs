@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use wait_timeout::ChildExt;
 
-use super::{context, Labels, BASE_LABEL, CONTEXT_LABEL};
+use super::context::{self, ContextFile};
+use super::{Labels, BASE_LABEL, CONTEXT_LABEL};
 use crate::runner::docker_cli::kill_group;
 use crate::runner::{CancelToken, DockerCli, EngineError};
 use crate::sync::lock;
@@ -128,49 +129,102 @@ pub fn build(
 ) -> Result<Built, ImageError> {
     let hash = context::hash();
     let shown_tag = crate::sanitize::text(&request.tag).into_owned();
-    let existing = super::labels(docker, &request.tag)?;
-    if let Some(labels) = &existing {
-        if labels.is_current()
-            && request
-                .base
-                .as_ref()
-                .is_none_or(|base| labels.base.as_ref() == Some(base))
-        {
-            return Ok(Built::UpToDate {
-                base: labels.base.clone(),
-            });
+    if let Some(labels) = super::labels(docker, &request.tag)? {
+        let wanted_base = request.base.as_deref();
+        if labels.built_from(hash) && wanted_base.is_none_or(|base| labels.base_is(base)) {
+            return Ok(Built::UpToDate { base: labels.base });
         }
         progress(&format!(
             "runner image {shown_tag} is stale ({}): rebuilding",
-            stale_reason(labels, request.base.as_deref())
+            stale_reason(&labels, hash, wanted_base)
         ));
     }
     let base = choose_base(docker, request, progress, cancel)?;
-    let shown_base = crate::sanitize::text(&base).into_owned();
     progress(&format!(
-        "building runner image {shown_tag} from {shown_base} (context {})",
+        "building runner image {shown_tag} from {} (context {})",
+        crate::sanitize::text(&base),
         &hash[..12]
     ));
-    docker_build(docker, &request.tag, &base, cancel)?;
-    // The image this tag named before is now dangling: remove it (and any other dangling runner
-    // image), as setup.sh always has. Images still used by containers are kept by the engine.
+    let target = Target {
+        tag: &request.tag,
+        files: context::FILES,
+        hash,
+        from_arg: "BASE",
+        from: &base,
+        // The Dockerfile's steps need no network; without one they do not depend on the
+        // engine's default bridge either.
+        network: "none",
+    };
+    docker_build(docker, &target, cancel)?;
+    prune_dangling(docker);
+    let size_bytes = image_size(docker, &request.tag);
+    Ok(Built::Built { base, size_bytes })
+}
+
+/// Build the data-science image `tag` from `runner_image/ds/` on the runner image `runner` (which
+/// must be there: [`build`] it first), unless it is current: built from this binary's contexts,
+/// on `runner`. Its steps install numpy, pandas, matplotlib and scipy (Debian's packages on a
+/// Debian base, pip on the official one), so this build needs the network.
+pub fn build_ds(
+    docker: &DockerCli,
+    tag: &str,
+    runner: &str,
+    progress: &mut dyn FnMut(&str),
+    cancel: &CancelToken,
+) -> Result<Built, ImageError> {
+    let hash = context::ds_hash();
+    let shown_tag = crate::sanitize::text(tag).into_owned();
+    if let Some(labels) = super::labels(docker, tag)? {
+        if labels.built_from(hash) && labels.base_is(runner) {
+            return Ok(Built::UpToDate { base: labels.base });
+        }
+        progress(&format!(
+            "data-science image {shown_tag} is stale ({}): rebuilding",
+            stale_reason(&labels, hash, Some(runner))
+        ));
+    }
+    progress(&format!(
+        "building data-science image {shown_tag} on {} (context {}; it downloads numpy, pandas, \
+         matplotlib and scipy: a few minutes)",
+        crate::sanitize::text(runner),
+        &hash[..12]
+    ));
+    let target = Target {
+        tag,
+        files: context::DS_FILES,
+        hash,
+        from_arg: "RUNNER",
+        from: runner,
+        // Its steps download packages: the host's network, which does not depend on the
+        // engine's default bridge (the build runs only this binary's Dockerfile).
+        network: "host",
+    };
+    docker_build(docker, &target, cancel)?;
+    prune_dangling(docker);
+    Ok(Built::Built {
+        base: runner.to_owned(),
+        size_bytes: image_size(docker, tag),
+    })
+}
+
+/// The image a tag named before a rebuild is now dangling: remove it (and any other dangling
+/// runner image), as setup.sh always has. Images still used by containers are kept by the engine.
+fn prune_dangling(docker: &DockerCli) {
     let prune: Vec<String> = ["image", "prune", "--force", "--filter"]
         .iter()
         .map(|arg| (*arg).to_owned())
         .chain([format!("label={CONTEXT_LABEL}")])
         .collect();
     let _ = docker.call(&prune, PRUNE_TIMEOUT, None);
-    let size_bytes = image_size(docker, &request.tag);
-    Ok(Built::Built { base, size_bytes })
 }
 
-fn stale_reason(labels: &Labels, wanted_base: Option<&str>) -> String {
-    if !labels.is_current() {
+fn stale_reason(labels: &Labels, hash: &str, wanted_base: Option<&str>) -> String {
+    if !labels.built_from(hash) {
         return match &labels.context {
             Some(other) => format!(
                 "built from context {}, this binary's is {}",
                 crate::sanitize::text(other.get(..12).unwrap_or(other)),
-                &context::hash()[..12]
+                &hash[..12]
             ),
             None => "it has no safe-exec.context label".to_owned(),
         };
@@ -248,34 +302,45 @@ fn image_size(docker: &DockerCli, image: &str) -> Option<u64> {
     output.stdout.trim().parse().ok()
 }
 
+/// One image to build from an embedded context.
+struct Target<'a> {
+    tag: &'a str,
+    files: &'static [ContextFile],
+    /// The context's hash, for the [`CONTEXT_LABEL`].
+    hash: &'static str,
+    /// The Dockerfile's `ARG` naming the image it is built `FROM`, and that image (also the
+    /// [`BASE_LABEL`]).
+    from_arg: &'static str,
+    from: &'a str,
+    /// `--network` for the build's steps.
+    network: &'static str,
+}
+
 /// `docker build -` with the classic builder (it works with every engine version, and Debian's
 /// docker.io has no buildx) and the context archive on stdin.
 fn docker_build(
     docker: &DockerCli,
-    tag: &str,
-    base: &str,
+    target: &Target,
     cancel: &CancelToken,
 ) -> Result<(), ImageError> {
-    let archive = context::tar().map_err(|source| ImageError::Io {
+    let archive = context::tar_of(target.files).map_err(|source| ImageError::Io {
         what: "cannot make the build context archive".to_owned(),
         source,
     })?;
     let args = [
         "build".to_owned(),
         "--build-arg".to_owned(),
-        format!("BASE={base}"),
+        format!("{}={}", target.from_arg, target.from),
         "--label".to_owned(),
-        format!("{CONTEXT_LABEL}={}", context::hash()),
+        format!("{CONTEXT_LABEL}={}", target.hash),
         "--label".to_owned(),
-        format!("{BASE_LABEL}={base}"),
+        format!("{BASE_LABEL}={}", target.from),
         // Intermediate containers go even when a step fails: the engine is shared.
         "--force-rm".to_owned(),
-        // The Dockerfile's steps need no network; without one they do not depend on the engine's
-        // default bridge either.
         "--network".to_owned(),
-        "none".to_owned(),
+        target.network.to_owned(),
         "--tag".to_owned(),
-        tag.to_owned(),
+        target.tag.to_owned(),
         "-".to_owned(),
     ];
     let mut command = docker.command(&args);
@@ -297,8 +362,8 @@ fn docker_build(
             Err(error.into())
         }
         _ => Err(ImageError::Build {
-            tag: crate::sanitize::text(tag).into_owned(),
-            base: crate::sanitize::text(base).into_owned(),
+            tag: crate::sanitize::text(target.tag).into_owned(),
+            base: crate::sanitize::text(target.from).into_owned(),
             detail: describe_status(finished.status),
             log: finished.tail(),
         }),

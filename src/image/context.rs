@@ -1,12 +1,14 @@
-//! The runner image's build context, carried inside the binary: `runner_image/Dockerfile` and
-//! `runner_image/launch.py` as they were when this binary was compiled, the hash that names that
-//! context, and the tar archive `docker build -` reads.
+//! The runner images' build contexts, carried inside the binary: `runner_image/` (the runner
+//! image: `Dockerfile`, `launch.py`) and `runner_image/ds/` (the data-science image built on top
+//! of it: `Dockerfile`, `safe_exec_plots.py`) as they were when this binary was compiled, the
+//! hashes that name them, and the tar archives `docker build -` reads.
 //!
-//! The hash is the one definition of "this launcher": `safe-exec image build` writes it into the
+//! A hash is the one definition of "this launcher": `safe-exec image build` writes it into the
 //! image's `safe-exec.context` label, `safe-exec doctor` compares the label with it, and the tests
 //! compare both with it. It covers every file's name, mode and bytes, so it changes whenever the
-//! context does; a unit test checks that the embedded files are exactly those in `runner_image/`
-//! (bar `.dockerignore`, which only matters to a build from the directory).
+//! context does; the data-science image's hash also covers the runner's, since it is built on it.
+//! A unit test checks that the embedded files are exactly those in `runner_image/` (bar
+//! `.dockerignore`, which only matters to a build from the directory).
 //!
 //! Nothing here talks to docker.
 
@@ -14,7 +16,7 @@ use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
-/// One file of the build context.
+/// One file of a build context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextFile {
     /// Its path inside the context (what the Dockerfile's `COPY` names).
@@ -24,7 +26,7 @@ pub struct ContextFile {
     pub bytes: &'static [u8],
 }
 
-/// The context this binary builds its runner image from, sorted by name.
+/// The runner image's context, sorted by name.
 pub const FILES: &[ContextFile] = &[
     ContextFile {
         name: "Dockerfile",
@@ -38,19 +40,54 @@ pub const FILES: &[ContextFile] = &[
     },
 ];
 
+/// The data-science image's context (`runner_image/ds/`), sorted by name.
+pub const DS_FILES: &[ContextFile] = &[
+    ContextFile {
+        name: "Dockerfile",
+        mode: 0o644,
+        bytes: include_bytes!("../../runner_image/ds/Dockerfile"),
+    },
+    ContextFile {
+        name: "safe_exec_plots.py",
+        mode: 0o644,
+        bytes: include_bytes!("../../runner_image/ds/safe_exec_plots.py"),
+    },
+];
+
 /// The first line of what is hashed: names the scheme, so a change of scheme changes every hash.
 const HASH_SCHEME: &[u8] = b"safe-exec image context 1\n";
 
-/// The hash of [`FILES`]: 64 lowercase hex digits, the value of the image's `safe-exec.context`
-/// label.
+/// The hash of [`FILES`]: 64 lowercase hex digits, the value of the runner image's
+/// `safe-exec.context` label.
 pub fn hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| hash_of(FILES))
 }
 
+/// The hash of [`DS_FILES`] together with the runner's [`hash`] (as a file `.runner-context`):
+/// the data-science image's `safe-exec.context` label. A new launcher makes it stale too.
+pub fn ds_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        let mut files = DS_FILES.to_vec();
+        files.push(ContextFile {
+            name: ".runner-context",
+            mode: 0o644,
+            bytes: hash().as_bytes(),
+        });
+        hash_of(&files)
+    })
+}
+
+/// Built from a context this binary carries: `label` is the runner's hash or the
+/// data-science image's.
+pub fn is_ours(label: &str) -> bool {
+    label == hash() || label == ds_hash()
+}
+
 /// SHA-256 over the scheme line, then for every file in name order: its name, its mode in octal
 /// and its length in decimal, each ended by a NUL byte, and its bytes. Names cannot hold NUL and
-/// the length ends each file, so two different contexts never hash the same bytes.
+/// the length says where each file ends, so two different contexts never hash the same bytes.
 pub fn hash_of(files: &[ContextFile]) -> String {
     let mut sorted: Vec<&ContextFile> = files.iter().collect();
     sorted.sort_by_key(|file| file.name);
@@ -68,14 +105,10 @@ pub fn hash_of(files: &[ContextFile]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// [`FILES`] as an uncompressed tar archive for `docker build -`: regular files owned by root,
+/// `files` as an uncompressed tar archive for `docker build -`: regular files owned by root,
 /// with a fixed time, so the same context always gives the same bytes (and docker's build cache
 /// can tell nothing changed).
-pub fn tar() -> std::io::Result<Vec<u8>> {
-    tar_of(FILES)
-}
-
-fn tar_of(files: &[ContextFile]) -> std::io::Result<Vec<u8>> {
+pub fn tar_of(files: &[ContextFile]) -> std::io::Result<Vec<u8>> {
     let mut archive = tar::Builder::new(Vec::new());
     for file in files {
         let mut header = tar::Header::new_ustar();
@@ -100,29 +133,59 @@ mod tests {
 
     const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/runner_image");
 
+    /// The files of `dir` (not directories), bar what only a build from the directory reads.
+    fn files_in(dir: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap())
+            .filter(|entry| !entry.file_type().unwrap().is_dir())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != ".dockerignore")
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn the_embedded_files_are_exactly_runner_image() {
-        let mut on_disk: Vec<String> = std::fs::read_dir(DIR)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            // `.dockerignore` only matters to a build from the directory; `__pycache__` is what a
-            // local `python3 -m py_compile` leaves behind, ignored by it.
-            .filter(|name| name != ".dockerignore" && name != "__pycache__")
-            .collect();
-        on_disk.sort();
-        let embedded: Vec<&str> = FILES.iter().map(|file| file.name).collect();
-        assert_eq!(
-            on_disk, embedded,
-            "runner_image/ and image::context::FILES must list the same files (sorted)"
-        );
-        for file in FILES {
-            let bytes = std::fs::read(format!("{DIR}/{}", file.name)).unwrap();
+        for (dir, files) in [(DIR.to_owned(), FILES), (format!("{DIR}/ds"), DS_FILES)] {
+            let embedded: Vec<&str> = files.iter().map(|file| file.name).collect();
             assert_eq!(
-                bytes, file.bytes,
-                "{} differs from the embedded copy",
-                file.name
+                files_in(&dir),
+                embedded,
+                "{dir} and image::context must list the same files (sorted)"
             );
+            for file in files {
+                let bytes = std::fs::read(format!("{dir}/{}", file.name)).unwrap();
+                assert_eq!(
+                    bytes, file.bytes,
+                    "{dir}/{} differs from the embedded copy",
+                    file.name
+                );
+            }
         }
+        // Another directory would be a context this binary does not carry (a `__pycache__` left
+        // by a local `py_compile` aside).
+        let dirs: Vec<String> = std::fs::read_dir(DIR)
+            .unwrap()
+            .map(|entry| entry.unwrap())
+            .filter(|entry| entry.file_type().unwrap().is_dir())
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "__pycache__")
+            .collect();
+        assert_eq!(dirs, ["ds"]);
+    }
+
+    #[test]
+    fn the_data_science_hash_follows_the_runner_s() {
+        assert_ne!(ds_hash(), hash());
+        assert_ne!(
+            ds_hash(),
+            hash_of(DS_FILES),
+            "it covers the runner's context too"
+        );
+        assert!(is_ours(hash()) && is_ours(ds_hash()));
+        assert!(!is_ours("") && !is_ours(&hash_of(DS_FILES)));
     }
 
     #[test]
@@ -207,8 +270,12 @@ mod tests {
 
     #[test]
     fn the_tar_holds_the_files_as_root_owned_regular_files() {
-        let bytes = tar().unwrap();
-        assert_eq!(bytes, tar().unwrap(), "the archive is deterministic");
+        let bytes = tar_of(FILES).unwrap();
+        assert_eq!(
+            bytes,
+            tar_of(FILES).unwrap(),
+            "the archive is deterministic"
+        );
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut seen = Vec::new();
         for entry in archive.entries().unwrap() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::cli::{ImageArgs, ImageBuildArgs, ImageCommand};
 use crate::exit_codes;
 use crate::runner::{CancelToken, DockerCli, EngineError};
-use crate::sandbox::DEFAULT_IMAGE;
+use crate::sandbox::{resolve_image, DEFAULT_IMAGE, DS_IMAGE};
 use builder::{BuildRequest, Built, ImageError};
 
 /// Label on the runner image: the [`context::hash`] it was built from.
@@ -34,9 +34,20 @@ pub struct Labels {
 }
 
 impl Labels {
-    /// Built from the context this binary carries.
-    pub fn is_current(&self) -> bool {
-        self.context.as_deref() == Some(context::hash())
+    /// Built from the context whose hash is `hash`.
+    pub fn built_from(&self, hash: &str) -> bool {
+        self.context.as_deref() == Some(hash)
+    }
+
+    /// Built from one of the contexts this binary carries (the runner's or the data-science
+    /// image's): [`context::is_ours`].
+    pub fn is_ours(&self) -> bool {
+        self.context.as_deref().is_some_and(context::is_ours)
+    }
+
+    /// Built `FROM` `base`.
+    pub fn base_is(&self, base: &str) -> bool {
+        self.base.as_deref() == Some(base)
     }
 
     /// The labels out of `docker image inspect --format '{{json .Config.Labels}}'` (`null` when
@@ -74,6 +85,8 @@ pub fn labels(docker: &DockerCli, image: &str) -> Result<Option<Labels>, EngineE
 pub fn build_command(image: &str) -> String {
     if image == DEFAULT_IMAGE {
         "safe-exec image build".to_owned()
+    } else if image == DS_IMAGE {
+        "safe-exec image build --ds".to_owned()
     } else {
         format!(
             "safe-exec image build --tag {}",
@@ -90,11 +103,25 @@ pub fn execute(args: ImageArgs) -> anyhow::Result<u8> {
 }
 
 fn execute_build(args: ImageBuildArgs) -> anyhow::Result<u8> {
+    // `--tag` takes the short names `--image` does: `ds` (as from SAFE_EXEC_IMAGE=ds) asks for
+    // the data-science image, on the default runner image.
+    let named = args
+        .tag
+        .filter(|tag| !tag.is_empty())
+        .map(|tag| resolve_image(&tag).to_owned());
+    let (tag, ds_tag) = match named {
+        Some(tag) if tag == DS_IMAGE => (DEFAULT_IMAGE.to_owned(), Some(tag)),
+        tag => (
+            tag.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            args.ds.then(|| {
+                args.ds_tag
+                    .filter(|tag| !tag.is_empty())
+                    .unwrap_or_else(|| DS_IMAGE.to_owned())
+            }),
+        ),
+    };
     let request = BuildRequest {
-        tag: args
-            .tag
-            .filter(|tag| !tag.is_empty())
-            .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+        tag,
         base: args.base.filter(|base| !base.is_empty()),
         offline: args.offline,
         offline_base: args
@@ -110,34 +137,63 @@ fn execute_build(args: ImageBuildArgs) -> anyhow::Result<u8> {
         |signal| std::process::exit(i32::from(exit_codes::for_signal(signal))),
     )?;
     let docker = DockerCli::from_env();
-    let tag = crate::sanitize::text(&request.tag).into_owned();
-    let hash = &context::hash()[..12];
     let mut progress = |line: &str| eprintln!("safe-exec: {line}");
-    match builder::build(&docker, &request, &mut progress, &cancel) {
+    let built = builder::build(&docker, &request, &mut progress, &cancel);
+    let mut code = finish(
+        "runner image",
+        &request.tag,
+        context::hash(),
+        built,
+        &cancel,
+    );
+    if let (exit_codes::SUCCESS, Some(ds_tag)) = (code, ds_tag) {
+        let built = builder::build_ds(&docker, &ds_tag, &request.tag, &mut progress, &cancel);
+        code = finish(
+            "data-science image",
+            &ds_tag,
+            context::ds_hash(),
+            built,
+            &cancel,
+        );
+    }
+    Ok(code)
+}
+
+/// Say how building `what` `tag` went; the exit code.
+fn finish(
+    what: &str,
+    tag: &str,
+    hash: &str,
+    built: Result<Built, ImageError>,
+    cancel: &CancelToken,
+) -> u8 {
+    let tag = crate::sanitize::text(tag);
+    let hash = &hash[..12];
+    match built {
         Ok(Built::UpToDate { base }) => {
             let base = crate::sanitize::text(base.as_deref().unwrap_or("unknown")).into_owned();
-            eprintln!("safe-exec: runner image {tag} is up to date (context {hash}, base {base})");
-            Ok(exit_codes::SUCCESS)
+            eprintln!("safe-exec: {what} {tag} is up to date (context {hash}, base {base})");
+            exit_codes::SUCCESS
         }
         Ok(Built::Built { base, size_bytes }) => {
             let size = size_bytes.map_or(String::new(), |bytes| {
                 format!(", {} MB", (bytes + 500_000) / 1_000_000)
             });
             eprintln!(
-                "safe-exec: runner image {tag} built from {} (context {hash}{size})",
+                "safe-exec: {what} {tag} built from {} (context {hash}{size})",
                 crate::sanitize::text(&base)
             );
-            Ok(exit_codes::SUCCESS)
+            exit_codes::SUCCESS
         }
         Err(ImageError::Interrupted) => {
-            eprintln!("safe-exec: interrupted: the runner image {tag} was not built");
-            Ok(cancel
+            eprintln!("safe-exec: interrupted: the {what} {tag} was not built");
+            cancel
                 .signal()
-                .map_or(exit_codes::INTERRUPTED, exit_codes::for_signal))
+                .map_or(exit_codes::INTERRUPTED, exit_codes::for_signal)
         }
         Err(error) => {
             eprintln!("safe-exec: {error}");
-            Ok(exit_codes::SANDBOX_ERROR)
+            exit_codes::SANDBOX_ERROR
         }
     }
 }
@@ -153,15 +209,21 @@ mod tests {
             context::hash()
         );
         let labels = Labels::parse(&json);
-        assert!(labels.is_current());
+        assert!(labels.built_from(context::hash()) && labels.is_ours());
+        assert!(labels.base_is("safe-exec-base:bookworm"));
         assert_eq!(labels.base.as_deref(), Some("safe-exec-base:bookworm"));
         for none in ["null\n", "{}", "", "not json"] {
             let labels = Labels::parse(none);
             assert_eq!(labels, Labels::default());
-            assert!(!labels.is_current());
+            assert!(!labels.is_ours());
         }
         let other = Labels::parse(&format!("{{\"{CONTEXT_LABEL}\":\"0123\"}}"));
-        assert!(!other.is_current());
+        assert!(!other.is_ours());
+        let ds = Labels::parse(&format!(
+            "{{\"{CONTEXT_LABEL}\":\"{}\"}}",
+            context::ds_hash()
+        ));
+        assert!(ds.is_ours() && !ds.built_from(context::hash()));
     }
 
     #[test]

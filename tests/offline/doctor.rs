@@ -55,6 +55,11 @@ fn doctor_and_image_build_refuse_bad_arguments() {
         .stderr(predicate::str::contains("more than 0 seconds"));
     safe_exec().args(["image"]).assert().code(2);
     safe_exec()
+        .args(["image", "build", "--ds-tag", "x:1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--ds"));
+    safe_exec()
         .args(["image", "build", "--help"])
         .assert()
         .code(0)
