@@ -19,6 +19,8 @@ use super::cancel::CancelToken;
 
 /// Environment variable naming the docker client to use (default: `docker` on `PATH`).
 pub const DOCKER_ENV: &str = "SAFE_EXEC_DOCKER";
+/// Environment variable naming the podman client to use (default: `podman` on `PATH`).
+pub const PODMAN_ENV: &str = "SAFE_EXEC_PODMAN_CLI";
 
 /// Why the engine could not do what we asked. Messages say what to do next.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -51,10 +53,12 @@ pub struct CallOutput {
     pub stderr: String,
 }
 
-/// The docker client we shell out to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The client we shell out to (`docker`, or `podman`, which takes the same commands), with the
+/// options that go before every command (`--context NAME`, podman's `--runtime`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DockerCli {
     program: OsString,
+    globals: Vec<String>,
 }
 
 impl Default for DockerCli {
@@ -69,11 +73,38 @@ impl DockerCli {
         let program = std::env::var_os(DOCKER_ENV)
             .filter(|value| !value.is_empty())
             .unwrap_or_else(|| OsString::from("docker"));
-        DockerCli { program }
+        DockerCli {
+            program,
+            globals: Vec::new(),
+        }
+    }
+
+    /// `$SAFE_EXEC_PODMAN_CLI`, or `podman` from `PATH`.
+    pub fn podman_from_env() -> DockerCli {
+        let program = std::env::var_os(PODMAN_ENV)
+            .filter(|value| !value.is_empty())
+            .unwrap_or_else(|| OsString::from("podman"));
+        DockerCli {
+            program,
+            globals: Vec::new(),
+        }
+    }
+
+    /// This client with `options` before every command. Each must be one word of letters,
+    /// digits and `-_.=+:/` (they reach the reaper's shell unquoted).
+    pub fn with_globals(mut self, options: Vec<String>) -> DockerCli {
+        debug_assert!(options.iter().all(|option| is_plain_word(option)));
+        self.globals = options;
+        self
     }
 
     pub fn program(&self) -> String {
         self.program.to_string_lossy().into_owned()
+    }
+
+    /// The options before every command.
+    pub fn globals(&self) -> &[String] {
+        &self.globals
     }
 
     /// A `docker ARGS...` command in its own process group with no stdin; the caller adds pipes.
@@ -83,7 +114,11 @@ impl DockerCli {
         S: AsRef<std::ffi::OsStr>,
     {
         let mut command = Command::new(&self.program);
-        command.args(args).stdin(Stdio::null()).process_group(0);
+        command
+            .args(&self.globals)
+            .args(args)
+            .stdin(Stdio::null())
+            .process_group(0);
         command
     }
 
@@ -202,6 +237,14 @@ impl DockerCli {
             stderr: stderr.join().unwrap_or_default(),
         })
     }
+}
+
+/// A word that needs no quoting in a shell: letters, digits and `-_.=+:/`, not empty.
+pub fn is_plain_word(word: &str) -> bool {
+    !word.is_empty()
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | '+' | ':' | '/')
+        })
 }
 
 /// SIGKILL a docker client and whatever it started (it leads its own process group), then reap it.
@@ -380,6 +423,7 @@ mod tests {
     fn a_cancelled_call_ends_at_once() {
         let docker = DockerCli {
             program: "sleep".into(),
+            globals: Vec::new(),
         };
         let cancel = CancelToken::new();
         let canceller = cancel.clone();
@@ -406,9 +450,24 @@ mod tests {
     }
 
     #[test]
+    fn global_options_go_before_the_command() {
+        let docker = DockerCli {
+            program: "docker".into(),
+            globals: Vec::new(),
+        }
+        .with_globals(vec!["--context".into(), "eng-2".into()]);
+        let command = docker.command(["ps", "-q"]);
+        let args: Vec<_> = command.get_args().collect();
+        assert_eq!(args, ["--context", "eng-2", "ps", "-q"]);
+        assert!(is_plain_word("eng-2.b_c"));
+        assert!(!is_plain_word("a b") && !is_plain_word("$(x)") && !is_plain_word(""));
+    }
+
+    #[test]
     fn missing_client_is_reported_as_such() {
         let docker = DockerCli {
             program: "/nonexistent/docker".into(),
+            globals: Vec::new(),
         };
         let error = docker
             .call(&["version".to_owned()], Duration::from_secs(5), None)
@@ -420,6 +479,7 @@ mod tests {
     fn calls_that_hang_are_killed_at_their_deadline() {
         let docker = DockerCli {
             program: "sleep".into(),
+            globals: Vec::new(),
         };
         let started = Instant::now();
         let error = docker
