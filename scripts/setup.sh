@@ -7,6 +7,9 @@
 #   SAFE_EXEC_BASE=IMAGE     build the runner image FROM this local image
 #   SAFE_EXEC_SKIP_BUILD=1   do not run `cargo build --release`
 #   SAFE_EXEC_PULL_TIMEOUT=N seconds to try pulling python:3.11-slim (default 20)
+#   SAFE_EXEC_RUNSC=1        also install gVisor (runsc) and register it with dockerd
+#   SAFE_EXEC_PODMAN=1       also install podman and copy the runner image into it
+#                            (both in scripts/setup-engines.sh)
 set -euo pipefail
 
 IMAGE=safe-exec-python:3.11
@@ -197,6 +200,12 @@ check=$(
 ) || die "a hardened test container failed to run: $check"
 [[ $check == "ok 1234567" ]] || die "a hardened test container printed '$check' instead of 'ok 1234567'"
 step "hardened docker run works"
+
+# --- optional engines and runtimes ----------------------------------------------
+
+if [[ ${SAFE_EXEC_RUNSC:-0} == 1 || ${SAFE_EXEC_PODMAN:-0} == 1 ]]; then
+    bash "$REPO/scripts/setup-engines.sh"
+fi
 
 # --- safe-exec binary ----------------------------------------------------------
 

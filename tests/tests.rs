@@ -3,6 +3,7 @@
 //! a message saying how to start it.
 
 mod common;
+mod engines;
 mod grade;
 mod offline;
 mod run;

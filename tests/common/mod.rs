@@ -265,3 +265,4 @@ pub fn wait_exit(child: &mut std::process::Child, within: Duration) -> i32 {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+pub mod engines;
