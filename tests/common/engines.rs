@@ -297,22 +297,60 @@ impl TestEngine {
             .is_ok_and(|status| status.success())
     }
 
+    /// Wait until it answers. A daemon that gave up on the way (its containerd, restoring the
+    /// tasks of a killed predecessor on a loaded machine, may miss dockerd's 10 s start-up
+    /// deadline) is started again, a few times.
     fn wait_up(&self) {
         let until = Instant::now() + START_TIMEOUT;
+        let mut launches = 1;
         while !self.is_up() {
+            let exited = self
+                .daemon
+                .lock()
+                .unwrap()
+                .as_mut()
+                .is_some_and(|child| !matches!(child.try_wait(), Ok(None)));
             assert!(
-                Instant::now() < until,
+                Instant::now() < until && !(exited && launches == 3),
                 "test engine did not come up: {}",
                 std::fs::read_to_string(self.root.join("dockerd.log")).unwrap_or_default()
             );
+            if exited {
+                let _ = self
+                    .daemon
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .map(|mut child| child.wait());
+                self.launch();
+                launches += 1;
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// SIGKILL the daemon (its containerd follows it; containers are stopped when it starts
-    /// again), as a crash or a lost machine would.
+    /// SIGKILL the daemon and its containerd, as a crash would; the containers' shims live on
+    /// (they are stopped when the daemon starts again, live-restore being off).
     pub fn kill(&self) {
         self.end_daemon(libc::SIGKILL);
+        let exec_root = self.root.join("x").display().to_string();
+        let containerd: Vec<i32> = processes_mentioning(&exec_root)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| cmdline.starts_with(b"containerd\0"))
+            })
+            .collect();
+        for pid in &containerd {
+            // SAFETY: kill(2) on the containerd our own daemon started (its path is unique).
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        let until = Instant::now() + STOP_TIMEOUT;
+        while containerd.iter().any(|pid| is_alive(*pid)) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = std::fs::remove_file(self.root.join("dockerd.pid"));
     }
 
@@ -363,6 +401,14 @@ impl Drop for TestEngine {
     fn drop(&mut self) {
         self.stop_and_remove();
     }
+}
+
+/// Is `pid` a process that has not ended (a zombie has)?
+fn is_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn processes_mentioning(text: &str) -> Vec<i32> {

@@ -215,6 +215,19 @@ fn an_engine_killed_mid_batch_costs_no_wrong_verdict_and_is_cleaned_once_back() 
     let report = read_json(&json);
     let cases = &report.submissions[0].cases;
     assert_eq!(cases.len(), 36);
+    let mut seen: Vec<String> = cases
+        .iter()
+        .map(|case| {
+            format!(
+                "{:?} on {}",
+                case.verdict,
+                case.engine.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    seen.sort();
+    seen.dedup_by(|a, b| a == b);
+    eprintln!("verdicts: {seen:?}");
     for case in cases {
         assert!(
             matches!(case.verdict, Verdict::AC | Verdict::JE),
