@@ -362,9 +362,18 @@ impl TestEngine {
 
     /// Names of containers on this engine carrying `session`'s label.
     pub fn containers(&self, session: &str) -> Vec<String> {
+        self.list(session, "-aq")
+    }
+
+    /// Those of them that are running.
+    pub fn running(&self, session: &str) -> Vec<String> {
+        self.list(session, "-q")
+    }
+
+    fn list(&self, session: &str, flags: &str) -> Vec<String> {
         let output = self
             .docker()
-            .args(["ps", "-aq", "--filter"])
+            .args(["ps", flags, "--filter"])
             .arg(format!("label=safe-exec.session={session}"))
             .output()
             .unwrap();

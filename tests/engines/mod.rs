@@ -196,7 +196,7 @@ fn an_engine_killed_mid_batch_costs_no_wrong_verdict_and_is_cleaned_once_back() 
         .unwrap();
     // Kill the third engine while it runs cases of ours.
     let until = Instant::now() + Duration::from_secs(120);
-    while third.containers(&session.label).is_empty() {
+    while third.running(&session.label).is_empty() {
         assert!(
             Instant::now() < until,
             "no case ever ran on the third engine"
