@@ -25,7 +25,7 @@ pub const PODMAN_ENV: &str = "SAFE_EXEC_PODMAN_CLI";
 /// Why the engine could not do what we asked. Messages say what to do next.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum EngineError {
-    #[error("the docker client `{program}` was not found: install Docker (scripts/setup.sh does) or point {DOCKER_ENV} at it")]
+    #[error("the client `{program}` was not found: install it (scripts/setup.sh installs Docker; SAFE_EXEC_PODMAN=1 also podman) or point {DOCKER_ENV} (or {PODMAN_ENV}) at it")]
     CliMissing { program: String },
     #[error("cannot reach the Docker engine{host}: is dockerd running? Try `docker info` (scripts/setup.sh starts it) ({detail})")]
     Unreachable { host: String, detail: String },
@@ -59,6 +59,9 @@ pub struct CallOutput {
 pub struct DockerCli {
     program: OsString,
     globals: Vec<String>,
+    /// Podman's `rm --force` stops a container gracefully first (10 s for a PID 1 that ignores
+    /// SIGTERM, as ours does) unless told `--time 0`.
+    podman: bool,
 }
 
 impl Default for DockerCli {
@@ -76,6 +79,7 @@ impl DockerCli {
         DockerCli {
             program,
             globals: Vec::new(),
+            podman: false,
         }
     }
 
@@ -87,6 +91,7 @@ impl DockerCli {
         DockerCli {
             program,
             globals: Vec::new(),
+            podman: true,
         }
     }
 
@@ -105,6 +110,16 @@ impl DockerCli {
     /// The options before every command.
     pub fn globals(&self) -> &[String] {
         &self.globals
+    }
+
+    /// `rm` that kills at once (SIGKILL, never a graceful stop) and removes, with the container's
+    /// anonymous volumes: the command and its options, before the names.
+    pub fn remove_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["rm", "--force", "--volumes"].map(String::from).to_vec();
+        if self.podman {
+            args.extend(["--time", "0"].map(String::from));
+        }
+        args
     }
 
     /// A `docker ARGS...` command in its own process group with no stdin; the caller adds pipes.
@@ -327,7 +342,11 @@ pub fn classify_failure(command: &str, stderr: &str, image: Option<&str>) -> Eng
         return EngineError::LimitRefused { detail };
     }
     if let Some(image) = image {
-        if lower.contains("no such image") || lower.contains("unable to find image") {
+        // Podman says "image not known".
+        if lower.contains("no such image")
+            || lower.contains("unable to find image")
+            || lower.contains("image not known")
+        {
             return EngineError::ImageMissing {
                 image: image.to_owned(),
             };
@@ -424,6 +443,7 @@ mod tests {
         let docker = DockerCli {
             program: "sleep".into(),
             globals: Vec::new(),
+            podman: false,
         };
         let cancel = CancelToken::new();
         let canceller = cancel.clone();
@@ -454,6 +474,7 @@ mod tests {
         let docker = DockerCli {
             program: "docker".into(),
             globals: Vec::new(),
+            podman: false,
         }
         .with_globals(vec!["--context".into(), "eng-2".into()]);
         let command = docker.command(["ps", "-q"]);
@@ -464,10 +485,28 @@ mod tests {
     }
 
     #[test]
+    fn podman_removes_without_a_graceful_stop_and_its_missing_image_is_recognised() {
+        assert_eq!(
+            DockerCli::podman_from_env().remove_args(),
+            ["rm", "--force", "--volumes", "--time", "0"]
+        );
+        assert_eq!(
+            DockerCli::from_env().remove_args(),
+            ["rm", "--force", "--volumes"]
+        );
+        let stderr = "Error: safe-exec-missing:0: image not known";
+        assert!(matches!(
+            classify_failure("run", stderr, Some("safe-exec-missing:0")),
+            EngineError::ImageMissing { .. }
+        ));
+    }
+
+    #[test]
     fn missing_client_is_reported_as_such() {
         let docker = DockerCli {
             program: "/nonexistent/docker".into(),
             globals: Vec::new(),
+            podman: false,
         };
         let error = docker
             .call(&["version".to_owned()], Duration::from_secs(5), None)
@@ -480,6 +519,7 @@ mod tests {
         let docker = DockerCli {
             program: "sleep".into(),
             globals: Vec::new(),
+            podman: false,
         };
         let started = Instant::now();
         let error = docker

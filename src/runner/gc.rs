@@ -49,7 +49,7 @@ pub fn collect(
     if doomed.is_empty() {
         return Ok(doomed);
     }
-    let mut remove = vec!["rm".to_owned(), "--force".to_owned()];
+    let mut remove = docker.remove_args();
     remove.extend(doomed.iter().cloned());
     let output = docker.call_unchecked(&remove, REMOVE_TIMEOUT)?;
     // A container another process removed meanwhile is fine; anything else is reported.

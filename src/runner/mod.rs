@@ -110,7 +110,12 @@ impl Sandbox {
 
     /// Remove our containers in `scope` (only this session's, when `SAFE_EXEC_LABEL` is set).
     pub fn collect_garbage(&self, scope: gc::Scope) -> Result<Vec<String>, EngineError> {
-        gc::collect(&self.docker, self.engine.kind, self.session.as_deref(), scope)
+        gc::collect(
+            &self.docker,
+            self.engine.kind,
+            self.session.as_deref(),
+            scope,
+        )
     }
 
     /// Is the engine reachable and the image present? One quick call, for health checks and for

@@ -27,7 +27,8 @@ use super::docker_cli::DockerCli;
 
 /// The reaper's program. `$1` is the docker client, `$2` the pauses (seconds) between its later
 /// looks for containers whose create was cut short, or whose engine did not answer; `$3` the
-/// client's global options (`--context NAME`). Container names are `[A-Za-z0-9-]` and the options
+/// client's global options (`--context NAME`); `$4` its remove command (`rm --force --volumes`, and
+/// podman's `--time 0`). Container names are `[A-Za-z0-9-]` and the options
 /// plain words, so space-separated lists need no quoting; `set -f` keeps the shell from globbing
 /// them anyway.
 const SCRIPT: &str = r#"
@@ -36,6 +37,7 @@ trap '' HUP INT TERM
 docker=$1
 pauses=$2
 globals=$3
+rm=$4
 names=' '
 uncertain=''
 while IFS= read -r line; do
@@ -55,9 +57,9 @@ while IFS= read -r line; do
 done
 remove() {
     if command -v timeout >/dev/null 2>&1; then
-        timeout 60 "$docker" $globals rm --force --volumes "$@"
+        timeout 60 "$docker" $globals $rm "$@"
     else
-        "$docker" $globals rm --force --volumes "$@"
+        "$docker" $globals $rm "$@"
     fi
 }
 set -- $names
@@ -102,6 +104,7 @@ impl Reaper {
             .arg(docker.program())
             .arg(LATE_CREATE_PAUSES)
             .arg(docker.globals().join(" "))
+            .arg(docker.remove_args().join(" "))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -163,6 +166,7 @@ mod tests {
             .arg("0 0")
             // The client's global options, one shell word list (as `Reaper::start` passes them).
             .arg(["--context", "eng"].join(" "))
+            .arg(["rm", "--force", "--volumes"].join(" "))
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();

@@ -157,8 +157,7 @@ pub fn remove_all_detached() {
         }
     }
     for (docker, names) in by_client {
-        let mut command =
-            docker.command(["rm", "--force"].into_iter().map(String::from).chain(names));
+        let mut command = docker.command(docker.remove_args().into_iter().chain(names));
         command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -184,11 +183,7 @@ pub fn wait_for_removals(deadline: Instant) -> bool {
 
 /// `docker rm --force --volumes NAMES...`: Ok when every container is gone (already gone counts).
 fn remove_now(docker: &DockerCli, names: &[String]) -> Result<(), EngineError> {
-    let mut args = vec![
-        "rm".to_owned(),
-        "--force".to_owned(),
-        "--volumes".to_owned(),
-    ];
+    let mut args = docker.remove_args();
     args.extend(names.iter().cloned());
     let output = docker.call_unchecked(&args, REMOVE_TIMEOUT)?;
     let only_missing = output

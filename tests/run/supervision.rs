@@ -414,9 +414,10 @@ fn missing_docker_client_is_a_sandbox_error_and_nothing_runs_on_the_host() {
         .args(["run", "-c", &touch])
         .assert()
         .code(125)
-        .stderr(predicate::str::contains(
-            "docker client `docker` was not found",
-        ));
+        .stderr(predicate::str::contains(format!(
+            "client `{}` was not found",
+            crate::common::engine_cli()
+        )));
     session
         .safe_exec()
         .env("SAFE_EXEC_DOCKER", "/nonexistent/docker")
