@@ -11,9 +11,11 @@
 //!   twice; with none left it is a `sandbox_error`.
 //! - The program had started: the run is a `sandbox_error` (never a verdict the program did not
 //!   earn); it is not run again, since the program may have had effects we cannot see.
-//! - Either way, if the engine no longer answers, it is marked down: no run goes to it until a
-//!   probe thread sees it answer again, and then the removals that failed while it was down are
-//!   retried first ([`registry::retry_removals`](super::registry::retry_removals)).
+//! - Either way, if the engine no longer answers, it is marked down: no run goes to it while
+//!   another engine can take it, until a probe thread sees it answer again, and then the removals
+//!   that failed while it was down are retried first
+//!   ([`registry::retry_removals`](super::registry::retry_removals)). When every engine left is
+//!   down, a run still tries one: it may be back, and if not its own error says why.
 //!
 //! The choice itself is a pure function ([`choose`]), tested as a table. This module never prints.
 
@@ -334,8 +336,8 @@ impl Fleet {
             .sum()
     }
 
-    /// Wait for a slot on an engine that is up and not in `tried`; `None` when no such engine is
-    /// up, or when cancelled.
+    /// Wait for a slot on an engine not in `tried`, one that is up if there is such an engine;
+    /// `None` when every engine was tried, or when cancelled.
     fn acquire(&self, tried: &[bool], cancel: &CancelToken) -> Option<usize> {
         let inner = self.0.clone();
         let _wake = cancel.on_cancel(move || {
@@ -357,7 +359,20 @@ impl Fleet {
                 .zip(tried)
                 .any(|(slots, tried)| slots.up && !tried);
             if !any_up {
-                return None;
+                // Every engine not yet tried is down: try one anyway. It may be back already,
+                // and if not, its own error says why (one engine: exactly as without a fleet).
+                let anyway: Vec<Slots> = state
+                    .slots
+                    .iter()
+                    .map(|slots| Slots { up: true, ..*slots })
+                    .collect();
+                if let Some(index) = choose(&anyway, tried) {
+                    state.slots[index].running += 1;
+                    return Some(index);
+                }
+                if tried.iter().all(|tried| *tried) {
+                    return None;
+                }
             }
             state = self
                 .0
