@@ -360,6 +360,21 @@ impl TestEngine {
         self.wait_up();
     }
 
+    /// A process whose command line contains `marker`, running in one of this engine's
+    /// containers (found through their cgroups).
+    pub fn process(&self, marker: &str) -> Option<i32> {
+        let parent =
+            Path::new("/sys/fs/cgroup/pids").join(self.cgroup_parent.trim_start_matches('/'));
+        let containers = std::fs::read_dir(parent).ok()?;
+        containers.flatten().find_map(|container| {
+            std::fs::read_to_string(container.path().join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|pid| pid.parse::<i32>().ok())
+                .find(|pid| runs(*pid, marker))
+        })
+    }
+
     /// Names of containers on this engine carrying `session`'s label.
     pub fn containers(&self, session: &str) -> Vec<String> {
         self.list(session, "-aq")
@@ -410,6 +425,13 @@ impl Drop for TestEngine {
     fn drop(&mut self) {
         self.stop_and_remove();
     }
+}
+
+/// Is `pid` alive with `marker` in its command line?
+pub fn runs(pid: i32, marker: &str) -> bool {
+    is_alive(pid)
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
 }
 
 /// Is `pid` a process that has not ended (a zombie has)?
