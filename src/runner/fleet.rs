@@ -278,12 +278,6 @@ impl Fleet {
             let keep = io.keep;
             let (outcome, started) = sandbox.run_telling_start(job, io, cancel);
             self.release(index);
-            eprintln!(
-                "DEBUG fleet {} {:?} started={started} {:?}",
-                sandbox.engine().name,
-                outcome.status,
-                outcome.error
-            );
             if outcome.status != Status::SandboxError {
                 return Ran { outcome, engine };
             }
