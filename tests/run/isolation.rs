@@ -218,7 +218,12 @@ fn seed_network_and_write_examples_fail_inside_the_sandbox() {
         "Read-only file system"
     };
     assert!(all.contains(refused), "{all}");
-    session.assert_clean_within(Duration::from_secs(1));
+    if under_gvisor() {
+        // gVisor's teardown is slower than runc's: the documented bound.
+        session.assert_clean();
+    } else {
+        session.assert_clean_within(Duration::from_secs(1));
+    }
 }
 
 #[test]
