@@ -96,6 +96,8 @@ struct Config {
     pool: crate::runner::pool::PoolConfig,
     /// `--pool` as given: without it each engine keeps as many warm as it takes runs at once.
     pool_given: Option<usize>,
+    /// Runs at once on each engine without an `=N` of its own: `--max-concurrent`, or the CPUs.
+    per_engine: usize,
     engines: Engines,
 }
 
@@ -126,6 +128,7 @@ impl Config {
             limits: Limits::default().with(&args.limits.overrides()),
             // One engine: --max-concurrent. Several: what they take at once together.
             max_concurrent: engines.capacities(each).iter().sum::<usize>().max(1),
+            per_engine: each,
             pool_given: args.pool.pool.map(|size| size as usize),
             engines,
             queue: args.queue.map_or(DEFAULT_QUEUE, |n| n as usize),
@@ -191,7 +194,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let limits = config.limits;
     // Warm containers for the server's limits from the start, on every engine; an engine may
     // still be coming up (its pool backs off and tries again).
-    let each = config.max_concurrent / config.engines.0.len().max(1);
+    let each = config.per_engine;
     let pool = config.pool;
     let pool_given = config.pool_given;
     let fleet = Fleet::on(&config.engines, config.image.clone(), each).with_pools(|capacity| {
