@@ -4,7 +4,7 @@ relays its output, enforces its limits and reports how it ended, out of the prog
 safe-exec starts every container as root with only CAP_SETUID and CAP_SETGID, running
 
     python3 -I -S /opt/safe-exec/launch.py --uid U --cpu-ms T --wall-ms W --cpus C
-        --max-output B --pids P --code-wait S
+        --max-output B --pids P --code-wait S [--memory M]
 
 Request (protocol version 3), on standard input:
 
@@ -40,6 +40,12 @@ forked (the launcher's own relaying included: what the program's output costs is
 ``wall_ms`` runs from the fork to the program's end; ``oom`` counts the kernel's OOM kills in the
 container's memory cgroup meanwhile; ``*_bytes`` count what the program wrote. ``mac`` is
 HMAC-SHA256 of the words before it under ``key``.
+
+Where the container has no cgroup files (gVisor's user-space kernel shows none), CPU time is the
+sum of every process's own and reaped children's times from /proc, and the memory limit ``M``
+(given only then; the engine's limit has room for the runtime itself) is watched in the sandbox's
+own /proc/meminfo: past it the launcher ends the run as the kernel's OOM killer would have, the
+program killed (``signal 9``) and one OOM kill counted.
 
 Why the program cannot bend its report. The launcher reads the request as root, forks, and the
 child becomes the program: no supplementary groups, its own uid and gid ``U`` (never shared with
@@ -119,6 +125,8 @@ CGROUP_OOM = (
     "/sys/fs/cgroup/memory/memory.oom_control",  # v1
     "/sys/fs/cgroup/memory.events",  # v2
 )
+# Without cgroup files (gVisor): how often the sandbox's memory use is read against --memory.
+MEMORY_POLL = 0.005
 
 
 def frame(tag, payload):
@@ -150,11 +158,12 @@ def parse_arguments(argv):
     try:
         values = [int(options[name]) for name in names]
         cpus = float(options["--cpus"])
+        memory = int(options.get("--memory", "1"))
     except (KeyError, ValueError):
-        fail("usage: launch.py --uid U --cpu-ms T --wall-ms W --cpus C --max-output B --pids P --code-wait S")
-    if min(values) <= 0 or not cpus > 0 or values[0] == LAUNCHER_UID:
+        fail("usage: launch.py --uid U --cpu-ms T --wall-ms W --cpus C --max-output B --pids P --code-wait S [--memory M]")
+    if min(values) <= 0 or memory <= 0 or not cpus > 0 or values[0] == LAUNCHER_UID:
         fail("every limit must be positive and the uid not the launcher's")
-    return values, cpus
+    return values, cpus, (memory if "--memory" in options else None)
 
 
 def read_line():
@@ -243,11 +252,37 @@ def open_counter(candidates):
     return None, 1
 
 
+def proc_cpu_ns():
+    """Without a cgroup counter: every process's user and system time, its reaped children's
+    included (PID 1 reaps the orphans), from /proc."""
+    ticks = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        ticks += sum(int(value) for value in fields[11:15])
+    return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def memory_used():
+    """Without a cgroup: the sandbox's memory in use, by its own kernel's account (bytes)."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            fields = dict(line.split(b":", 1) for line in meminfo.read().splitlines() if b":" in line)
+        return (int(fields[b"MemTotal"].split()[0]) - int(fields[b"MemFree"].split()[0])) * 1024
+    except (OSError, KeyError, ValueError, IndexError):
+        return 0
+
+
 def cpu_ns(counter):
-    """CPU time of everything in the container, in nanoseconds (0 where no counter exists)."""
+    """CPU time of everything in the container, in nanoseconds."""
     fd, scale = counter
     if fd is None:
-        return 0
+        return proc_cpu_ns()
     try:
         text = os.pread(fd, 4096, 0)
     except OSError:
@@ -504,7 +539,7 @@ def reap(pid):
 
 
 def main():
-    (uid, cpu_ms, wall_ms, max_output, pids, code_wait), cpus = parse_arguments(sys.argv[1:])
+    (uid, cpu_ms, wall_ms, max_output, pids, code_wait), cpus, memory = parse_arguments(sys.argv[1:])
     if os.getuid() != 0:
         fail("the launcher must start as root to give the program a user of its own: "
              "run it through safe-exec (docker create --user 0:0 --cap-add SETUID --cap-add SETGID)")
@@ -519,6 +554,9 @@ def main():
 
     cpu_counter = open_counter(CGROUP_CPU)
     oom_fd = open_counter([(candidate, 1) for candidate in CGROUP_OOM])[0]
+    # The kernel counts OOM kills where there is a cgroup; elsewhere the launcher watches memory.
+    memory_limit = memory if oom_fd is None else None
+    memory_oom = 0
     # The kernel's own backstop, per process, should the launcher ever be unable to act.
     cpu_seconds = int(cpu_ms * max(cpus, 1.0) / 1000) + 2
     wake_r, wake_w = os.pipe()
@@ -565,6 +603,9 @@ def main():
         if now >= wall_deadline:
             ending, stop, ended = "running", "wall", now
             break
+        if memory_limit is not None and memory_used() > memory_limit:
+            ending, number, ended, memory_oom = "signal", signal.SIGKILL, now, 1
+            break
         if relay.over is not None:
             ending, stop, ended = "running", "stdout" if relay.over == b"1" else "stderr", now
             break
@@ -576,6 +617,8 @@ def main():
             poller.register(fd, select.POLLIN)
         watched = wanted
         wake = min(wall_deadline, next_cpu_check)
+        if memory_limit is not None:
+            wake = min(wake, now + MEMORY_POLL)
         batch_wake = relay.next_wake()
         if batch_wake is not None:
             wake = min(wake, batch_wake)
@@ -598,7 +641,7 @@ def main():
 
     if cpu_end is None:
         cpu_end = cpu_ns(cpu_counter) - cpu_before
-    oom = max(0, oom_kills(oom_fd) - oom_before)
+    oom = max(0, oom_kills(oom_fd) - oom_before) + memory_oom
     relay.drain()
     if relay.over is not None and stop == "none":
         ending, number, stop = "running", 0, "stdout" if relay.over == b"1" else "stderr"

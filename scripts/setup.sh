@@ -12,6 +12,9 @@
 #   SAFE_EXEC_BASE=IMAGE     build the runner image FROM this local image
 #   SAFE_EXEC_SKIP_BUILD=1   do not run `cargo build --release` (use the binary already built)
 #   SAFE_EXEC_PULL_TIMEOUT=N seconds to try pulling python:3.11-slim (default 20)
+#   SAFE_EXEC_RUNSC=1        also install gVisor (runsc) and register it with dockerd
+#   SAFE_EXEC_PODMAN=1       also install podman and copy the runner image into it
+#                            (both in scripts/setup-engines.sh)
 set -euo pipefail
 
 IMAGE=${SAFE_EXEC_IMAGE:-safe-exec-python:3.11}
@@ -120,6 +123,13 @@ if [[ ${SAFE_EXEC_DS:-0} == 1 ]]; then
     images+=(ds)
 else
     "$BIN" image build --tag "$IMAGE"
+fi
+
+# --- optional engines and runtimes ------------------------------------------------
+
+# After the image: podman gets a copy of it.
+if [[ ${SAFE_EXEC_RUNSC:-0} == 1 || ${SAFE_EXEC_PODMAN:-0} == 1 ]]; then
+    bash "$REPO/scripts/setup-engines.sh"
 fi
 
 # The same hardening every run gets, checked from inside a probe container, with the engine's

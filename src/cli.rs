@@ -105,6 +105,35 @@ impl PoolArgs {
     }
 }
 
+/// Which engine(s) runs go to, and with which runtime.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EngineArgs {
+    /// The container engine's client: docker or podman [default: docker]
+    #[arg(long, value_name = "NAME", env = "SAFE_EXEC_ENGINE")]
+    pub engine: Option<String>,
+    /// Docker context(s) to run on (`docker context ls`; ssh:// and tcp:// with TLS work); a
+    /// comma-separated list spreads runs over several engines, each taking `=N` runs at once
+    /// (`a=4,b=2`) or, without it, --jobs (grade) or --max-concurrent (serve)
+    #[arg(long, value_name = "NAME[=N],...", env = "SAFE_EXEC_CONTEXT")]
+    pub context: Option<String>,
+    /// The OCI runtime containers run under, e.g. runsc for gVisor (registered with the engine:
+    /// scripts/setup.sh does with SAFE_EXEC_RUNSC=1) [default: the engine's own]
+    #[arg(long, value_name = "NAME", env = "SAFE_EXEC_RUNTIME")]
+    pub runtime: Option<String>,
+}
+
+impl EngineArgs {
+    pub fn engines(
+        &self,
+    ) -> Result<crate::runner::Engines, crate::runner::engine::EngineSpecError> {
+        crate::runner::Engines::parse(
+            self.engine.as_deref(),
+            self.context.as_deref(),
+            self.runtime.as_deref(),
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct ImageArg {
     /// The runner image, or `ds` for the data-science one (numpy, pandas, matplotlib, scipy)
@@ -145,6 +174,8 @@ pub struct RunArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub image: ImageArg,
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +218,8 @@ pub struct GradeArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub image: ImageArg,
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -253,6 +286,8 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub image: ImageArg,
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +295,8 @@ pub struct GcArgs {
     /// Remove every safe-exec container, even ones whose run may still be in progress
     #[arg(long)]
     pub all: bool,
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Debug, Args)]

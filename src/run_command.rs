@@ -13,13 +13,19 @@ use crate::limits::Limits;
 use crate::report::artifacts::SkippedArtifact;
 use crate::report::{describe, Outcome, RunReport, Status};
 use crate::runner::job::{InputFile, DEFAULT_ARTIFACT_BYTES, MAX_INPUT_BYTES, MAX_INPUT_FILES};
-use crate::runner::{gc, Job, ProgramStdin, RunIo, Sandbox};
-use crate::runner::{registry, CancelToken, DockerCli};
+use crate::runner::{gc, Fleet, Job, ProgramStdin, RunIo};
+use crate::runner::{registry, CancelToken};
 use crate::source::{describe_io, Program, RejectReason};
 
 pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let limits = Limits::default().with(&args.limits.overrides());
-    let sandbox = Sandbox::new(args.image.image.clone());
+    let engines = match args.engines.engines() {
+        Ok(engines) => engines,
+        Err(error) => {
+            eprintln!("safe-exec: {error}");
+            return Ok(exit_codes::USAGE);
+        }
+    };
     // The artifact directory is claimed before anything runs: a run whose files could not be
     // kept is refused up front, not found out afterwards.
     let artifact_dir = match &args.artifacts {
@@ -36,12 +42,12 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         },
         None => None,
     };
+    let fleet = Fleet::on(&engines, args.image.image.clone(), 1);
     let mut outcome = match prepare(&args, limits) {
         Ok(job) => {
             let token = CancelToken::new();
-            stop_runs_on_signals(&token, sandbox.docker())
-                .context("cannot install signal handlers")?;
-            let sweeper = sweep_stale_in_background(&sandbox);
+            stop_runs_on_signals(&token).context("cannot install signal handlers")?;
+            let sweeper = sweep_stale_in_background(&fleet);
             let mut io = if args.json {
                 RunIo::capture()
             } else {
@@ -50,7 +56,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             if args.json || artifact_dir.is_some() {
                 io.artifact_bytes = DEFAULT_ARTIFACT_BYTES;
             }
-            let outcome = sandbox.run(job, io, &token);
+            let outcome = fleet.run(job, io, &token).outcome;
             drop(sweeper);
             outcome
         }
@@ -209,13 +215,12 @@ fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {
 
 /// The first SIGINT/SIGTERM/SIGHUP cancels `token` (every run watching it stops and removes its
 /// container); a second starts removing every live container without waiting and exits 128+N.
-pub(crate) fn stop_runs_on_signals(token: &CancelToken, docker: &DockerCli) -> std::io::Result<()> {
+pub(crate) fn stop_runs_on_signals(token: &CancelToken) -> std::io::Result<()> {
     let token = token.clone();
-    let docker = docker.clone();
     crate::signals::on_stop_signals(
         move |signal| token.cancel_by_signal(signal),
         move |signal| {
-            registry::remove_all_detached(&docker);
+            registry::remove_all_detached();
             std::process::exit(i32::from(exit_codes::for_signal(signal)));
         },
     )
@@ -258,7 +263,7 @@ fn report(outcome: Outcome, json: bool, artifact_content: bool) -> anyhow::Resul
 /// a host that only ever uses `safe-exec run`. At most once a minute per user (a stamp file's
 /// age decides), and off the critical path: the sweep is abandoned if this run ends first, and
 /// the removals it started finish on their own.
-fn sweep_stale_in_background(sandbox: &Sandbox) -> Option<std::thread::JoinHandle<()>> {
+fn sweep_stale_in_background(fleet: &Fleet) -> Option<std::thread::JoinHandle<()>> {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
     let stamp = std::env::temp_dir().join(format!("safe-exec-gc-{}.stamp", effective_uid()));
     let due = std::fs::metadata(&stamp)
@@ -269,9 +274,9 @@ fn sweep_stale_in_background(sandbox: &Sandbox) -> Option<std::thread::JoinHandl
     if !due || touch_without_following(&stamp).is_err() {
         return None;
     }
-    let sandbox = sandbox.clone();
+    let fleet = fleet.clone();
     Some(std::thread::spawn(move || {
-        let _ = sandbox.collect_garbage(gc::Scope::Stale);
+        let _ = fleet.collect_garbage(gc::Scope::Stale);
     }))
 }
 
@@ -294,7 +299,14 @@ fn effective_uid() -> u32 {
 }
 
 pub fn collect_garbage(args: GcArgs) -> anyhow::Result<u8> {
-    let sandbox = Sandbox::new(None);
+    let engines = match args.engines.engines() {
+        Ok(engines) => engines,
+        Err(error) => {
+            eprintln!("safe-exec: {error}");
+            return Ok(exit_codes::USAGE);
+        }
+    };
+    let sandbox = Fleet::on(&engines, None, 1);
     let scope = if args.all {
         gc::Scope::All
     } else {

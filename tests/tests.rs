@@ -4,6 +4,7 @@
 
 mod common;
 mod doctor;
+mod engines;
 mod grade;
 mod image;
 mod offline;

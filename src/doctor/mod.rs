@@ -133,8 +133,7 @@ pub fn execute(args: DoctorArgs) -> anyhow::Result<u8> {
     let started = Instant::now();
     let engine = Engine::current(args.image.image.filter(|image| !image.is_empty()));
     let cancel = CancelToken::new();
-    crate::run_command::stop_runs_on_signals(&cancel, engine.sandbox.docker())
-        .context("cannot install signal handlers")?;
+    crate::run_command::stop_runs_on_signals(&cancel).context("cannot install signal handlers")?;
     let image = engine.sandbox.image().to_owned();
     let rows = diagnose(std::slice::from_ref(&engine), &cancel);
     if cancel.is_cancelled() {

@@ -1,5 +1,5 @@
-//! Running a batch: every (submission, case) pair through [`Sandbox::run`], on a fixed pool of
-//! `--jobs` worker threads, with results collected in a deterministic order.
+//! Running a batch: every (submission, case) pair through [`Fleet::run`], on a fixed pool of
+//! worker threads (the fleet's capacity: `--jobs` per engine), with results collected in a deterministic order.
 //!
 //! The work list is: one compile check per submission, then each submission's cases in run
 //! order. Workers take the first item that is ready (a case waits for its submission's compile
@@ -25,7 +25,7 @@ use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
 use crate::files::OpenError;
 use crate::limits::Limits;
 use crate::report::Status;
-use crate::runner::{CancelToken, Job, ProgramStdin, RunIo, Sandbox};
+use crate::runner::{CancelToken, Fleet, Job, ProgramStdin, RunIo};
 use crate::sanitize;
 use crate::source::{Program, RejectReason};
 use crate::sync::lock;
@@ -110,7 +110,7 @@ impl Batch<'_> {
     /// Grade every submission; `Err` when cancelled (every container is gone by then).
     pub fn run(
         &self,
-        sandbox: &Sandbox,
+        fleet: &Fleet,
         cancel: &CancelToken,
         progress: &dyn Progress,
     ) -> Result<Vec<SubmissionResult>, Interrupted> {
@@ -142,7 +142,7 @@ impl Batch<'_> {
         progress.started(total as u64);
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.clamp(1, total.max(1)) {
-                scope.spawn(|| self.work(sandbox, cancel, progress, &state, &changed));
+                scope.spawn(|| self.work(fleet, cancel, progress, &state, &changed));
             }
         });
         let state = state
@@ -160,7 +160,7 @@ impl Batch<'_> {
 
     fn work(
         &self,
-        sandbox: &Sandbox,
+        fleet: &Fleet,
         cancel: &CancelToken,
         progress: &dyn Progress,
         state: &Mutex<State>,
@@ -193,7 +193,7 @@ impl Batch<'_> {
             let label = self.label(item);
             match item {
                 Item::Check(sub) => {
-                    let check = self.compile_check(sub, sandbox, cancel);
+                    let check = self.compile_check(sub, fleet, cancel);
                     let mut guard = lock(state);
                     match check {
                         CompileCheck::Compiles => guard.checks[sub] = Check::Compiles,
@@ -204,7 +204,7 @@ impl Batch<'_> {
                     guard.finished += 1;
                 }
                 Item::Case(sub, case) => {
-                    let Some(result) = self.run_case(sub, case, sandbox, cancel) else {
+                    let Some(result) = self.run_case(sub, case, fleet, cancel) else {
                         return;
                     };
                     let mut guard = lock(state);
@@ -288,7 +288,7 @@ impl Batch<'_> {
         }
     }
 
-    fn compile_check(&self, sub: usize, sandbox: &Sandbox, cancel: &CancelToken) -> CompileCheck {
+    fn compile_check(&self, sub: usize, fleet: &Fleet, cancel: &CancelToken) -> CompileCheck {
         let Ok(program) = &self.submissions[sub].program else {
             unreachable!("only valid programs are checked");
         };
@@ -298,7 +298,7 @@ impl Batch<'_> {
             stdin: ProgramStdin::Bytes(program.source().as_bytes().to_vec()),
             limits: compile::checker_limits(&self.limits),
         };
-        compile::interpret(&sandbox.run(job, RunIo::capture(), cancel))
+        compile::interpret(&fleet.run(job, RunIo::capture(), cancel).outcome)
     }
 
     /// Run one case; `None` when the batch is being cancelled.
@@ -306,7 +306,7 @@ impl Batch<'_> {
         &self,
         sub: usize,
         case: usize,
-        sandbox: &Sandbox,
+        fleet: &Fleet,
         cancel: &CancelToken,
     ) -> Option<CaseResult> {
         let Ok(program) = &self.submissions[sub].program else {
@@ -345,7 +345,8 @@ impl Batch<'_> {
             stdin: ProgramStdin::File(input),
             limits: self.limits,
         };
-        let outcome = sandbox.run(job, RunIo::capture(), cancel);
+        let ran = fleet.run(job, RunIo::capture(), cancel);
+        let outcome = ran.outcome;
         if outcome.status == Status::Interrupted {
             return None;
         }
@@ -365,7 +366,7 @@ impl Batch<'_> {
             input: head(self.suite.open(&spec.input)),
             answer: head(self.suite.open(&spec.answer)),
         });
-        Some(judge(
+        let mut result = judge(
             spec,
             &outcome,
             answer
@@ -373,7 +374,9 @@ impl Batch<'_> {
                 .map(|reader| reader as &mut dyn BufRead)
                 .map_err(|error| error.clone()),
             shown.as_ref(),
-        ))
+        );
+        result.engine = ran.engine;
+        Some(result)
     }
 
     fn collect(&self, mut state: State) -> Vec<SubmissionResult> {

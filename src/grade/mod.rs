@@ -55,7 +55,7 @@ use crate::cli::GradeArgs;
 use crate::exit_codes;
 use crate::files::{self, FileId, FileKind, OpenError};
 use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
-use crate::runner::{CancelToken, EngineError, Sandbox};
+use crate::runner::{CancelToken, EngineError, Engines, Fleet};
 use crate::sanitize;
 use crate::source::{describe_io, Program, RejectReason};
 use batch::{Batch, Progress, Submission};
@@ -78,11 +78,17 @@ pub struct GradeOptions {
     pub limits: LimitOverrides,
     pub image: Option<String>,
     pub pool: crate::runner::pool::PoolConfig,
+    /// `--pool` as given: with several engines each gets its own capacity when it is not.
+    pub pool_given: Option<usize>,
+    pub engines: Engines,
 }
 
 impl GradeOptions {
-    pub fn from_args(args: GradeArgs) -> GradeOptions {
-        GradeOptions {
+    pub fn from_args(args: GradeArgs) -> Result<GradeOptions, GradeError> {
+        let engines = args.engines.engines()?;
+        Ok(GradeOptions {
+            engines,
+            pool_given: args.pool.pool.map(|size| size as usize),
             limits: args.limits.overrides(),
             image: args.image.image,
             suite: args.suite,
@@ -96,7 +102,7 @@ impl GradeOptions {
             gradescope: args.gradescope,
             fail_fast: args.fail_fast,
             exit_zero: args.exit_zero,
-        }
+        })
     }
 }
 
@@ -127,12 +133,15 @@ pub enum GradeError {
     Suite(#[from] SuiteError),
     #[error("{0}")]
     Engine(#[from] EngineError),
+    #[error("{0}")]
+    Engines(#[from] crate::runner::engine::EngineSpecError),
 }
 
 impl GradeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             GradeError::GradescopeNeedsOne(_)
+            | GradeError::Engines(_)
             | GradeError::SameReport { .. }
             | GradeError::ReportOverSource { .. } => exit_codes::USAGE,
             GradeError::Submission { .. } => exit_codes::MISSING_PATH,
@@ -144,8 +153,7 @@ impl GradeError {
 }
 
 pub fn execute(args: GradeArgs) -> anyhow::Result<u8> {
-    let options = GradeOptions::from_args(args);
-    match grade(&options) {
+    match GradeOptions::from_args(args).and_then(|options| grade(&options)) {
         Ok(code) => Ok(code),
         Err(error) => {
             // One line per problem (several reports can be unwritable at once). Each part of a
@@ -322,15 +330,14 @@ fn open_submission(path: &Path) -> Result<(File, FileId), GradeError> {
 const REMOVALS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
-    let sandbox = Sandbox::new(options.image.clone());
+    let jobs = options.jobs.max(1);
+    let fleet = Fleet::on(&options.engines, options.image.clone(), jobs);
     // Before the claims: a Ctrl-C while the suite loads or the engine is asked (seconds) must
     // still drop the claims, so that no temporary report file is left behind.
     let token = CancelToken::new();
-    crate::run_command::stop_runs_on_signals(&token, sandbox.docker()).map_err(|error| {
-        EngineError::Failed {
-            command: "(signal handlers)".to_owned(),
-            detail: error.to_string(),
-        }
+    crate::run_command::stop_runs_on_signals(&token).map_err(|error| EngineError::Failed {
+        command: "(signal handlers)".to_owned(),
+        detail: error.to_string(),
     })?;
     let prepared = prepare(options);
     if let Some(code) = interrupted_before_grading(&token) {
@@ -342,25 +349,44 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         limits,
         reports,
     } = prepared?;
-    let ready = sandbox.check_ready();
+    let ready = fleet.check_ready();
     // The docker client runs in its own process group, so a Ctrl-C does not reach it: the check
     // ends by itself (within its timeout), and whatever it found, the interruption wins.
     if let Some(code) = interrupted_before_grading(&token) {
         return Ok(code);
     }
-    ready?;
+    // With several engines, those that do not answer are left out (and asked again while the
+    // batch runs); the batch is refused only when none answers.
+    for (name, error) in ready? {
+        eprintln!(
+            "safe-exec: engine {} left out until it answers: {}",
+            sanitize::text(&name),
+            sanitize::text(&error.to_string())
+        );
+    }
     // Warm containers only once the suite, the submissions and the engine are known to be fine:
     // nothing starts for a batch that is refused.
-    let sandbox = sandbox.with_pool(options.pool);
-    if let Some(pool) = sandbox.pool() {
-        pool.prepare(&limits);
-    }
-    let jobs = options.jobs.max(1);
+    let fleet = fleet.with_pools(|capacity| crate::runner::pool::PoolConfig {
+        size: if options.pool.size == 0 {
+            0
+        } else {
+            options.pool_given.unwrap_or(capacity)
+        },
+        ..options.pool
+    });
+    fleet.prepare_pools(&limits);
+    let workers = fleet.capacity();
+    let engines = fleet.names();
     eprintln!(
-        "safe-exec: grading {} submission(s) on {} case(s) of {} with {jobs} job(s); per case: {} of CPU time, {} memory",
+        "safe-exec: grading {} submission(s) on {} case(s) of {} with {workers} job(s){}; per case: {} of CPU time, {} memory",
         submissions.len(),
         suite.cases.len(),
         sanitize::text(&suite.name),
+        if engines.len() > 1 {
+            format!(" on {} engines ({})", engines.len(), sanitize::text(&engines.join(", ")))
+        } else {
+            String::new()
+        },
         human_secs(limits.timeout),
         human_bytes(limits.memory_bytes)
     );
@@ -368,15 +394,13 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         suite: &suite,
         submissions,
         limits,
-        jobs,
+        jobs: workers,
         fail_fast: options.fail_fast,
     };
     let bar = Bar::new();
-    let outcome = batch.run(&sandbox, &token, &bar);
+    let outcome = batch.run(&fleet, &token, &bar);
     bar.0.finish_and_clear();
-    if let Some(pool) = sandbox.pool() {
-        pool.shutdown();
-    }
+    fleet.shutdown_pools();
     // Containers of finished cases are removed in the background while later cases run; what is
     // still pending goes now (the reaper has the rest should this time out).
     crate::runner::registry::wait_for_removals(std::time::Instant::now() + REMOVALS_TIMEOUT);
@@ -661,6 +685,8 @@ mod tests {
             limits: LimitOverrides::default(),
             image: None,
             pool: crate::runner::pool::PoolConfig::default(),
+            pool_given: None,
+            engines: Engines(vec![crate::runner::Engine::default()]),
         }
     }
 

@@ -148,6 +148,9 @@ pub struct CaseResult {
     pub message: String,
     /// Present only for failed cases with full feedback.
     pub feedback: Option<Feedback>,
+    /// The engine that ran the case (its context's name, `default` or `podman`); `None` when
+    /// it did not run.
+    pub engine: Option<String>,
 }
 
 impl CaseResult {
@@ -161,6 +164,7 @@ impl CaseResult {
             signal: None,
             message: message.into(),
             feedback: None,
+            engine: None,
         }
     }
 }
@@ -219,6 +223,7 @@ pub fn judge(
         signal: outcome.signal,
         message: String::new(),
         feedback: None,
+        engine: None,
     };
     let (verdict, message) = match outcome.status {
         Status::Ok => match answer.and_then(|answer| {

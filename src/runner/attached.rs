@@ -346,8 +346,9 @@ impl Attached {
 
     /// The container's state as the engine records it, if it can be read.
     fn inspect(&self) -> Option<ContainerState> {
+        // StartedAt last: podman writes it with spaces.
         let format =
-            "{{.State.ExitCode}} {{.State.OOMKilled}} {{.State.StartedAt}} {{.State.Running}}";
+            "{{.State.ExitCode}} {{.State.OOMKilled}} {{.State.Running}} {{.State.StartedAt}}";
         let args = [
             "inspect",
             "--type",
@@ -363,13 +364,14 @@ impl Attached {
     }
 }
 
-/// `"137 true 2026-11-22T05:00:00.1Z false"` → state. Docker's zero time means never started.
+/// `"137 true false 2026-11-22T05:00:00.1Z"` → state. The zero time (Docker's
+/// `0001-01-01T00:00:00Z`, podman's `0001-01-01 00:00:00 +0000 UTC`) means never started.
 fn parse_state(text: &str) -> Option<ContainerState> {
     let mut fields = text.split_whitespace();
     let exit_code = fields.next()?.parse().ok()?;
     let oom_killed = fields.next()?.parse().ok()?;
-    let started_at = fields.next()?;
     let running = fields.next()?.parse().ok()?;
+    let started_at = fields.next()?;
     Some(ContainerState {
         exit_code,
         oom_killed,
@@ -713,7 +715,7 @@ mod tests {
     #[test]
     fn container_state_is_parsed() {
         assert_eq!(
-            parse_state("137 true 2026-11-22T05:00:00.123Z false\n"),
+            parse_state("137 true false 2026-11-22T05:00:00.123Z\n"),
             Some(ContainerState {
                 exit_code: 137,
                 oom_killed: true,
@@ -722,12 +724,17 @@ mod tests {
             })
         );
         assert!(
-            !parse_state("0 false 0001-01-01T00:00:00Z false")
+            !parse_state("0 false false 0001-01-01T00:00:00Z")
                 .unwrap()
                 .started
         );
         assert!(
-            parse_state("0 false 2026-11-22T05:00:00Z true")
+            !parse_state("0 false false 0001-01-01 00:00:00 +0000 UTC")
+                .unwrap()
+                .started
+        );
+        assert!(
+            parse_state("0 false true 2026-11-22 05:00:00.1 +0000 UTC")
                 .unwrap()
                 .running
         );

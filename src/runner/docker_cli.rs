@@ -19,11 +19,13 @@ use super::cancel::CancelToken;
 
 /// Environment variable naming the docker client to use (default: `docker` on `PATH`).
 pub const DOCKER_ENV: &str = "SAFE_EXEC_DOCKER";
+/// Environment variable naming the podman client to use (default: `podman` on `PATH`).
+pub const PODMAN_ENV: &str = "SAFE_EXEC_PODMAN_CLI";
 
 /// Why the engine could not do what we asked. Messages say what to do next.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum EngineError {
-    #[error("the docker client `{program}` was not found: install Docker (scripts/setup.sh does) or point {DOCKER_ENV} at it")]
+    #[error("the client `{program}` was not found: install it (scripts/setup.sh installs Docker; SAFE_EXEC_PODMAN=1 also podman) or point {DOCKER_ENV} (or {PODMAN_ENV}) at it")]
     CliMissing { program: String },
     #[error("cannot reach the Docker engine{host}: is dockerd running? Try `docker info` (scripts/setup.sh starts it) ({detail})")]
     Unreachable { host: String, detail: String },
@@ -51,10 +53,15 @@ pub struct CallOutput {
     pub stderr: String,
 }
 
-/// The docker client we shell out to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The client we shell out to (`docker`, or `podman`, which takes the same commands), with the
+/// options that go before every command (`--context NAME`, podman's `--runtime`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DockerCli {
     program: OsString,
+    globals: Vec<String>,
+    /// Podman's `rm --force` stops a container gracefully first (10 s for a PID 1 that ignores
+    /// SIGTERM, as ours does) unless told `--time 0`.
+    podman: bool,
 }
 
 impl Default for DockerCli {
@@ -69,11 +76,50 @@ impl DockerCli {
         let program = std::env::var_os(DOCKER_ENV)
             .filter(|value| !value.is_empty())
             .unwrap_or_else(|| OsString::from("docker"));
-        DockerCli { program }
+        DockerCli {
+            program,
+            globals: Vec::new(),
+            podman: false,
+        }
+    }
+
+    /// `$SAFE_EXEC_PODMAN_CLI`, or `podman` from `PATH`.
+    pub fn podman_from_env() -> DockerCli {
+        let program = std::env::var_os(PODMAN_ENV)
+            .filter(|value| !value.is_empty())
+            .unwrap_or_else(|| OsString::from("podman"));
+        DockerCli {
+            program,
+            globals: Vec::new(),
+            podman: true,
+        }
+    }
+
+    /// This client with `options` before every command. Each must be one word of letters,
+    /// digits and `-_.=+:/` (they reach the reaper's shell unquoted).
+    pub fn with_globals(mut self, options: Vec<String>) -> DockerCli {
+        debug_assert!(options.iter().all(|option| is_plain_word(option)));
+        self.globals = options;
+        self
     }
 
     pub fn program(&self) -> String {
         self.program.to_string_lossy().into_owned()
+    }
+
+    /// The options before every command.
+    pub fn globals(&self) -> &[String] {
+        &self.globals
+    }
+
+    /// `rm` that kills at once (SIGKILL, never a graceful stop) and removes, with the container's
+    /// anonymous volumes: the command and its options, before the names.
+    pub fn remove_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["rm", "--force", "--volumes"].map(String::from).to_vec();
+        if self.podman {
+            args.extend(["--time", "0"].map(String::from));
+        }
+        args
     }
 
     /// A `docker ARGS...` command in its own process group with no stdin; the caller adds pipes.
@@ -83,7 +129,11 @@ impl DockerCli {
         S: AsRef<std::ffi::OsStr>,
     {
         let mut command = Command::new(&self.program);
-        command.args(args).stdin(Stdio::null()).process_group(0);
+        command
+            .args(&self.globals)
+            .args(args)
+            .stdin(Stdio::null())
+            .process_group(0);
         command
     }
 
@@ -204,6 +254,14 @@ impl DockerCli {
     }
 }
 
+/// A word that needs no quoting in a shell: letters, digits and `-_.=+:/`, not empty.
+pub fn is_plain_word(word: &str) -> bool {
+    !word.is_empty()
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | '+' | ':' | '/')
+        })
+}
+
 /// SIGKILL a docker client and whatever it started (it leads its own process group), then reap it.
 pub fn kill_group(child: &mut Child) {
     if let Ok(group) = libc::pid_t::try_from(child.id()) {
@@ -284,7 +342,11 @@ pub fn classify_failure(command: &str, stderr: &str, image: Option<&str>) -> Eng
         return EngineError::LimitRefused { detail };
     }
     if let Some(image) = image {
-        if lower.contains("no such image") || lower.contains("unable to find image") {
+        // Podman says "image not known".
+        if lower.contains("no such image")
+            || lower.contains("unable to find image")
+            || lower.contains("image not known")
+        {
             return EngineError::ImageMissing {
                 image: image.to_owned(),
             };
@@ -380,6 +442,8 @@ mod tests {
     fn a_cancelled_call_ends_at_once() {
         let docker = DockerCli {
             program: "sleep".into(),
+            globals: Vec::new(),
+            podman: false,
         };
         let cancel = CancelToken::new();
         let canceller = cancel.clone();
@@ -406,9 +470,43 @@ mod tests {
     }
 
     #[test]
+    fn global_options_go_before_the_command() {
+        let docker = DockerCli {
+            program: "docker".into(),
+            globals: Vec::new(),
+            podman: false,
+        }
+        .with_globals(vec!["--context".into(), "eng-2".into()]);
+        let command = docker.command(["ps", "-q"]);
+        let args: Vec<_> = command.get_args().collect();
+        assert_eq!(args, ["--context", "eng-2", "ps", "-q"]);
+        assert!(is_plain_word("eng-2.b_c"));
+        assert!(!is_plain_word("a b") && !is_plain_word("$(x)") && !is_plain_word(""));
+    }
+
+    #[test]
+    fn podman_removes_without_a_graceful_stop_and_its_missing_image_is_recognised() {
+        assert_eq!(
+            DockerCli::podman_from_env().remove_args(),
+            ["rm", "--force", "--volumes", "--time", "0"]
+        );
+        assert_eq!(
+            DockerCli::from_env().remove_args(),
+            ["rm", "--force", "--volumes"]
+        );
+        let stderr = "Error: safe-exec-missing:0: image not known";
+        assert!(matches!(
+            classify_failure("run", stderr, Some("safe-exec-missing:0")),
+            EngineError::ImageMissing { .. }
+        ));
+    }
+
+    #[test]
     fn missing_client_is_reported_as_such() {
         let docker = DockerCli {
             program: "/nonexistent/docker".into(),
+            globals: Vec::new(),
+            podman: false,
         };
         let error = docker
             .call(&["version".to_owned()], Duration::from_secs(5), None)
@@ -420,6 +518,8 @@ mod tests {
     fn calls_that_hang_are_killed_at_their_deadline() {
         let docker = DockerCli {
             program: "sleep".into(),
+            globals: Vec::new(),
+            podman: false,
         };
         let started = Instant::now();
         let error = docker

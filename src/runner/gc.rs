@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::sandbox::{EXPIRES_LABEL, MANAGED_LABEL, SESSION_LABEL};
 
 use super::docker_cli::{DockerCli, EngineError};
+use super::engine::EngineKind;
 
 const LIST_TIMEOUT: Duration = Duration::from_secs(15);
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,6 +25,7 @@ pub enum Scope {
 /// removed.
 pub fn collect(
     docker: &DockerCli,
+    kind: EngineKind,
     session: Option<&str>,
     scope: Scope,
 ) -> Result<Vec<String>, EngineError> {
@@ -41,16 +43,13 @@ pub fn collect(
             format!("label={SESSION_LABEL}={session}"),
         ]);
     }
-    list.extend([
-        "--format".to_owned(),
-        format!("{{{{.Names}}}}\t{{{{.Label \"{EXPIRES_LABEL}\"}}}}"),
-    ]);
+    list.extend(["--format".to_owned(), list_format(kind)]);
     let listing = docker.call(&list, LIST_TIMEOUT, None)?.stdout;
     let doomed = select(&listing, unix_now(), scope);
     if doomed.is_empty() {
         return Ok(doomed);
     }
-    let mut remove = vec!["rm".to_owned(), "--force".to_owned()];
+    let mut remove = docker.remove_args();
     remove.extend(doomed.iter().cloned());
     let output = docker.call_unchecked(&remove, REMOVE_TIMEOUT)?;
     // A container another process removed meanwhile is fine; anything else is reported.
@@ -67,6 +66,15 @@ pub fn collect(
         ));
     }
     Ok(doomed)
+}
+
+/// `ps --format`: the name and the expiry label, tab-separated. Podman's listing has the labels as
+/// a map; Docker's has a `Label` method.
+fn list_format(kind: EngineKind) -> String {
+    match kind {
+        EngineKind::Docker => format!("{{{{.Names}}}}\t{{{{.Label \"{EXPIRES_LABEL}\"}}}}"),
+        EngineKind::Podman => format!("{{{{.Names}}}}\t{{{{index .Labels \"{EXPIRES_LABEL}\"}}}}"),
+    }
 }
 
 /// From `docker ps` lines of `name<TAB>expires`, the names to remove at time `now`. A container
@@ -95,6 +103,18 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_engine_lists_the_expiry_its_own_way() {
+        assert_eq!(
+            list_format(EngineKind::Docker),
+            "{{.Names}}\t{{.Label \"safe-exec.expires\"}}"
+        );
+        assert_eq!(
+            list_format(EngineKind::Podman),
+            "{{.Names}}\t{{index .Labels \"safe-exec.expires\"}}"
+        );
+    }
 
     #[test]
     fn only_expired_containers_are_stale() {

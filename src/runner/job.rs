@@ -83,13 +83,15 @@ pub struct Job {
 }
 
 impl Job {
-    /// A copy to run again, when the input can be given twice (not a file or our own stdin, which
-    /// a first attempt may have read from).
+    /// A copy to run again, when the input can be given twice: not our own stdin, which a first
+    /// attempt may have read from. A regular file is opened again through `/proc/self/fd`, so
+    /// the copy reads from its start whatever the first attempt read; a pipe cannot be.
     pub fn try_clone(&self) -> Option<Job> {
         let stdin = match &self.stdin {
             ProgramStdin::Empty => ProgramStdin::Empty,
             ProgramStdin::Bytes(bytes) => ProgramStdin::Bytes(bytes.clone()),
-            ProgramStdin::File(_) | ProgramStdin::Inherit => return None,
+            ProgramStdin::File(file) => ProgramStdin::File(reopen(file)?),
+            ProgramStdin::Inherit => return None,
         };
         Some(Job {
             program: self.program.clone(),
@@ -98,6 +100,15 @@ impl Job {
             limits: self.limits,
         })
     }
+}
+
+/// `file` opened again with an offset of its own, when it is a regular file.
+fn reopen(file: &File) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
 }
 
 /// Where the program's output goes while it runs.
@@ -146,5 +157,36 @@ impl RunIo {
             keep: false,
             artifact_bytes: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Seek};
+
+    #[test]
+    fn a_file_input_is_cloned_with_its_own_offset() {
+        let mut input = tempfile::tempfile().unwrap();
+        input.write_all(b"12 34\n").unwrap();
+        input.rewind().unwrap();
+        let mut first = [0u8; 3];
+        input.read_exact(&mut first).unwrap();
+        let job = Job {
+            program: Program::from_bytes(b"print(1)", 100).unwrap(),
+            files: Vec::new(),
+            stdin: ProgramStdin::File(input),
+            limits: Limits::default(),
+        };
+        let Some(Job {
+            stdin: ProgramStdin::File(mut copy),
+            ..
+        }) = job.try_clone()
+        else {
+            panic!("a regular file can be given twice");
+        };
+        let mut text = String::new();
+        copy.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "12 34\n");
     }
 }

@@ -9,13 +9,16 @@
 //! Layout: [`attached`] (one container and its run), [`frames`] and [`launcher_report`] (the
 //! launcher's half of the conversation, parsed), [`rules`] (the outcome rules, pure),
 //! [`registry`] and [`reaper`] (what is live, and its removal), [`docker_cli`] (every docker call,
-//! with a deadline), [`job`] (what a run is given), [`cancel`], [`gc`].
+//! with a deadline), [`engine`] (which engine, context and runtime), [`fleet`] (runs spread over
+//! several engines), [`job`] (what a run is given), [`cancel`], [`gc`].
 //!
 //! This module does not print; callers choose where output goes through [`RunIo`].
 
 pub mod attached;
 pub mod cancel;
 pub mod docker_cli;
+pub mod engine;
+pub mod fleet;
 pub mod frames;
 pub mod gc;
 pub mod job;
@@ -32,6 +35,8 @@ use std::time::Duration;
 
 pub use cancel::CancelToken;
 pub use docker_cli::{DockerCli, EngineError};
+pub use engine::{Engine, Engines};
+pub use fleet::Fleet;
 pub use job::{Job, ProgramStdin, RunIo};
 
 use crate::limits::Limits;
@@ -50,6 +55,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The engine, image and labels runs use. Cheap to clone; share one across threads.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
+    engine: Engine,
     docker: DockerCli,
     image: String,
     session: Option<String>,
@@ -60,8 +66,14 @@ impl Sandbox {
     /// A sandbox on `image` (default [`DEFAULT_IMAGE`]), with the docker client from
     /// `SAFE_EXEC_DOCKER` and the session label from `SAFE_EXEC_LABEL`.
     pub fn new(image: Option<String>) -> Sandbox {
+        Sandbox::on(&Engine::default(), image)
+    }
+
+    /// A sandbox on `engine` (its client, context and runtime) with `image`.
+    pub fn on(engine: &Engine, image: Option<String>) -> Sandbox {
         Sandbox {
-            docker: DockerCli::from_env(),
+            engine: engine.clone(),
+            docker: engine.cli(),
             image: image.map_or_else(
                 || DEFAULT_IMAGE.to_owned(),
                 |name| crate::sandbox::resolve_image(&name).to_owned(),
@@ -94,9 +106,19 @@ impl Sandbox {
         &self.docker
     }
 
+    /// The engine this sandbox runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Remove our containers in `scope` (only this session's, when `SAFE_EXEC_LABEL` is set).
     pub fn collect_garbage(&self, scope: gc::Scope) -> Result<Vec<String>, EngineError> {
-        gc::collect(&self.docker, self.session.as_deref(), scope)
+        gc::collect(
+            &self.docker,
+            self.engine.kind,
+            self.session.as_deref(),
+            scope,
+        )
     }
 
     /// Is the engine reachable and the image present? One quick call, for health checks and for
@@ -127,6 +149,8 @@ impl Sandbox {
             session: self.session.clone(),
             program_uid: program_uid(),
             code_wait,
+            kind: self.engine.kind,
+            runtime: self.engine.runtime.clone(),
         }
     }
 
@@ -137,9 +161,15 @@ impl Sandbox {
     /// waited for). Should it turn out to be gone before the program started (its engine
     /// restarted a moment ago), a job whose input can be given twice runs again, cold.
     pub fn run(&self, job: Job, io: RunIo, cancel: &CancelToken) -> Outcome {
+        self.run_telling_start(job, io, cancel).0
+    }
+
+    /// As [`Sandbox::run`], and whether the program was started at all: a run that never
+    /// started may go to another engine ([`Fleet`]).
+    pub fn run_telling_start(&self, job: Job, io: RunIo, cancel: &CancelToken) -> (Outcome, bool) {
         let limits = job.limits;
         if cancel.is_cancelled() {
-            return interrupted_before_start(cancel, limits);
+            return (interrupted_before_start(cancel, limits), false);
         }
         let Some(warm) = self.pool.as_ref().and_then(|pool| pool.take(&limits)) else {
             return self.run_cold(job, io, cancel);
@@ -150,20 +180,23 @@ impl Sandbox {
             Some((io, job)) if !started && outcome.status == Status::SandboxError => {
                 self.run_cold(job, io, cancel)
             }
-            _ => outcome,
+            _ => (outcome, started),
         }
     }
 
     /// Run `job` in a container started for it.
-    fn run_cold(&self, job: Job, io: RunIo, cancel: &CancelToken) -> Outcome {
+    fn run_cold(&self, job: Job, io: RunIo, cancel: &CancelToken) -> (Outcome, bool) {
         let limits = job.limits;
         if cancel.is_cancelled() {
-            return interrupted_before_start(cancel, limits);
+            return (interrupted_before_start(cancel, limits), false);
         }
         let spec = self.container_spec(&limits, COLD_CODE_WAIT);
         match Attached::spawn(&self.docker, &spec, &limits) {
-            Ok(attached) => attached.run(job, io, cancel, &self.image),
-            Err(error) => Outcome::not_run(Status::SandboxError, error.to_string(), limits),
+            Ok(attached) => attached.run_telling_start(job, io, cancel, &self.image),
+            Err(error) => (
+                Outcome::not_run(Status::SandboxError, error.to_string(), limits),
+                false,
+            ),
         }
     }
 }

@@ -66,9 +66,10 @@ struct Key(String);
 impl Key {
     fn of(sandbox: &Sandbox, limits: &Limits) -> Key {
         Key(format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}",
             sandbox.image(),
-            sandbox.docker().program(),
+            sandbox.docker(),
+            sandbox.engine().runtime,
             limits.timeout.as_millis(),
             limits.wall_timeout.as_millis(),
             limits.memory_bytes,

@@ -26,13 +26,18 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use super::docker_cli::DockerCli;
 
 /// The reaper's program. `$1` is the docker client, `$2` the pauses (seconds) between its later
-/// looks for containers whose create was cut short. Container names are `[A-Za-z0-9-]`, so a
-/// space-separated list needs no quoting; `set -f` keeps the shell from globbing it anyway.
+/// looks for containers whose create was cut short, or whose engine did not answer; `$3` the
+/// client's global options (`--context NAME`); `$4` its remove command (`rm --force --volumes`, and
+/// podman's `--time 0`). Container names are `[A-Za-z0-9-]` and the options
+/// plain words, so space-separated lists need no quoting; `set -f` keeps the shell from globbing
+/// them anyway.
 const SCRIPT: &str = r#"
 set -f
 trap '' HUP INT TERM
 docker=$1
 pauses=$2
+globals=$3
+rm=$4
 names=' '
 uncertain=''
 while IFS= read -r line; do
@@ -52,24 +57,34 @@ while IFS= read -r line; do
 done
 remove() {
     if command -v timeout >/dev/null 2>&1; then
-        timeout 60 "$docker" rm --force --volumes "$@"
+        timeout 60 "$docker" $globals $rm "$@"
     else
-        "$docker" rm --force --volumes "$@"
+        "$docker" $globals $rm "$@"
     fi
 }
 set -- $names
 [ $# -eq 0 ] && exit 0
-remove "$@"
+# An engine that is down (restarting, unreachable) is asked again after each pause; a name it
+# does not know counts as removed.
+gone() { ! grep -v 'No such container' "$1" | grep -q .; }
+log=$(mktemp 2>/dev/null || echo /dev/null)
+if remove "$@" 2>"$log" || gone "$log"; then
+    set --
+fi
 # A create that was cut short may still land in the engine after that: look again.
-[ -z "$uncertain" ] && exit 0
 for pause in $pauses; do
+    [ $# -eq 0 ] && [ -z "$uncertain" ] && break
     sleep $pause
-    remove $uncertain
+    if remove "$@" $uncertain 2>"$log" || gone "$log"; then
+        set --
+    fi
 done
+[ "$log" = /dev/null ] || rm -f "$log"
 "#;
 
-/// After our exit, a cut-short create's container is looked for again after these pauses.
-const LATE_CREATE_PAUSES: &str = "1 2 4 8";
+/// After our exit, a cut-short create's container, or one whose engine did not answer, is looked
+/// for again after these pauses (about a minute in all: an engine restart fits).
+const LATE_CREATE_PAUSES: &str = "1 2 4 8 15 30";
 
 /// A running reaper and the pipe that feeds it.
 pub struct Reaper {
@@ -88,6 +103,8 @@ impl Reaper {
             .arg("safe-exec-reaper")
             .arg(docker.program())
             .arg(LATE_CREATE_PAUSES)
+            .arg(docker.globals().join(" "))
+            .arg(docker.remove_args().join(" "))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -147,6 +164,9 @@ mod tests {
             .arg("safe-exec-reaper")
             .arg(&fake)
             .arg("0 0")
+            // The client's global options, one shell word list (as `Reaper::start` passes them).
+            .arg(["--context", "eng"].join(" "))
+            .arg(["rm", "--force", "--volumes"].join(" "))
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
@@ -169,7 +189,7 @@ mod tests {
         let log = reap("+safe-exec-1-0-1\n+safe-exec-1-1-2\n+safe-exec-1-2-3\n-safe-exec-1-1-2\n");
         assert_eq!(
             log,
-            "rm --force --volumes safe-exec-1-0-1 safe-exec-1-2-3\n"
+            "--context eng rm --force --volumes safe-exec-1-0-1 safe-exec-1-2-3\n"
         );
     }
 
@@ -183,12 +203,12 @@ mod tests {
     fn names_are_listed_once_and_uncertain_ones_are_removed_again_later() {
         let log = reap("+safe-exec-1-0-1\n+safe-exec-1-0-1\n?safe-exec-1-0-1\n");
         // The fake docker overwrites its log: the last call is a late second look.
-        assert_eq!(log, "rm --force --volumes safe-exec-1-0-1\n");
+        assert_eq!(log, "--context eng rm --force --volumes safe-exec-1-0-1\n");
     }
 
     #[test]
     fn a_name_that_prefixes_another_is_released_alone() {
         let log = reap("+safe-exec-1-1-1\n+safe-exec-1-1-10\n-safe-exec-1-1-1\n-unknown\n");
-        assert_eq!(log, "rm --force --volumes safe-exec-1-1-10\n");
+        assert_eq!(log, "--context eng rm --force --volumes safe-exec-1-1-10\n");
     }
 }

@@ -6,8 +6,13 @@
 //! exiting at once. [`ContainerGuard`] owns one name: it removes the container on every path out
 //! (`Drop` included), at once or — once a run has reported — on the background remover, so an
 //! answer never waits for docker's teardown.
+//!
+//! Each name is kept with the client (engine) that made it, and each engine has a reaper of its
+//! own, so with several engines every removal goes to the right one. A removal that fails
+//! because the engine is unreachable keeps its name here: [`retry_removals`] tries again when
+//! the engine is back (a fleet calls it), and the reaper tries again for a while after we exit.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -31,13 +36,15 @@ const LATE_CREATE_CHECKS: [Duration; 4] = [
 const REMOVE_BATCH: usize = 32;
 
 struct Registry {
-    live: BTreeSet<String>,
-    reaper: Option<Reaper>,
+    /// Every live name, with the client that made its container.
+    live: BTreeMap<String, DockerCli>,
+    /// One reaper per client.
+    reapers: Vec<(DockerCli, Reaper)>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    live: BTreeSet::new(),
-    reaper: None,
+    live: BTreeMap::new(),
+    reapers: Vec::new(),
 });
 
 /// Removals handed to the background remover and not yet finished.
@@ -52,20 +59,23 @@ impl Registry {
         docker: &DockerCli,
         tell: impl Fn(&mut Reaper) -> std::io::Result<()>,
     ) {
-        if let Some(reaper) = self.reaper.as_mut() {
-            if tell(reaper).is_ok() {
+        if let Some(index) = self.reapers.iter().position(|(client, _)| client == docker) {
+            if tell(&mut self.reapers[index].1).is_ok() {
                 return;
             }
-            if let Some(dead) = self.reaper.take() {
-                dead.discard();
-            }
+            let (_, dead) = self.reapers.swap_remove(index);
+            dead.discard();
         }
         let Some(mut reaper) = Reaper::start(docker) else {
             return;
         };
-        let told = self.live.iter().try_for_each(|name| reaper.watch(name));
+        let told = self
+            .live
+            .iter()
+            .filter(|(_, client)| *client == docker)
+            .try_for_each(|(name, _)| reaper.watch(name));
         if told.is_ok() && tell(&mut reaper).is_ok() {
-            self.reaper = Some(reaper);
+            self.reapers.push((docker.clone(), reaper));
         } else {
             reaper.discard();
         }
@@ -74,7 +84,7 @@ impl Registry {
 
 fn register(docker: &DockerCli, name: &str) {
     let mut registry = lock(&REGISTRY);
-    registry.live.insert(name.to_owned());
+    registry.live.insert(name.to_owned(), docker.clone());
     registry.tell_reaper(docker, |reaper| reaper.watch(name));
 }
 
@@ -85,9 +95,13 @@ fn register_uncertain(docker: &DockerCli, name: &str) {
 
 fn release(name: &str) {
     let mut registry = lock(&REGISTRY);
-    if registry.live.remove(name) {
+    if let Some(docker) = registry.live.remove(name) {
         // A new reaper never heard of the name: only a running one needs the news.
-        if let Some(reaper) = registry.reaper.as_mut() {
+        if let Some((_, reaper)) = registry
+            .reapers
+            .iter_mut()
+            .find(|(client, _)| *client == docker)
+        {
             let _ = reaper.release(name);
         }
     }
@@ -95,22 +109,60 @@ fn release(name: &str) {
 
 /// The containers this process has named and not yet seen removed.
 pub fn live_names() -> Vec<String> {
-    lock(&REGISTRY).live.iter().cloned().collect()
+    lock(&REGISTRY).live.keys().cloned().collect()
 }
 
-/// Start `docker rm -f` for every live container without waiting: used when a second signal asks
-/// us to exit at once. The removal runs in its own process group and outlives us; the reaper
-/// still holds every name too.
-pub fn remove_all_detached(docker: &DockerCli) {
-    let names = live_names();
-    if names.is_empty() {
-        return;
+/// Names whose removal failed (the engine was unreachable), per client: retried by
+/// [`retry_removals`].
+static FAILED: Mutex<BTreeMap<String, DockerCli>> = Mutex::new(BTreeMap::new());
+
+fn remember_failed(docker: &DockerCli, names: &[String]) {
+    let mut failed = lock(&FAILED);
+    for name in names {
+        failed.insert(name.clone(), docker.clone());
     }
-    let mut command = docker.command(["rm", "--force"].into_iter().map(String::from).chain(names));
-    command
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _ = command.spawn();
+}
+
+/// Remove again, with `docker`, every container whose removal through it failed: called when
+/// an engine that was unreachable answers again. Returns how many are now gone.
+pub fn retry_removals(docker: &DockerCli) -> usize {
+    let names: Vec<String> = lock(&FAILED)
+        .iter()
+        .filter(|(_, client)| *client == docker)
+        .map(|(name, _)| name.clone())
+        .collect();
+    if names.is_empty() || remove_now(docker, &names).is_err() {
+        return 0;
+    }
+    {
+        let mut failed = lock(&FAILED);
+        names.iter().for_each(|name| {
+            failed.remove(name);
+        });
+    }
+    names.iter().for_each(|name| release(name));
+    names.len()
+}
+
+/// Start `docker rm -f` for every live container without waiting, each through the client that
+/// made it: used when a second signal asks us to exit at once. The removals run in their own
+/// process groups and outlive us; the reapers still hold every name too.
+pub fn remove_all_detached() {
+    let live = lock(&REGISTRY).live.clone();
+    let mut by_client: Vec<(DockerCli, Vec<String>)> = Vec::new();
+    for (name, docker) in live {
+        match by_client.iter_mut().find(|(client, _)| *client == docker) {
+            Some((_, names)) => names.push(name),
+            None => by_client.push((docker, vec![name])),
+        }
+    }
+    for (docker, names) in by_client {
+        let mut command = docker.command(docker.remove_args().into_iter().chain(names));
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let _ = command.spawn();
+    }
 }
 
 /// Wait until every background removal has finished, at most until `deadline`; whether they all
@@ -131,11 +183,7 @@ pub fn wait_for_removals(deadline: Instant) -> bool {
 
 /// `docker rm --force --volumes NAMES...`: Ok when every container is gone (already gone counts).
 fn remove_now(docker: &DockerCli, names: &[String]) -> Result<(), EngineError> {
-    let mut args = vec![
-        "rm".to_owned(),
-        "--force".to_owned(),
-        "--volumes".to_owned(),
-    ];
+    let mut args = docker.remove_args();
     args.extend(names.iter().cloned());
     let output = docker.call_unchecked(&args, REMOVE_TIMEOUT)?;
     let only_missing = output
@@ -179,8 +227,9 @@ fn remove_forever(queue: Receiver<(DockerCli, String)>) {
                 batch.into_iter().partition(|(other, _)| *other == client);
             batch = rest;
             let names: Vec<String> = group.into_iter().map(|(_, name)| name).collect();
-            if remove_now(&client, &names).is_ok() {
-                names.iter().for_each(|name| release(name));
+            match remove_now(&client, &names) {
+                Ok(()) => names.iter().for_each(|name| release(name)),
+                Err(_) => remember_failed(&client, &names),
             }
             let mut pending = lock(&PENDING);
             *pending = pending.saturating_sub(names.len());
@@ -223,7 +272,10 @@ impl ContainerGuard {
         if !self.armed {
             return Ok(());
         }
-        remove_now(&self.docker, std::slice::from_ref(&self.name))?;
+        if let Err(error) = remove_now(&self.docker, std::slice::from_ref(&self.name)) {
+            remember_failed(&self.docker, std::slice::from_ref(&self.name));
+            return Err(error);
+        }
         self.armed = false;
         release(&self.name);
         Ok(())

@@ -23,6 +23,75 @@ pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 /// whose supervisor died before sending it).
 pub const COLD_CODE_WAIT: Duration = Duration::from_secs(30);
 
+/// Under gVisor (`runsc`), the runtime's own host threads count against `--pids-limit`: about 40
+/// for the sandbox itself and about 5 for each of the program's processes (measured with Debian's
+/// runsc, 2022-12). The program's own process limit is enforced inside the sandbox (RLIMIT_NPROC on
+/// its uid, which gVisor honours); the engine's limit is this much plus
+/// [`RUNSC_PIDS_PER_TASK`] per allowed process, a bound on the host that the program cannot reach
+/// before its own limit stops it.
+pub const RUNSC_PIDS_BASE: u32 = 64;
+/// Host threads allowed per process the program may have under gVisor (measured: about 5).
+pub const RUNSC_PIDS_PER_TASK: u32 = 8;
+/// Under gVisor the engine's memory limit also holds the runtime itself (its kernel, its file
+/// cache of the image): this much is added to it, and the program's own limit is watched inside
+/// the sandbox by the launcher (`--memory`), against the sandbox kernel's own account.
+pub const RUNSC_MEMORY_ROOM: u64 = 128 * 1024 * 1024;
+
+/// Which command-line client, and so which dialect, the engine speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EngineKind {
+    /// The Docker engine through the `docker` CLI.
+    #[default]
+    Docker,
+    /// Podman through the `podman` CLI (daemonless; its runtime is chosen on the command line).
+    Podman,
+}
+
+/// Is `runtime` gVisor? `runsc` as Docker registers it, or a name saying so (`runsc-debug`,
+/// `gvisor`).
+pub fn is_gvisor(runtime: Option<&str>) -> bool {
+    runtime.is_some_and(|name| name.starts_with("runsc") || name.contains("gvisor"))
+}
+
+/// What the engine enforces on the host, and what the launcher enforces inside the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSplit {
+    /// `--pids-limit`.
+    pub host_pids: u32,
+    /// `--memory` and `--memory-swap`.
+    pub host_memory: u64,
+    /// The launcher's `--pids`: RLIMIT_NPROC of the program's uid.
+    pub program_pids: u32,
+    /// The launcher's `--memory`, when the launcher watches memory itself (gVisor).
+    pub program_memory: Option<u64>,
+}
+
+impl LimitSplit {
+    /// Under runc the engine's cgroup holds the program and the launcher: the limits apply as
+    /// given, and the launcher (one process) leaves the rest to the program. Under gVisor see
+    /// [`RUNSC_PIDS_BASE`] and [`RUNSC_MEMORY_ROOM`].
+    pub fn of(limits: &Limits, runtime: Option<&str>) -> LimitSplit {
+        // The launcher is one of the container's processes: the program gets the rest.
+        let program_pids = limits.pids.saturating_sub(1).max(1);
+        if is_gvisor(runtime) {
+            LimitSplit {
+                host_pids: RUNSC_PIDS_BASE
+                    .saturating_add(RUNSC_PIDS_PER_TASK.saturating_mul(limits.pids)),
+                host_memory: limits.memory_bytes.saturating_add(RUNSC_MEMORY_ROOM),
+                program_pids,
+                program_memory: Some(limits.memory_bytes),
+            }
+        } else {
+            LimitSplit {
+                host_pids: limits.pids,
+                host_memory: limits.memory_bytes,
+                program_pids,
+                program_memory: None,
+            }
+        }
+    }
+}
+
 /// The only environment the program sees (the launcher drops everything else, including the
 /// image's own `ENV` lines).
 pub const ENVIRONMENT: &[(&str, &str)] = &[
@@ -52,6 +121,11 @@ pub struct ContainerSpec {
     pub program_uid: u32,
     /// How long the launcher waits for its request.
     pub code_wait: Duration,
+    /// The engine's dialect.
+    pub kind: EngineKind,
+    /// The OCI runtime (`--runtime`), when not the engine's default. With Podman it is a global
+    /// option of the client instead, and only decides the [`LimitSplit`] here.
+    pub runtime: Option<String>,
 }
 
 /// The arguments of `docker run` for one container, without the leading `docker`.
@@ -72,6 +146,10 @@ impl RunArgs {
         if let Some(session) = &spec.session {
             push(&["--label", &format!("{SESSION_LABEL}={session}")]);
         }
+        if let (EngineKind::Docker, Some(runtime)) = (spec.kind, &spec.runtime) {
+            push(&["--runtime", runtime]);
+        }
+        let split = LimitSplit::of(limits, spec.runtime.as_deref());
 
         // Isolation.
         push(&["--network", "none"]);
@@ -98,14 +176,20 @@ impl RunArgs {
         push(&["--security-opt", "no-new-privileges"]);
 
         // Resources.
-        let memory = limits.memory_bytes.to_string();
+        let memory = split.host_memory.to_string();
         push(&["--memory", &memory, "--memory-swap", &memory]);
         push(&["--cpus", &format_cpus(limits.cpus)]);
-        push(&["--pids-limit", &limits.pids.to_string()]);
+        push(&["--pids-limit", &split.host_pids.to_string()]);
         push(&[
             "--ulimit",
             &format!("nofile={MAX_OPEN_FILES}:{MAX_OPEN_FILES}"),
         ]);
+        if spec.kind == EngineKind::Podman {
+            // Podman raises nproc to the host's maximum unless told; the launcher lowers it for
+            // the program, and this bounds the launcher's own start.
+            let nproc = limits.pids.to_string();
+            push(&["--ulimit", &format!("nproc={nproc}:{nproc}")]);
+        }
         push(&[
             "--ulimit",
             &format!("fsize={MAX_FILE_BYTES}:{MAX_FILE_BYTES}"),
@@ -132,12 +216,14 @@ impl RunArgs {
             &format_cpus(limits.cpus),
             "--max-output",
             &limits.max_output_bytes.to_string(),
-            // The launcher is one of the container's processes: the program gets the rest.
             "--pids",
-            &limits.pids.saturating_sub(1).max(1).to_string(),
+            &split.program_pids.to_string(),
             "--code-wait",
             &spec.code_wait.as_secs().max(1).to_string(),
         ]);
+        if let Some(memory) = split.program_memory {
+            push(&["--memory", &memory.to_string()]);
+        }
         RunArgs(args)
     }
 }
@@ -156,16 +242,97 @@ fn format_cpus(cpus: f64) -> String {
 mod tests {
     use super::*;
 
-    fn build(limits: &Limits) -> Vec<String> {
-        let spec = ContainerSpec {
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
             name: "safe-exec-test-1".into(),
             image: "img:1".into(),
             expires_at: 1_000,
             session: Some("abc".into()),
             program_uid: 1_234_567,
             code_wait: COLD_CODE_WAIT,
+            kind: EngineKind::Docker,
+            runtime: None,
+        }
+    }
+
+    fn build(limits: &Limits) -> Vec<String> {
+        RunArgs::build(&spec(), limits).0
+    }
+
+    fn build_on(kind: EngineKind, runtime: Option<&str>, limits: &Limits) -> Vec<String> {
+        let spec = ContainerSpec {
+            kind,
+            runtime: runtime.map(str::to_owned),
+            ..spec()
         };
         RunArgs::build(&spec, limits).0
+    }
+
+    /// The value after `flag` in the launcher's arguments.
+    fn launcher_arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+        let command = &args[image_position(args) + 1..];
+        command
+            .windows(2)
+            .find(|pair| pair[0] == flag)
+            .map(|pair| pair[1].as_str())
+    }
+
+    #[test]
+    fn under_runc_the_engine_enforces_the_limits_as_given() {
+        let limits = Limits::default();
+        for runtime in [None, Some("runc")] {
+            let args = build_on(EngineKind::Docker, runtime, &limits);
+            assert!(has_pair(&args, "--pids-limit", "64"));
+            assert!(has_pair(&args, "--memory", "134217728"));
+            assert_eq!(launcher_arg(&args, "--pids"), Some("63"));
+            assert_eq!(launcher_arg(&args, "--memory"), None);
+        }
+        let runc = build_on(EngineKind::Docker, Some("runc"), &limits);
+        assert!(has_pair(&runc, "--runtime", "runc"));
+        assert!(!build(&limits).contains(&"--runtime".to_owned()));
+    }
+
+    #[test]
+    fn under_gvisor_the_program_s_limits_move_inside_and_the_host_leaves_room_for_the_runtime() {
+        let limits = Limits {
+            pids: 64,
+            memory_bytes: 128 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let args = build_on(EngineKind::Docker, Some("runsc"), &limits);
+        let options = &args[..image_position(&args)];
+        assert!(has_pair(options, "--runtime", "runsc"));
+        // 64 + 8 x 64: the runtime's ~40 threads and ~5 per process of the program's 63.
+        assert!(has_pair(options, "--pids-limit", "576"));
+        assert!(has_pair(options, "--memory", &(256u64 << 20).to_string()));
+        assert!(has_pair(
+            options,
+            "--memory-swap",
+            &(256u64 << 20).to_string()
+        ));
+        assert_eq!(launcher_arg(&args, "--pids"), Some("63"));
+        assert_eq!(launcher_arg(&args, "--memory"), Some("134217728"));
+        // Whatever the limits, the host bound is above what the program can reach.
+        for pids in [1, 2, 16, 64, 1024] {
+            let split = LimitSplit::of(&Limits { pids, ..limits }, Some("runsc"));
+            assert!(split.host_pids > 40 + 5 * split.program_pids);
+            assert!(split.host_memory > split.program_memory.unwrap());
+        }
+        assert!(is_gvisor(Some("runsc-debug")) && is_gvisor(Some("gvisor")));
+        assert!(!is_gvisor(Some("runc")) && !is_gvisor(None));
+    }
+
+    #[test]
+    fn podman_gets_explicit_process_limits_and_no_runtime_option() {
+        let args = build_on(EngineKind::Podman, Some("runc"), &Limits::default());
+        let options = &args[..image_position(&args)];
+        assert!(has_pair(options, "--ulimit", "nproc=64:64"));
+        assert!(has_pair(options, "--ulimit", "nofile=256:256"));
+        assert!(!options.contains(&"--runtime".to_owned()));
+        assert!(!options.contains(&"--init".to_owned()));
+        assert!(!build(&Limits::default())
+            .iter()
+            .any(|arg| arg.starts_with("nproc=")));
     }
 
     /// `flag value` appears as two consecutive arguments.

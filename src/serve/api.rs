@@ -313,7 +313,8 @@ async fn handle_run(
         // Held until the audit line is queued: shutdown waits for the registry to empty before
         // it closes the audit log, so a line queued later would be lost.
         let registration = runner.runs.register(&token);
-        let outcome = runner.sandbox.run(job, RunIo::capture(), &token);
+        let ran = runner.fleet.run(job, RunIo::capture(), &token);
+        let outcome = ran.outcome;
         if outcome.status == Status::SandboxError {
             say!(
                 "a run failed in the sandbox: {}",
@@ -329,7 +330,8 @@ async fn handle_run(
         let audited = runner
             .audit
             .is_some()
-            .then(|| record.entry(&outcome, status, queued, cancelled_by));
+            .then(|| record.entry(&outcome, status, queued, cancelled_by))
+            .map(|entry| entry.ran_on(ran.engine));
         let mut answer = outcome_answer(outcome, hint.as_deref(), flavor);
         // From now until it is sent (or dropped at the send deadline), the answer holds its
         // real size of the client's budget; given back before the audit line says the run is
@@ -423,6 +425,7 @@ impl Record {
             stderr_bytes: outcome.stderr.seen,
             cancelled_by,
             error,
+            engine: None,
             code: self.code,
         }
     }
@@ -520,21 +523,21 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         "queue": state.admission.queue(),
     });
     let pool = json!({
-        "size": state.sandbox.pool().map_or(0, |pool| pool.config().size),
-        "ready": state.sandbox.pool().map_or(0, |pool| pool.ready()),
+        "size": state.fleet.pool_size(),
+        "ready": state.fleet.pool_ready(),
     });
     if state.is_stopping() {
         let body = json!({ "status": "stopping", "runs": runs, "pool": pool });
         return Answer::new(StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
-    let (status, body) = match state.health.check(&state.sandbox).await {
+    let (status, body) = match state.health.check(&state.fleet).await {
         Ok(()) => (
             StatusCode::OK,
-            json!({ "status": "ok", "engine": "ready", "image": state.sandbox.image(), "runs": runs, "pool": pool }),
+            json!({ "status": "ok", "engine": "ready", "image": state.fleet.image(), "runs": runs, "pool": pool }),
         ),
         Err(problem) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "unavailable", "engine": problem, "image": state.sandbox.image(), "runs": runs, "pool": pool }),
+            json!({ "status": "unavailable", "engine": problem, "image": state.fleet.image(), "runs": runs, "pool": pool }),
         ),
     };
     Answer::new(status, body).into_response()

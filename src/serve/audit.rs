@@ -19,6 +19,7 @@
 //! | `stdout_bytes`, `stderr_bytes` | integer | bytes the program wrote to each stream, beyond the cap included |
 //! | `cancelled_by` | string, optional | `client` (disconnected) or `shutdown`, for `interrupted` |
 //! | `error` | string, optional | the run's error message, e.g. the engine failure behind a 503 |
+//! | `engine` | string, optional | the engine that ran it (a `--context` name, `default`, `podman`); absent when none took it |
 //! | `code` | string, optional | the code itself, only with `--audit-code` |
 //!
 //! Requests refused before their code was read (bad token, rate limit, full queue, malformed
@@ -81,7 +82,16 @@ pub struct AuditEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+}
+
+impl AuditEntry {
+    /// This entry, saying which engine ran the run.
+    pub fn ran_on(self, engine: Option<String>) -> AuditEntry {
+        AuditEntry { engine, ..self }
+    }
 }
 
 /// Where audit lines go: a bounded queue in front of a writer thread.
@@ -345,6 +355,7 @@ mod tests {
             stderr_bytes: 0,
             cancelled_by: None,
             error: None,
+            engine: None,
             code,
         }
     }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::runner::{EngineError, Sandbox};
+use crate::runner::{EngineError, Fleet};
 
 /// How long a health answer is reused.
 const HEALTH_TTL: Duration = Duration::from_secs(2);
@@ -16,17 +16,17 @@ pub struct HealthCache {
 }
 
 impl HealthCache {
-    /// `Ok` when the engine answers and the image is there; otherwise a short public reason.
-    pub async fn check(&self, sandbox: &Sandbox) -> Result<(), String> {
+    /// `Ok` when an engine answers and has the image; otherwise a short public reason.
+    pub async fn check(&self, fleet: &Fleet) -> Result<(), String> {
         let mut last = self.last.lock().await;
         if let Some((at, result)) = last.as_ref() {
             if at.elapsed() < HEALTH_TTL {
                 return result.clone();
             }
         }
-        let sandbox = sandbox.clone();
-        let result = match tokio::task::spawn_blocking(move || sandbox.check_ready()).await {
-            Ok(Ok(())) => Ok(()),
+        let fleet = fleet.clone();
+        let result = match tokio::task::spawn_blocking(move || fleet.check_ready()).await {
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err(engine_problem(&error).to_owned()),
             Err(_) => Err("engine check failed".to_owned()),
         };

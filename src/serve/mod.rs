@@ -14,8 +14,9 @@
 //! (bounded) for its writer thread to write what is queued, and exits 0; a second signal removes
 //! what is left at once and exits 128+N.
 //!
-//! Runs never execute on the async runtime: each goes through [`Sandbox::run`] on a blocking
-//! thread, holding a run slot until its container is removed.
+//! Runs never execute on the async runtime: each goes through [`Fleet::run`] on a blocking
+//! thread, holding a run slot until its container is removed. With `--context a,b,...` the fleet
+//! spreads runs over several engines, each with its own warm pool.
 
 /// `eprintln!("safe-exec serve: ...")` that never panics: a server whose stderr is gone (its
 /// terminal closed) keeps serving, and its shutdown still removes every container.
@@ -52,8 +53,8 @@ use tokio::sync::watch;
 use crate::cli::ServeArgs;
 use crate::exit_codes;
 use crate::limits::{human_bytes, human_secs, Limits};
-use crate::runner::Sandbox;
 use crate::runner::{gc, registry};
+use crate::runner::{Engines, Fleet};
 use admission::{Admission, RunRegistry};
 use audit::AuditLog;
 use auth::{Auth, AuthConfigError};
@@ -93,10 +94,25 @@ struct Config {
     audit_code: bool,
     image: Option<String>,
     pool: crate::runner::pool::PoolConfig,
+    /// `--pool` as given: without it each engine keeps as many warm as it takes runs at once.
+    pool_given: Option<usize>,
+    /// Runs at once on each engine without an `=N` of its own: `--max-concurrent`, or the CPUs.
+    per_engine: usize,
+    engines: Engines,
+}
+
+/// Why the command line was refused.
+#[derive(Debug, thiserror::Error)]
+enum ConfigError {
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error(transparent)]
+    Engines(#[from] crate::runner::engine::EngineSpecError),
 }
 
 impl Config {
-    fn from_args(args: ServeArgs) -> Result<Config, AuthConfigError> {
+    fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
+        let engines = args.engines.engines()?;
         // An empty --token or SAFE_EXEC_TOKEN is refused in Auth::new, not read as "no token": a
         // variable that was meant to hold a secret and came out empty must not open the server.
         let auth = Auth::new(
@@ -106,10 +122,15 @@ impl Config {
             &args.allow_host,
         )?;
         let cpus = crate::sync::available_cpus();
+        let each = args.max_concurrent.map_or(cpus, |n| n as usize);
         Ok(Config {
             addr: args.addr,
             limits: Limits::default().with(&args.limits.overrides()),
-            max_concurrent: args.max_concurrent.map_or(cpus, |n| n as usize),
+            // One engine: --max-concurrent. Several: what they take at once together.
+            max_concurrent: engines.capacities(each).iter().sum::<usize>().max(1),
+            per_engine: each,
+            pool_given: args.pool.pool.map(|size| size as usize),
+            engines,
             queue: args.queue.map_or(DEFAULT_QUEUE, |n| n as usize),
             rate_limit: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
             max_connections_per_client: match args.max_connections_per_client {
@@ -171,12 +192,22 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         .local_addr()
         .context("cannot read the listening address")?;
     let limits = config.limits;
-    // Warm containers for the server's limits from the start; the engine may still be coming up
-    // (the pool backs off and tries again).
-    let sandbox = Sandbox::new(config.image.clone()).with_pool(config.pool);
-    if let Some(pool) = sandbox.pool() {
-        pool.prepare(&limits);
-    }
+    // Warm containers for the server's limits from the start, on every engine; an engine may
+    // still be coming up (its pool backs off and tries again).
+    let each = config.per_engine;
+    let pool = config.pool;
+    let pool_given = config.pool_given;
+    let fleet = Fleet::on(&config.engines, config.image.clone(), each).with_pools(|capacity| {
+        crate::runner::pool::PoolConfig {
+            size: if pool.size == 0 {
+                0
+            } else {
+                pool_given.unwrap_or(capacity)
+            },
+            ..pool
+        }
+    });
+    fleet.prepare_pools(&limits);
     let state = Arc::new(AppState {
         limits,
         admission: Admission::new(config.max_concurrent, config.queue),
@@ -198,24 +229,34 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         openapi: assets::render_openapi(&limits),
         stopping: AtomicBool::new(false),
         shutdown: watch::channel(false).0,
-        sandbox,
+        fleet,
     });
 
     // Before the listening line: a supervisor may send SIGTERM the moment it reads it.
     watch_signals(state.clone()).context("cannot install signal handlers")?;
 
     // Not fatal: the engine may come up later; until then runs get 503 and /healthz says why.
-    let probe = state.sandbox.clone();
-    if let Ok(Err(error)) = tokio::task::spawn_blocking(move || probe.check_ready()).await {
-        say!(
+    let probe = state.fleet.clone();
+    match tokio::task::spawn_blocking(move || probe.check_ready()).await {
+        Ok(Err(error)) => say!(
             "warning: {}; runs will be answered with 503 until this is fixed",
             crate::sanitize::text(&error.to_string())
-        );
+        ),
+        Ok(Ok(down)) => {
+            for (name, error) in down {
+                say!(
+                    "warning: engine {} left out until it answers: {}",
+                    crate::sanitize::text(&name),
+                    crate::sanitize::text(&error.to_string())
+                );
+            }
+        }
+        Err(_) => {}
     }
     say!(
         "listening on http://{local} ({} run(s) at once, {} warm, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
         config.max_concurrent,
-        config.pool.size,
+        state.fleet.pool_size(),
         config.queue,
         match config.rate_limit {
             0 => "no rate limit".to_owned(),
@@ -238,7 +279,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         },
     );
 
-    let sweeper = sweep_stale_periodically(state.sandbox.clone());
+    let sweeper = sweep_stale_periodically(state.fleet.clone());
     let drop_reporter = report_audit_drops_periodically(state.clone());
     let stopped = state.shutdown.subscribe();
     server::serve(
@@ -251,9 +292,8 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     .await;
     sweeper.abort();
     let runs_ended = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
-    if let Some(pool) = state.sandbox.pool().cloned() {
-        let _ = tokio::task::spawn_blocking(move || pool.shutdown()).await;
-    }
+    let pools = state.fleet.clone();
+    let _ = tokio::task::spawn_blocking(move || pools.shutdown_pools()).await;
     let clean = runs_ended
         && tokio::task::spawn_blocking(|| {
             registry::wait_for_removals(std::time::Instant::now() + RUNS_DRAIN_TIMEOUT)
@@ -278,12 +318,12 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
 /// Remove containers orphaned by earlier runs whose supervisor was killed (say, a server stopped
 /// with SIGKILL), at startup and then every [`SWEEP_INTERVAL`], off the runtime. Only containers
 /// past their expiry label are touched, so runs of other processes on this host are safe.
-fn sweep_stale_periodically(sandbox: Sandbox) -> tokio::task::JoinHandle<()> {
+fn sweep_stale_periodically(fleet: Fleet) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SWEEP_INTERVAL);
         loop {
             interval.tick().await;
-            let sweeper = sandbox.clone();
+            let sweeper = fleet.clone();
             let swept =
                 tokio::task::spawn_blocking(move || sweeper.collect_garbage(gc::Scope::Stale))
                     .await;
@@ -315,7 +355,6 @@ fn report_audit_drops_periodically(state: Arc<AppState>) -> tokio::task::JoinHan
 /// On the first SIGTERM/SIGINT/SIGHUP: stop accepting, close idle connections and cancel every
 /// run. On a second: remove every container at once and exit 128+N.
 fn watch_signals(state: Arc<AppState>) -> std::io::Result<()> {
-    let docker = state.sandbox.docker().clone();
     crate::signals::on_stop_signals(
         move |first| {
             say!(
@@ -329,7 +368,7 @@ fn watch_signals(state: Arc<AppState>) -> std::io::Result<()> {
                 "received {} again: removing containers and exiting",
                 crate::signals::name(second)
             );
-            registry::remove_all_detached(&docker);
+            registry::remove_all_detached();
             std::process::exit(i32::from(exit_codes::for_signal(second)));
         },
     )

@@ -16,12 +16,13 @@ use super::auth::Auth;
 use super::clients::{AnswerBudget, RateLimiter};
 use super::health::HealthCache;
 use crate::limits::Limits;
-use crate::runner::Sandbox;
+use crate::runner::Fleet;
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct AppState {
-    pub sandbox: Sandbox,
+    /// The engines runs go to (one, unless `--context` names several).
+    pub fleet: Fleet,
     pub limits: Limits,
     pub admission: Admission,
     pub rate_limit: u32,

@@ -14,6 +14,49 @@ use safe_exec::report::RunReport;
 /// `scripts/setup.sh` builds). Lets a change to `runner_image/` be tested beside the installed one.
 pub const TEST_IMAGE_ENV: &str = "SAFE_EXEC_TEST_IMAGE";
 
+/// Environment variable: run the suite under another OCI runtime (`runsc` for gVisor), passed to
+/// safe-exec as `SAFE_EXEC_RUNTIME`.
+pub const TEST_RUNTIME_ENV: &str = "SAFE_EXEC_TEST_RUNTIME";
+/// Environment variable: run the suite against another engine (`podman`), passed to safe-exec as
+/// `SAFE_EXEC_ENGINE`; the helpers then ask that engine's client about containers.
+pub const TEST_ENGINE_ENV: &str = "SAFE_EXEC_TEST_ENGINE";
+
+/// The runtime the suite runs under, when not the engine's default.
+pub fn test_runtime() -> Option<String> {
+    std::env::var(TEST_RUNTIME_ENV)
+        .ok()
+        .filter(|runtime| !runtime.is_empty())
+}
+
+/// Is the suite running under gVisor?
+pub fn under_gvisor() -> bool {
+    safe_exec::sandbox::docker::is_gvisor(test_runtime().as_deref())
+}
+
+/// The client the helpers ask about containers and images: `docker`, or `podman` when the suite
+/// runs against podman.
+pub fn engine_cli() -> &'static str {
+    match std::env::var(TEST_ENGINE_ENV).as_deref() {
+        Ok("podman") => "podman",
+        _ => "docker",
+    }
+}
+
+/// Does the suite run against podman?
+pub fn under_podman() -> bool {
+    engine_cli() == "podman"
+}
+
+/// Environment for safe-exec: the suite's engine and runtime.
+fn engine_env(command: &mut StdCommand) {
+    if let Some(runtime) = test_runtime() {
+        command.env("SAFE_EXEC_RUNTIME", runtime);
+    }
+    if under_podman() {
+        command.env("SAFE_EXEC_ENGINE", "podman");
+    }
+}
+
 /// The image every test runs on.
 pub fn test_image() -> String {
     std::env::var(TEST_IMAGE_ENV)
@@ -44,9 +87,7 @@ impl Session {
 
     /// `safe-exec` with this session's label, from the freshly built binary.
     pub fn safe_exec(&self) -> Command {
-        let mut command = Command::cargo_bin("safe-exec").expect("binary built");
-        command.env("SAFE_EXEC_LABEL", &self.label);
-        command.env("SAFE_EXEC_IMAGE", test_image());
+        let mut command = Command::from_std(self.std_command());
         command.timeout(Duration::from_secs(120));
         command
     }
@@ -56,12 +97,13 @@ impl Session {
         let mut command = StdCommand::new(assert_cmd::cargo::cargo_bin("safe-exec"));
         command.env("SAFE_EXEC_LABEL", &self.label);
         command.env("SAFE_EXEC_IMAGE", test_image());
+        engine_env(&mut command);
         command
     }
 
     /// Names of containers carrying this session's label.
     pub fn containers(&self) -> Vec<String> {
-        let output = StdCommand::new("docker")
+        let output = StdCommand::new(engine_cli())
             .args(["ps", "-aq", "--filter"])
             .arg(format!("label=safe-exec.session={}", self.label))
             .output()
@@ -79,7 +121,7 @@ impl Session {
 
     /// How many of this session's containers are running.
     pub fn running_containers(&self) -> usize {
-        let output = StdCommand::new("docker")
+        let output = StdCommand::new(engine_cli())
             .args(["ps", "-q", "--filter", "status=running", "--filter"])
             .arg(format!("label=safe-exec.session={}", self.label))
             .output()
@@ -180,7 +222,7 @@ pub fn parse_report(stdout: &[u8]) -> RunReport {
 
 /// Fail loudly (never skip) when the engine or the image is missing.
 pub fn require_engine() {
-    let info = StdCommand::new("docker")
+    let info = StdCommand::new(engine_cli())
         .args(["image", "inspect", "--format", "{{.Id}}", &test_image()])
         .output();
     match info {
@@ -265,3 +307,4 @@ pub fn wait_exit(child: &mut std::process::Child, within: Duration) -> i32 {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+pub mod engines;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use safe_exec::report::Status;
 
-use crate::common::Session;
+use crate::common::{under_gvisor, Session};
 
 #[test]
 fn r1_r14_infinite_loop_times_out_at_the_limit_keeping_partial_output() {
@@ -23,7 +23,12 @@ fn r1_r14_infinite_loop_times_out_at_the_limit_keeping_partial_output() {
     // Judged on CPU time, to the millisecond: past the limit, and stopped within a few ms of it.
     let cpu = report.cpu_time_ms.expect("CPU time reported");
     assert!((3001..=3100).contains(&cpu), "stopped at {cpu} ms of CPU");
-    assert!(report.duration_ms >= cpu - 50, "{report:?}");
+    // Under gVisor the CPU time is the sandbox kernel's own account of its tasks, which runs
+    // ahead of the wall clock on a loaded host (the engine's quota throttles the runtime's host
+    // threads, not that account).
+    if !under_gvisor() {
+        assert!(report.duration_ms >= cpu - 50, "{report:?}");
+    }
     assert!(
         elapsed < Duration::from_secs(60),
         "the whole run took {elapsed:?}"
@@ -120,7 +125,11 @@ fn r3_fork_bomb_stops_at_the_pids_limit_and_a_normal_run_alongside_passes() {
             )
         })
     };
-    let (report, exit) = session.run_json(bomb, &["--timeout", "4"]);
+    // Under gVisor each forked child holds about 3.5 MB of the memory limit by the sandbox
+    // kernel's account (the copy-on-write sharing a cgroup sees is not counted): 63 of them pass
+    // 128m and the bomb ends as memory_limit. With room, the process limit is what stops it.
+    let memory = if under_gvisor() { "512m" } else { "128m" };
+    let (report, exit) = session.run_json(bomb, &["--timeout", "4", "--memory", memory]);
     assert_eq!((report.status, exit), (Status::Timeout, 124), "{report:?}");
     assert!(
         report.stdout.starts_with("fork failed 11 after "),
@@ -258,8 +267,10 @@ attempt('fill', fill_tmp)
         lines[1] == "etc EROFS" || lines[1] == "etc EACCES",
         "{lines:?}"
     );
+    // gVisor checks the program's permission first (EACCES); runc reports the missing or
+    // read-only /dev/shm.
     assert!(
-        lines[2] == "shm ENOENT" || lines[2] == "shm EROFS",
+        lines[2] == "shm ENOENT" || lines[2] == "shm EROFS" || lines[2] == "shm EACCES",
         "{lines:?}"
     );
     assert_eq!(lines[3], "big EFBIG");

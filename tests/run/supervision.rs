@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use predicates::prelude::*;
 use safe_exec::report::Status;
 
-use crate::common::{parse_report, signal, wait_exit, Session};
+use crate::common::{parse_report, signal, under_gvisor, wait_exit, Session};
 
 const READY_PROGRAM: &str = "import time\nprint('ready', flush=True)\nwhile True:\n    try:\n        time.sleep(100)\n    except KeyboardInterrupt:\n        print('caught', flush=True)";
 
@@ -204,7 +204,29 @@ while True: pass
     let started = Instant::now();
     let (report, code) = session.run_json(probe, &["--timeout", "1", "--wall-timeout", "60"]);
     assert_eq!((report.status, code), (Status::Timeout, 124), "{report:?}");
-    assert_eq!(report.stdout, "ready [] 1\n");
+    if under_gvisor() {
+        // gVisor lets another uid open /proc/1/environ (mem and fd stay refused). It holds only
+        // the container's fixed environment, the program's own too: nothing of the run.
+        assert_eq!(report.stdout, "ready ['opened /proc/1/environ'] 1\n");
+        let (environ, _) = session.run_json(
+            "print(sorted(v.split(b'=')[0].decode() for v in open('/proc/1/environ','rb').read().split(b'\\0') if v))",
+            &[],
+        );
+        let mut names: Vec<&str> = safe_exec::sandbox::docker::ENVIRONMENT
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        names.push("HOSTNAME");
+        let listed = environ.stdout.trim();
+        for name in listed.trim_matches(|c| c == '[' || c == ']').split(", ") {
+            assert!(
+                names.contains(&name.trim_matches('\'')),
+                "{name} in the launcher's environment: {listed}"
+            );
+        }
+    } else {
+        assert_eq!(report.stdout, "ready [] 1\n");
+    }
     assert!(report.cpu_time_ms.unwrap() > 1000, "{report:?}");
     assert!(started.elapsed() < Duration::from_secs(60));
     session.assert_clean();
@@ -392,9 +414,10 @@ fn missing_docker_client_is_a_sandbox_error_and_nothing_runs_on_the_host() {
         .args(["run", "-c", &touch])
         .assert()
         .code(125)
-        .stderr(predicate::str::contains(
-            "docker client `docker` was not found",
-        ));
+        .stderr(predicate::str::contains(format!(
+            "client `{}` was not found",
+            crate::common::engine_cli()
+        )));
     session
         .safe_exec()
         .env("SAFE_EXEC_DOCKER", "/nonexistent/docker")

@@ -28,8 +28,10 @@
 //!       "exit_code": 0, "signal": null,
 //!       "message": "wrong answer on line 1 of the output",
 //!       "hint": null,                   // from NAME.yaml / NAME.hint, on failure
-//!       "feedback": null                // { input, expected, stdout, stderr } only for failed
+//!       "feedback": null,               // { input, expected, stdout, stderr } only for failed
 //!                                       // cases with full feedback (samples, full_feedback: true)
+//!       "engine": "default"             // the engine that ran it (a --context name, `default`,
+//!                                       // `podman`); absent when the case did not run
 //!     } ]
 //!   } ]
 //! }
@@ -109,6 +111,9 @@ pub struct CaseReport {
     pub message: String,
     pub hint: Option<String>,
     pub feedback: Option<Feedback>,
+    /// The engine that ran the case; absent when it did not run (added in format 1: additive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl GradeReport {
@@ -190,6 +195,7 @@ fn submission(suite: &Suite, result: &SubmissionResult) -> SubmissionReport {
                     message: case.message.clone(),
                     hint: spec.hint.clone().filter(|_| failed),
                     feedback: case.feedback.clone(),
+                    engine: case.engine.clone(),
                 }
             })
             .collect(),
