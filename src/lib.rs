@@ -10,7 +10,7 @@
 //! - [`report`]: outcomes, the versioned JSON report, messages and exit codes;
 //! - [`sanitize`]: the one escaper for outside text in anything we print;
 //! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
-//! - [`run_command`], [`grade`], [`serve`]: the subcommands.
+//! - [`run_command`], [`grade`], [`serve`], [`mcp`]: the subcommands.
 
 pub mod cli;
 #[cfg(test)]
@@ -19,6 +19,7 @@ pub mod exit_codes;
 pub mod files;
 pub mod grade;
 pub mod limits;
+pub mod mcp;
 pub mod report;
 pub mod run_command;
 pub mod runner;
@@ -54,6 +55,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Grade(args) => grade::execute(args),
         Command::Serve(args) => serve::execute(args),
         Command::Gc(args) => run_command::collect_garbage(args),
+        Command::Mcp(args) => mcp::execute(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
