@@ -4,6 +4,7 @@
 
 mod common;
 mod grade;
+mod mcp;
 mod offline;
 mod run;
 mod serve;
