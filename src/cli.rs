@@ -253,7 +253,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Speaks MCP (JSON-RPC) on stdin and stdout, for an MCP client to start: add it to the client's \
-`mcpServers` configuration (see docs/mcp.md). Each call runs in a fresh container with the limits below, \
+`mcpServers` configuration (see docs/mcp.md). Each call runs in a fresh container with the limits the flags above set, \
 which a call may lower (its time limit) but never raise.
 
 Exit status: 0 the client closed the connection or a SIGTERM/Ctrl-C shutdown finished, 125 the server \

@@ -222,6 +222,21 @@ fn run_client(session: &Session, server_args: &[&str], steps: &[Value]) -> Trans
     transcript
 }
 
+/// Fail loudly (never skip) when the data-science image is missing.
+fn require_ds_image() {
+    let image = safe_exec::sandbox::DS_IMAGE;
+    let output = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()
+        .expect("docker runs");
+    assert!(
+        output.status.success(),
+        "the data-science image {image} is missing ({}): build it from runner_image/ds/ on the \
+         runner image (see the header of runner_image/ds/Dockerfile)",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+}
+
 fn call(arguments: Value) -> Value {
     json!({"call": "run_python", "arguments": arguments})
 }
@@ -454,6 +469,7 @@ fn mcp_client_lists_the_tool_runs_code_and_sees_every_status() {
 #[test]
 fn mcp_client_receives_a_plot_as_an_image() {
     let session = Session::new();
+    require_ds_image();
     let plot = "import matplotlib.pyplot as plt\n\
                 plt.plot([1, 2, 3, 4], [1, 4, 9, 16], marker='o')\n\
                 plt.title('squares')\n\
