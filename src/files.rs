@@ -184,14 +184,9 @@ impl SuiteDir {
         if kind != FileKind::Directory {
             return Err(OpenError::Kind(kind));
         }
-        let dir = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(root)
-            .map_err(|error| refused_link(error, FileKind::Symlink))?;
         Ok(SuiteDir {
             root: root.to_path_buf(),
-            fd: Arc::new(OwnedFd::from(dir)),
+            fd: Arc::new(open_dir(root)?),
         })
     }
 
@@ -220,21 +215,7 @@ impl SuiteDir {
         let Some((file_name, dirs)) = names.split_last() else {
             return Err(OpenError::Kind(FileKind::Directory));
         };
-        let mut walked = PathBuf::new();
-        let mut parent: Option<OwnedFd> = None;
-        for dir in dirs {
-            walked.push(dir);
-            let at = parent.as_ref().unwrap_or(&self.fd).as_raw_fd();
-            let kind = kind_at(at, dir)?;
-            if kind != FileKind::Directory {
-                return Err(OpenError::Component(self.path(&walked), kind));
-            }
-            parent = Some(open_at(
-                at,
-                dir,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )?);
-        }
+        let parent = walk_dirs(&self.fd, &self.root, dirs, false)?;
         let at = parent.as_ref().unwrap_or(&self.fd).as_raw_fd();
         // Look before opening: a device or FIFO is refused without being opened at all.
         let kind = kind_at(at, file_name)?;
@@ -275,14 +256,9 @@ impl OutputDir {
                 }
             }
         }
-        let dir = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(root)
-            .map_err(|error| refused_link(error, FileKind::Symlink))?;
         Ok(OutputDir {
             root: root.to_path_buf(),
-            fd: OwnedFd::from(dir),
+            fd: open_dir(root)?,
         })
     }
 
@@ -298,35 +274,13 @@ impl OutputDir {
         let Some((file_name, dirs)) = names.split_last() else {
             return Err(OpenError::Kind(FileKind::Directory));
         };
-        let mut walked = PathBuf::new();
-        let mut parent: Option<OwnedFd> = None;
-        for dir in dirs {
-            walked.push(dir);
-            let at = parent.as_ref().unwrap_or(&self.fd).as_raw_fd();
-            match kind_at(at, dir) {
-                Ok(FileKind::Directory) => {}
-                Ok(kind) => return Err(OpenError::Component(self.root.join(&walked), kind)),
-                Err(OpenError::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
-                    let name = c_name(dir)?;
-                    // SAFETY: `name` is a valid C string that outlives the call; `at` is an open
-                    // descriptor borrowed for the call.
-                    if unsafe { libc::mkdirat(at, name.as_ptr(), 0o755) } != 0 {
-                        return Err(OpenError::Io(io::Error::last_os_error()));
-                    }
-                }
-                Err(error) => return Err(error),
-            }
-            parent = Some(open_at(
-                at,
-                dir,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )?);
-        }
+        let parent = walk_dirs(&self.fd, &self.root, dirs, true)?;
         let at = parent.as_ref().unwrap_or(&self.fd).as_raw_fd();
         match kind_at(at, file_name) {
             Ok(FileKind::Regular) => {
                 let name = c_name(file_name)?;
-                // SAFETY: as for mkdirat above.
+                // SAFETY: `name` is a valid C string that outlives the call; `at` is an open
+                // descriptor borrowed for the call.
                 if unsafe { libc::unlinkat(at, name.as_ptr(), 0) } != 0 {
                     return Err(OpenError::Io(io::Error::last_os_error()));
                 }
@@ -336,7 +290,7 @@ impl OutputDir {
             Err(error) => return Err(error),
         }
         let name = c_name(file_name)?;
-        // SAFETY: as for mkdirat above; the mode applies to the file O_CREAT makes.
+        // SAFETY: as for unlinkat above; the mode applies to the file O_CREAT makes.
         let fd = unsafe {
             libc::openat(
                 at,
@@ -353,6 +307,52 @@ impl OutputDir {
         std::io::Write::write_all(&mut file, bytes)?;
         Ok(())
     }
+}
+
+/// Open the directory `root` (its last component not followed).
+fn open_dir(root: &Path) -> Result<OwnedFd, OpenError> {
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(root)
+        .map_err(|error| refused_link(error, FileKind::Symlink))?;
+    Ok(OwnedFd::from(dir))
+}
+
+/// Walk the directories `dirs` below `root` (open as `root_fd`), one component at a time,
+/// never following a link; with `create`, missing ones are made. Returns the last directory
+/// opened (`None` when `dirs` is empty: the root itself).
+fn walk_dirs(
+    root_fd: &OwnedFd,
+    root: &Path,
+    dirs: &[&Path],
+    create: bool,
+) -> Result<Option<OwnedFd>, OpenError> {
+    let mut walked = PathBuf::new();
+    let mut parent: Option<OwnedFd> = None;
+    for dir in dirs {
+        walked.push(dir);
+        let at = parent.as_ref().unwrap_or(root_fd).as_raw_fd();
+        match kind_at(at, dir) {
+            Ok(FileKind::Directory) => {}
+            Ok(kind) => return Err(OpenError::Component(root.join(&walked), kind)),
+            Err(OpenError::Io(error)) if create && error.kind() == io::ErrorKind::NotFound => {
+                let name = c_name(dir)?;
+                // SAFETY: `name` is a valid C string that outlives the call; `at` is an open
+                // descriptor borrowed for the call.
+                if unsafe { libc::mkdirat(at, name.as_ptr(), 0o755) } != 0 {
+                    return Err(OpenError::Io(io::Error::last_os_error()));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+        parent = Some(open_at(
+            at,
+            dir,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )?);
+    }
+    Ok(parent)
 }
 
 fn c_name(name: &Path) -> Result<CString, OpenError> {

@@ -10,14 +10,18 @@
 //! - [`report`]: outcomes, the versioned JSON report, messages and exit codes;
 //! - [`sanitize`]: the one escaper for outside text in anything we print;
 //! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
-//! - [`run_command`], [`grade`], [`serve`], [`mcp`]: the subcommands.
+//! - [`image`]: the runner image's build context, carried in the binary, and building it;
+//! - [`run_command`], [`grade`], [`serve`], [`doctor`], [`generate`], [`mcp`]: the subcommands.
 
 pub mod cli;
 #[cfg(test)]
 mod docs_drift;
+pub mod doctor;
 pub mod exit_codes;
 pub mod files;
+pub mod generate;
 pub mod grade;
+pub mod image;
 pub mod limits;
 pub mod mcp;
 pub mod report;
@@ -55,6 +59,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Grade(args) => grade::execute(args),
         Command::Serve(args) => serve::execute(args),
         Command::Gc(args) => run_command::collect_garbage(args),
+        Command::Doctor(args) => doctor::execute(args),
+        Command::Image(args) => image::execute(args),
+        Command::Generate(args) => generate::execute(args),
         Command::Mcp(args) => mcp::execute(args),
     };
     match result {

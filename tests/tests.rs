@@ -3,7 +3,9 @@
 //! a message saying how to start it.
 
 mod common;
+mod doctor;
 mod grade;
+mod image;
 mod mcp;
 mod offline;
 mod run;

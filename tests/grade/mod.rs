@@ -15,7 +15,7 @@ use safe_exec::grade::report::gradescope;
 use safe_exec::grade::report::json::{GradeReport, SubmissionReport};
 use safe_exec::grade::verdict::Verdict;
 
-use crate::common::{signal, wait_exit, Session};
+use crate::common::{listing, path_str, signal, suite_dir, wait_exit, Files, Session};
 
 mod hostile;
 mod junit_schema;
@@ -54,24 +54,6 @@ fn by_name<'a>(report: &'a GradeReport, name: &str) -> &'a SubmissionReport {
         .iter()
         .find(|sub| sub.submission.ends_with(&format!("/{name}.py")))
         .unwrap_or_else(|| panic!("{name} not in the report"))
-}
-
-/// Files of a suite: (relative path, contents).
-type Files<'a> = &'a [(&'a str, &'a [u8])];
-
-/// A suite on disk from (relative path, contents).
-fn suite_dir(files: Files) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, contents) in files {
-        let path = dir.path().join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, contents).unwrap();
-    }
-    dir
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]
@@ -505,16 +487,6 @@ fn an_interrupted_batch_leaves_nothing_running() {
     let mut message = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut message).unwrap();
     assert!(message.contains("interrupted"), "{message}");
-}
-
-/// Names in `dir`, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

@@ -3,29 +3,10 @@
 use predicates::prelude::*;
 use safe_exec::report::Status;
 
-use crate::common::{parse_report, RecordingDocker};
-
-/// Run `safe-exec run --json` with code on stdin, returning the report and exit code.
-fn run_stdin_json(
-    docker: &RecordingDocker,
-    code: &[u8],
-    extra: &[&str],
-) -> (safe_exec::report::RunReport, i32) {
-    let output = docker
-        .safe_exec()
-        .args(["run", "--json"])
-        .args(extra)
-        .write_stdin(code.to_vec())
-        .output()
-        .unwrap();
-    (
-        parse_report(&output.stdout),
-        output.status.code().unwrap_or(-1),
-    )
-}
+use crate::common::{parse_report, run_stdin_json, RecordingDocker};
 
 fn assert_rejected(docker: &RecordingDocker, code: &[u8], mentions: &str) {
-    let (report, exit) = run_stdin_json(docker, code, &[]);
+    let (report, exit) = run_stdin_json(docker.safe_exec(), code, &[]);
     assert_eq!(report.status, Status::Rejected, "{report:?}");
     assert_eq!(exit, 123);
     assert_eq!(report.exit_code, None);
