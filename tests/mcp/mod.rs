@@ -231,8 +231,8 @@ fn require_ds_image() {
         .expect("docker runs");
     assert!(
         output.status.success(),
-        "the data-science image {image} is missing ({}): build it from runner_image/ds/ on the \
-         runner image (see the header of runner_image/ds/Dockerfile)",
+        "the data-science image {image} is missing ({}): build it with `safe-exec image build \
+         --ds` (or `SAFE_EXEC_DS=1 bash scripts/setup.sh`)",
         String::from_utf8_lossy(&output.stderr).trim()
     );
 }
