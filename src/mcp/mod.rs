@@ -192,9 +192,10 @@ impl<R: AsyncRead + Unpin> AsyncRead for StopAtEnd<R> {
         context: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
+        // A read into a full buffer also returns nothing; only an empty read into room is the end.
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
         let polled = Pin::new(&mut self.inner).poll_read(context, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == before {
+        if room && matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() == before {
             self.stopping.cancel();
         }
         polled
@@ -243,4 +244,29 @@ fn sweep_stale_periodically(sandbox: Sandbox) -> tokio::task::JoinHandle<()> {
                 .await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_end_of_the_client_s_stream_stops_every_run() {
+        let stopping = CancelToken::new();
+        let mut stream = StopAtEnd {
+            inner: &b"{\"jsonrpc\":\"2.0\"}\n"[..],
+            stopping: stopping.clone(),
+        };
+        let mut line = [0u8; 8];
+        stream.read_exact(&mut line).await.unwrap();
+        assert!(!stopping.is_cancelled(), "stopped before the end");
+        // A read with no room is not the end.
+        assert_eq!(stream.read(&mut []).await.unwrap(), 0);
+        assert!(!stopping.is_cancelled(), "an empty buffer read as the end");
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        assert!(stopping.is_cancelled());
+    }
 }
