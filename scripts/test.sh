@@ -34,9 +34,10 @@ if ! command -v xmllint >/dev/null; then
         --no-install-recommends libxml2-utils >/dev/null
 fi
 
-# serve's schemathesis test installs schemathesis with pip into a virtualenv (python3 -m venv).
+# serve's schemathesis test and mcp's MCP-client tests install schemathesis and the Python MCP
+# SDK with pip into virtualenvs (python3 -m venv).
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    echo "test: installing python3-venv with apt (for the schemathesis test)"
+    echo "test: installing python3-venv with apt (for the schemathesis and MCP-client tests)"
     apt-get -o DPkg::Lock::Timeout=600 update -qq
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
         --no-install-recommends python3 python3-venv >/dev/null

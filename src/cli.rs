@@ -40,6 +40,8 @@ pub enum Command {
     Image(ImageArgs),
     /// Print shell completions or the man page.
     Generate(GenerateArgs),
+    /// Serve the `run_python` tool to AI assistants over stdio (Model Context Protocol).
+    Mcp(McpArgs),
 }
 
 /// Limits shared by every subcommand. Unset flags keep the defaults (or a suite's own limits).
@@ -87,7 +89,7 @@ impl LimitArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PoolArgs {
     /// Warm containers kept ready per set of limits; 0 turns the pool off
-    /// [default: grade: --jobs; serve: --max-concurrent]
+    /// [default: grade: --jobs; serve: --max-concurrent; mcp: 1]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=256))]
     pub pool: Option<u32>,
     /// A warm container unused this long is replaced by a fresh one [default: 120]
@@ -288,6 +290,27 @@ pub struct ServeArgs {
     pub image: ImageArg,
     #[command(flatten)]
     pub engines: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Speaks MCP (JSON-RPC) on stdin and stdout, for an MCP client to start: add it to the client's \
+`mcpServers` configuration (see docs/mcp.md). Each call runs in a fresh container with the limits the flags above set, \
+which a call may lower (its time limit) but never raise.
+
+Exit status: 0 the client closed the connection or a SIGTERM/Ctrl-C shutdown finished, 125 the server \
+could not start, 2 usage. See docs/mcp.md."
+)]
+pub struct McpArgs {
+    /// Runs at once; further calls wait for a slot [default: number of CPUs]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_concurrent: Option<u32>,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub image: ImageArg,
 }
 
 #[derive(Debug, Args)]

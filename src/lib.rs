@@ -11,7 +11,7 @@
 //! - [`sanitize`]: the one escaper for outside text in anything we print;
 //! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
 //! - [`image`]: the runner image's build context, carried in the binary, and building it;
-//! - [`run_command`], [`grade`], [`serve`], [`doctor`], [`generate`]: the subcommands.
+//! - [`run_command`], [`grade`], [`serve`], [`doctor`], [`generate`], [`mcp`]: the subcommands.
 
 pub mod cli;
 #[cfg(test)]
@@ -23,6 +23,7 @@ pub mod generate;
 pub mod grade;
 pub mod image;
 pub mod limits;
+pub mod mcp;
 pub mod report;
 pub mod run_command;
 pub mod runner;
@@ -61,6 +62,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Doctor(args) => doctor::execute(args),
         Command::Image(args) => image::execute(args),
         Command::Generate(args) => generate::execute(args),
+        Command::Mcp(args) => mcp::execute(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

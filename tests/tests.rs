@@ -7,6 +7,7 @@ mod doctor;
 mod engines;
 mod grade;
 mod image;
+mod mcp;
 mod offline;
 mod run;
 mod serve;

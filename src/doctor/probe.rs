@@ -386,7 +386,7 @@ fn number(value: Option<&str>) -> Option<u64> {
 }
 
 fn mib(bytes: u64) -> String {
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
     } else {
         format!("{bytes} bytes")
