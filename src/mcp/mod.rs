@@ -104,7 +104,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let stopping = CancelToken::new();
     // Ends the protocol session (at a signal).
     let quit = CancellationToken::new();
-    watch_signals(&stopping, &quit, &sandbox).context("cannot install signal handlers")?;
+    watch_signals(&stopping, &quit).context("cannot install signal handlers")?;
 
     // Not fatal: the engine may come up later; until then calls answer sandbox_error.
     let probe = sandbox.clone();
@@ -204,13 +204,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for StopAtEnd<R> {
 
 /// On the first SIGTERM/SIGINT/SIGHUP: stop every run and end the session. On a second: remove
 /// every container at once and exit 128+N.
-fn watch_signals(
-    stopping: &CancelToken,
-    quit: &CancellationToken,
-    sandbox: &Sandbox,
-) -> std::io::Result<()> {
+fn watch_signals(stopping: &CancelToken, quit: &CancellationToken) -> std::io::Result<()> {
     let (stopping, quit) = (stopping.clone(), quit.clone());
-    let docker = sandbox.docker().clone();
     crate::signals::on_stop_signals(
         move |first| {
             say!(
@@ -225,7 +220,7 @@ fn watch_signals(
                 "received {} again: removing containers and exiting",
                 crate::signals::name(second)
             );
-            registry::remove_all_detached(&docker);
+            registry::remove_all_detached();
             std::process::exit(i32::from(exit_codes::for_signal(second)));
         },
     )
