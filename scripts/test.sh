@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # gVisor too (Debian's runsc, registered with the engine without a restart): the hostile cases
-# run under it below. SAFE_EXEC_RUNSC=0 leaves it out.
-SAFE_EXEC_RUNSC=${SAFE_EXEC_RUNSC:-1} bash scripts/setup.sh
+# run under it below. SAFE_EXEC_RUNSC=0 leaves it out. And the data-science image: the plot tests
+# (the web page, the MCP client) draw with matplotlib. SAFE_EXEC_DS=0 leaves it out.
+SAFE_EXEC_RUNSC=${SAFE_EXEC_RUNSC:-1} SAFE_EXEC_DS=${SAFE_EXEC_DS:-1} bash scripts/setup.sh
 
 # tests/engines/ start Docker engines of their own with TLS certificates made by openssl.
 if ! command -v openssl >/dev/null; then
