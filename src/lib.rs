@@ -27,6 +27,7 @@ pub mod serve;
 pub mod signals;
 pub mod source;
 pub mod sync;
+pub mod tls;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
