@@ -9,10 +9,12 @@
 //! - [`runner`]: the one supervisor every run goes through (spawn, pipes, deadline, kill, inspect);
 //! - [`report`]: outcomes, the versioned JSON report, messages and exit codes;
 //! - [`sanitize`]: the one escaper for outside text in anything we print;
+//! - [`client`] and [`tls`]: `run --server` / `grade --server` speaking to a running `serve`;
 //! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
 //! - [`run_command`], [`grade`], [`serve`]: the subcommands.
 
 pub mod cli;
+pub mod client;
 #[cfg(test)]
 mod docs_drift;
 pub mod exit_codes;
