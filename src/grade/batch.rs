@@ -10,7 +10,11 @@
 //! `SKIPPED`, whatever happened to be in flight, so the result is the same for every `--jobs`.
 //!
 //! Cancellation: the shared [`CancelToken`] (set by SIGINT/SIGTERM/SIGHUP) stops every run in
-//! progress (the supervisor kills and removes its container) and no new run starts.
+//! progress (the supervisor kills and removes its container; a server cancels the run whose
+//! request we abandon) and no new run starts.
+//!
+//! Where the programs run is the [`Executor`]'s business: here, or on a running `safe-exec
+//! serve` (`grade --server`), which gives the same outcomes.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -23,12 +27,62 @@ use super::files::OpenError;
 use super::score::{summarize, SubmissionResult};
 use super::suite::Suite;
 use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
+use crate::client::Remote;
 use crate::limits::Limits;
-use crate::report::Status;
+use crate::report::{Outcome, Status};
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo, Sandbox};
 use crate::sanitize;
 use crate::source::{Program, RejectReason};
 use crate::sync::lock;
+
+/// How long a case waits, in all, for a busy server (429, or 503 with a full queue) to take it.
+pub const BUSY_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Where a batch's programs run.
+#[derive(Debug, Clone, Copy)]
+pub enum Executor<'a> {
+    /// Here, through the supervisor.
+    Local(&'a Sandbox),
+    /// On a running `safe-exec serve`, with each case's limits asked for.
+    Remote {
+        remote: &'a Remote,
+        /// The server's own limits, when it said (the most a request may ask for).
+        server: Option<Limits>,
+        /// The most stdin the server takes, when it said.
+        max_stdin: Option<u64>,
+    },
+}
+
+impl Executor<'_> {
+    /// Run `job` to its end, capturing its output.
+    pub fn run(&self, job: Job, cancel: &CancelToken) -> Outcome {
+        match self {
+            Executor::Local(sandbox) => sandbox.run(job, RunIo::capture(), cancel),
+            Executor::Remote {
+                remote, max_stdin, ..
+            } => remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
+        }
+    }
+
+    /// `limits` as this executor grants them: a server's at most its own, each.
+    pub fn fit(&self, limits: Limits) -> Limits {
+        match self {
+            Executor::Remote {
+                server: Some(server),
+                ..
+            } => Limits {
+                timeout: limits.timeout.min(server.timeout),
+                wall_timeout: limits.wall_timeout.min(server.wall_timeout),
+                memory_bytes: limits.memory_bytes.min(server.memory_bytes),
+                cpus: limits.cpus.min(server.cpus),
+                pids: limits.pids.min(server.pids),
+                max_code_chars: limits.max_code_chars,
+                max_output_bytes: limits.max_output_bytes.min(server.max_output_bytes),
+            },
+            _ => limits,
+        }
+    }
+}
 
 /// One submission to grade.
 #[derive(Debug, Clone)]
@@ -110,7 +164,7 @@ impl Batch<'_> {
     /// Grade every submission; `Err` when cancelled (every container is gone by then).
     pub fn run(
         &self,
-        sandbox: &Sandbox,
+        executor: &Executor<'_>,
         cancel: &CancelToken,
         progress: &dyn Progress,
     ) -> Result<Vec<SubmissionResult>, Interrupted> {
@@ -142,7 +196,7 @@ impl Batch<'_> {
         progress.started(total as u64);
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.clamp(1, total.max(1)) {
-                scope.spawn(|| self.work(sandbox, cancel, progress, &state, &changed));
+                scope.spawn(|| self.work(executor, cancel, progress, &state, &changed));
             }
         });
         let state = state
@@ -160,7 +214,7 @@ impl Batch<'_> {
 
     fn work(
         &self,
-        sandbox: &Sandbox,
+        sandbox: &Executor<'_>,
         cancel: &CancelToken,
         progress: &dyn Progress,
         state: &Mutex<State>,
@@ -288,16 +342,21 @@ impl Batch<'_> {
         }
     }
 
-    fn compile_check(&self, sub: usize, sandbox: &Sandbox, cancel: &CancelToken) -> CompileCheck {
+    fn compile_check(
+        &self,
+        sub: usize,
+        sandbox: &Executor<'_>,
+        cancel: &CancelToken,
+    ) -> CompileCheck {
         let Ok(program) = &self.submissions[sub].program else {
             unreachable!("only valid programs are checked");
         };
         let job = Job {
             program: compile::checker(program.filename()),
             stdin: ProgramStdin::Bytes(program.source().as_bytes().to_vec()),
-            limits: compile::checker_limits(&self.limits),
+            limits: sandbox.fit(compile::checker_limits(&self.limits)),
         };
-        compile::interpret(&sandbox.run(job, RunIo::capture(), cancel))
+        compile::interpret(&sandbox.run(job, cancel))
     }
 
     /// Run one case; `None` when the batch is being cancelled.
@@ -305,7 +364,7 @@ impl Batch<'_> {
         &self,
         sub: usize,
         case: usize,
-        sandbox: &Sandbox,
+        sandbox: &Executor<'_>,
         cancel: &CancelToken,
     ) -> Option<CaseResult> {
         let Ok(program) = &self.submissions[sub].program else {
@@ -329,7 +388,7 @@ impl Batch<'_> {
             stdin: ProgramStdin::File(input),
             limits: self.limits,
         };
-        let outcome = sandbox.run(job, RunIo::capture(), cancel);
+        let outcome = sandbox.run(job, cancel);
         if outcome.status == Status::Interrupted {
             return None;
         }
