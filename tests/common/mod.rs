@@ -22,6 +22,10 @@ pub fn test_image() -> String {
         .unwrap_or_else(|| "safe-exec-python:3.11".to_owned())
 }
 
+/// The variables that send `run` and `grade` to a server: removed from every command, so a
+/// developer's environment cannot redirect the tests.
+pub const CLIENT_ENV: [&str; 2] = ["SAFE_EXEC_SERVER", "SAFE_EXEC_SERVER_CA"];
+
 /// How soon after safe-exec exits its containers are gone (docs/run.md says so).
 pub const REMOVED_AFTER_EXIT: Duration = Duration::from_secs(5);
 
@@ -47,6 +51,10 @@ impl Session {
         let mut command = Command::cargo_bin("safe-exec").expect("binary built");
         command.env("SAFE_EXEC_LABEL", &self.label);
         command.env("SAFE_EXEC_IMAGE", test_image());
+        // Runs happen here unless a test says otherwise, whatever the caller's environment.
+        for variable in CLIENT_ENV {
+            command.env_remove(variable);
+        }
         command.timeout(Duration::from_secs(120));
         command
     }
@@ -56,6 +64,9 @@ impl Session {
         let mut command = StdCommand::new(assert_cmd::cargo::cargo_bin("safe-exec"));
         command.env("SAFE_EXEC_LABEL", &self.label);
         command.env("SAFE_EXEC_IMAGE", test_image());
+        for variable in CLIENT_ENV {
+            command.env_remove(variable);
+        }
         command
     }
 

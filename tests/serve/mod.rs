@@ -29,7 +29,11 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 /// A running `safe-exec serve`, stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct Server {
     child: Child,
+    /// Where it listens over TCP (for a `--unix` server: 127.0.0.1:0, meaningless; see
+    /// `listening`).
     pub addr: SocketAddr,
+    /// The URL its listening line gives: `http://ADDR`, `https://ADDR` or `unix:PATH`.
+    pub listening: String,
     stderr: Arc<Mutex<String>>,
     agent: ureq::Agent,
 }
@@ -67,8 +71,8 @@ impl Server {
     }
 
     /// Start with extra arguments after `serve --addr 127.0.0.1:0` (or after `serve` alone when
-    /// they give `--addr`), after `configure` adjusted the command (environment). Waits for the
-    /// "listening on" line; a server on 0.0.0.0 is spoken to on 127.0.0.1.
+    /// they give `--addr` or `--unix`), after `configure` adjusted the command (environment).
+    /// Waits for the "listening on" line; a server on 0.0.0.0 is spoken to on 127.0.0.1.
     pub fn start_with(
         session: &Session,
         args: &[&str],
@@ -76,7 +80,7 @@ impl Server {
     ) -> Server {
         let mut command = session.std_command();
         command.arg("serve");
-        if !args.contains(&"--addr") {
+        if !args.contains(&"--addr") && !args.contains(&"--unix") {
             command.args(["--addr", "127.0.0.1:0"]);
         }
         command
@@ -96,20 +100,26 @@ impl Server {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
                     stderr.lock().unwrap().push_str(&format!("{line}\n"));
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = found.send(addr);
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                        let _ = found.send(url);
                     }
                 }
             });
         }
-        let addr = match listening.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => {
-                let mut addr: SocketAddr = addr.parse().expect("a socket address");
+        let (addr, listening) = match listening.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => {
+                let tcp = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"));
+                let mut addr: SocketAddr = match tcp {
+                    Some(addr) => addr.parse().expect("a socket address"),
+                    None => "127.0.0.1:0".parse().unwrap(),
+                };
                 if addr.ip().is_unspecified() {
                     addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
-                addr
+                (addr, url)
             }
             Err(_) => {
                 let _ = child.kill();
@@ -127,6 +137,7 @@ impl Server {
         Server {
             child,
             addr,
+            listening,
             stderr,
             agent,
         }
