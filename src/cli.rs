@@ -107,7 +107,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "URL", env = "SAFE_EXEC_SERVER")]
     pub server: Option<String>,
     /// With an https:// --server, also trust the CA certificate(s) in PEM (a private CA, or the
-    /// server's self-signed certificate) besides the system's roots
+    /// server's self-signed certificate when it is not marked as a CA) besides the system's roots
     #[arg(long, value_name = "PEM", env = "SAFE_EXEC_SERVER_CA")]
     pub server_ca: Option<PathBuf>,
 }

@@ -40,8 +40,9 @@ use crate::runner::{CancelToken, Job, ProgramStdin, RunIo};
 use crate::sanitize;
 use crate::source::{Program, RejectReason};
 
-/// An over-long body up to this size is read and dropped before the 413, so the client sees the
-/// answer instead of a reset connection; past it the connection is simply closed after the 413.
+/// An over-long body up to this much past the limit is read and dropped before the 413, so the
+/// client sees the answer instead of a reset connection; past it the connection is simply closed
+/// after the 413.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -492,7 +493,7 @@ async fn read_request(
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit.max(DRAIN_LIMIT) as u64) {
+    if declared.is_some_and(|length| length > limit.saturating_add(DRAIN_LIMIT) as u64) {
         return Err(Refused::TooLarge { limit });
     }
     let bytes = tokio::time::timeout(BODY_TIMEOUT, collect_body(body, limit))
@@ -502,7 +503,7 @@ async fn read_request(
 }
 
 /// The body, or [`Refused::TooLarge`] once it passes `limit` (reading on, and dropping, up to
-/// [`DRAIN_LIMIT`] so the client can read the answer).
+/// [`DRAIN_LIMIT`] past it, so the client can read the answer).
 async fn collect_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Refused> {
     let mut bytes = Vec::new();
     let mut seen = 0usize;
@@ -512,7 +513,7 @@ async fn collect_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Refused> 
             seen = seen.saturating_add(data.len());
             if seen <= limit {
                 bytes.extend_from_slice(&data);
-            } else if seen > limit.max(DRAIN_LIMIT) {
+            } else if seen > limit.saturating_add(DRAIN_LIMIT) {
                 break;
             }
         }

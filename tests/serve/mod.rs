@@ -678,7 +678,8 @@ fn memory_and_output_limits_have_their_own_errors() {
 #[test]
 fn oversized_bodies_get_413() {
     let session = Session::new();
-    let server = Server::start(&session, &[]);
+    // No room for stdin: the body limit is the code's alone, 64 KiB.
+    let server = Server::start(&session, &["--max-stdin", "0"]);
     let big = json!({ "code": format!("#{}", "x".repeat(70_000)) }).to_string();
     let refused = server.post_raw("/run", Some("application/json"), big.as_bytes(), None);
     assert_eq!(refused.status, 413, "{}", refused.body);
@@ -720,37 +721,38 @@ fn the_code_limit_counts_characters_as_sent() {
     server.stop_and_assert_clean(&session);
 }
 
-/// The documented limit exactly: a body of 65536 bytes runs, one byte more is 413, whether the
-/// length is declared (Content-Length) or not (chunked).
+/// The documented limit exactly: room for the code (64 KiB) plus `--max-stdin` (1 MiB by
+/// default) as base64, 1463640 bytes: a body of that size runs, one byte more is 413, whether
+/// the length is declared (Content-Length) or not (chunked).
 #[test]
 fn the_body_limit_is_exact() {
-    const LIMIT: usize = 64 * 1024;
+    const LIMIT: usize = 64 * 1024 + 1_398_104;
+    assert_eq!(
+        LIMIT,
+        safe_exec::serve::limits::body_limit(5000, safe_exec::serve::limits::DEFAULT_MAX_STDIN)
+    );
     let session = Session::new();
     let server = Server::start(&session, &["--rate-limit", "0"]);
-    let code = "import sys\nprint(len(sys.stdin.read()))";
-    // A body of exactly `size` bytes, padded in stdin.
+    let code = "print('fits')";
+    // A body of exactly `size` bytes, padded in a field the server ignores.
     let body = |size: usize| {
-        let bare = json!({ "code": code, "stdin": "" }).to_string().len();
-        let body = json!({ "code": code, "stdin": "a".repeat(size - bare) }).to_string();
+        let bare = json!({ "code": code, "pad": "" }).to_string().len();
+        let body = json!({ "code": code, "pad": "a".repeat(size - bare) }).to_string();
         assert_eq!(body.len(), size);
-        (body, size - bare)
+        body
     };
-    let (exact, stdin_len) = body(LIMIT);
-    let (over, _) = body(LIMIT + 1);
+    let exact = body(LIMIT);
+    let over = body(LIMIT + 1);
     let json = Some("application/json");
     for path in ["/run", "/api/v1/runs"] {
         let accepted = server.post_raw(path, json, exact.as_bytes(), None);
         assert_eq!(accepted.status, 200, "{path}: {}", accepted.body);
-        assert_eq!(
-            accepted.json()["stdout"],
-            format!("{stdin_len}\n"),
-            "{path}"
-        );
+        assert_eq!(accepted.json()["stdout"], "fits\n", "{path}");
         let refused = server.post_raw(path, json, over.as_bytes(), None);
         assert_eq!(refused.status, 413, "{path}: {}", refused.body);
         assert_eq!(
             refused.json(),
-            json!({ "error": "Request body too large (65536 bytes max)", "status": "error" })
+            json!({ "error": format!("Request body too large ({LIMIT} bytes max)"), "status": "error" })
         );
     }
     let chunked = |body: &str| {
@@ -764,7 +766,7 @@ fn the_body_limit_is_exact() {
     };
     let accepted = chunked(&exact);
     assert_eq!(accepted.status, 200, "{}", accepted.body);
-    assert_eq!(accepted.json()["output"], format!("{stdin_len}\n"));
+    assert_eq!(accepted.json()["output"], "fits\n");
     assert_eq!(chunked(&over).status, 413);
     server.stop_and_assert_clean(&session);
 }
@@ -1102,7 +1104,10 @@ fn health_spec_and_page_are_served() {
             "engine": "ready",
             "image": crate::common::test_image(),
             "runs": { "running": 0, "queued": 0, "max_concurrent": 3, "queue": 7 },
-            "pool": { "size": 2, "ready": null }
+            "pool": { "size": 2, "ready": null },
+            // The most a request may ask for.
+            "limits": serde_json::to_value(safe_exec::limits::Limits::default().applied()).unwrap(),
+            "max_stdin_bytes": 1024 * 1024
         })
     );
     server.wait_for(Duration::from_secs(30), "the pool to fill", || {
@@ -1116,7 +1121,7 @@ fn health_spec_and_page_are_served() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/openapi.json"),
     )
     .unwrap();
-    // The file as written; the server fills in its own code limit (the default here).
+    // The file as written; the server fills in its own limits (the defaults here).
     assert_eq!(
         spec.json(),
         serde_json::from_str::<Value>(&in_repo).unwrap()
