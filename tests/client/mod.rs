@@ -226,9 +226,19 @@ fn run_through_a_server_is_a_local_run_over_tcp_and_a_unix_socket() {
         &session,
         &["--rate-limit", "0", "--wall-timeout", "60", "--pool", "1"],
     );
+    let audit = sockets.path().join("audit.jsonl");
     let unix = Server::start(
         &session,
-        &["--unix", socket_arg, "--wall-timeout", "60", "--pool", "1"],
+        &[
+            "--unix",
+            socket_arg,
+            "--wall-timeout",
+            "60",
+            "--pool",
+            "1",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
     );
     assert_eq!(unix.listening, format!("unix:{socket_arg}"));
     // Only this user (and root) can connect.
@@ -246,6 +256,15 @@ fn run_through_a_server_is_a_local_run_over_tcp_and_a_unix_socket() {
     // second, which checks that nothing of either is left.
     drop(unix);
     assert!(!socket.exists(), "the socket file is removed at shutdown");
+    // Clients on the socket are told apart by uid: the audit log names ours.
+    // SAFETY: geteuid(2) cannot fail and touches no memory of ours.
+    let uid = unsafe { libc::geteuid() };
+    let lines = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(lines.lines().count(), 2 * PROGRAMS.len(), "{lines}");
+    for line in lines.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(entry["client"], format!("uid:{uid}"), "{line}");
+    }
     tcp.stop_and_assert_clean(&session);
 }
 

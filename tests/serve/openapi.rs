@@ -380,7 +380,12 @@ fn every_documented_answer_matches_openapi_json() {
                 &server.post("/api/v1/runs", &body),
             ));
         }
-        let big = json!({ "code": "#".repeat(70_000) }).to_string();
+        // Past the body limit: room for the code and for 1 MiB of stdin as base64.
+        let big = json!({ "code": "#".repeat(1_500_000) }).to_string();
+        let big_stdin =
+            json!({ "code": "print(1)", "stdin": "x".repeat(1024 * 1024 + 1) }).to_string();
+        let over_limit =
+            json!({ "code": "print(1)", "limits": { "timeout_secs": 11 } }).to_string();
         for path in ["/run", "/api/v1/runs"] {
             let malformed = [
                 ("no code", json_type, b"{}".to_vec()),
@@ -391,6 +396,12 @@ fn every_documented_answer_matches_openapi_json() {
                     b"print(1)".to_vec(),
                 ),
                 ("body too large", json_type, big.clone().into_bytes()),
+                ("stdin too large", json_type, big_stdin.clone().into_bytes()),
+                (
+                    "a limit above the server's",
+                    json_type,
+                    over_limit.clone().into_bytes(),
+                ),
             ];
             for (what, content_type, body) in malformed {
                 let reply = server.post_raw(path, content_type, &body, None);
