@@ -7,7 +7,8 @@
 //! `--server-ca`) or `unix:/PATH`; an optional path prefix (a proxy's) is kept. One request per
 //! connection (the server closes every connection after its answer), HTTP/1.1 through hyper's
 //! client on a current-thread tokio runtime. The token, when `SAFE_EXEC_TOKEN` holds one, goes in
-//! `Authorization: Bearer`.
+//! `Authorization: Bearer`, and only where it cannot be read on the way: over TLS, a unix socket
+//! or loopback (as `serve` refuses a token on a public address without TLS).
 //!
 //! What the answers mean here:
 //!
@@ -64,6 +65,12 @@ pub enum ClientError {
     BadUrl { url: String, why: &'static str },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(
+        "refusing to send the token in SAFE_EXEC_TOKEN in clear text to {url}: anyone on the \
+         network path could read it. Use https:// (the server's --tls-cert), a loopback address, \
+         or a unix: socket"
+    )]
+    TokenInClearText { url: String },
     #[error("cannot reach the server at {url} ({detail}): is `safe-exec serve` running there?")]
     Unreachable { url: String, detail: String },
     #[error(
@@ -89,6 +96,24 @@ enum Target {
         prefix: String,
     },
     Unix(PathBuf),
+}
+
+impl Target {
+    /// Can a token travel to it without crossing a network in clear text: TLS, a unix socket,
+    /// or a loopback address (`127.0.0.0/8`, `::1`, `localhost`, `*.localhost`)?
+    fn keeps_secrets(&self) -> bool {
+        match self {
+            Target::Unix(_) => true,
+            Target::Tcp { tls: true, .. } => true,
+            Target::Tcp { host, .. } => {
+                let name = host.to_ascii_lowercase();
+                host.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.to_canonical().is_loopback())
+                    || name == "localhost"
+                    || name.ends_with(".localhost")
+            }
+        }
+    }
 }
 
 /// A server to send runs to. Cheap to clone; share one across threads.
@@ -155,8 +180,12 @@ impl Remote {
         let token = std::env::var(TOKEN_ENV)
             .ok()
             .filter(|token| !token.is_empty());
+        let shown = sanitize::text(url.trim_end_matches('/')).into_owned();
+        if token.is_some() && !target.keeps_secrets() {
+            return Err(ClientError::TokenInClearText { url: shown });
+        }
         Ok(Remote {
-            shown: sanitize::text(url.trim_end_matches('/')).into_owned(),
+            shown,
             target,
             token,
             tls,
@@ -755,6 +784,28 @@ mod tests {
         ] {
             let error = parse_url(bad).unwrap_err().to_string();
             assert!(error.contains("give http://HOST:PORT"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_token_goes_only_where_it_stays_secret() {
+        for url in [
+            "https://code.example.org",
+            "unix:/run/x.sock",
+            "http://127.0.0.1:5000",
+            "http://127.1.2.3:5000",
+            "http://[::1]:5000",
+            "http://localhost:5000",
+            "http://app.localhost:5000",
+        ] {
+            assert!(parse_url(url).unwrap().keeps_secrets(), "{url}");
+        }
+        for url in [
+            "http://192.0.2.7:5000",
+            "http://code.example.org",
+            "http://localhost.example",
+        ] {
+            assert!(!parse_url(url).unwrap().keeps_secrets(), "{url}");
         }
     }
 

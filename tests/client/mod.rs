@@ -398,6 +398,20 @@ fn tls_with_a_private_ca_and_the_token_rules() {
         "{}",
         stderr(&wrong)
     );
+    // Nor does the client send a token in clear text over a network: refused before connecting
+    // (192.0.2.0/24 is a documentation range; nothing is sent there).
+    let clear = session
+        .safe_exec()
+        .args(["run", "-c", "print(1)", "--server", "http://192.0.2.1:5000"])
+        .env("SAFE_EXEC_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(clear.status.code(), Some(2), "{}", stderr(&clear));
+    assert!(
+        stderr(&clear).contains("refusing to send the token in SAFE_EXEC_TOKEN in clear text"),
+        "{}",
+        stderr(&clear)
+    );
     server.stop_and_assert_clean(&session);
 }
 
