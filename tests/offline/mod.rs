@@ -5,3 +5,4 @@
 
 mod grade;
 mod run;
+mod serve;
