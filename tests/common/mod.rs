@@ -198,6 +198,9 @@ impl RecordingDocker {
         let mut command = Command::cargo_bin("safe-exec").expect("binary built");
         command.env("SAFE_EXEC_DOCKER", &self.program);
         command.env_remove("SAFE_EXEC_LABEL");
+        for variable in CLIENT_ENV {
+            command.env_remove(variable);
+        }
         command.timeout(Duration::from_secs(60));
         command
     }
