@@ -8,12 +8,15 @@ safe-exec starts every container as root with only CAP_SETUID and CAP_SETGID, ru
 
 Request (protocol version 3), on standard input:
 
-    SAFE-EXEC/3 <key> <nfiles>\\n
+    SAFE-EXEC/3 <key> <nfiles> [<artifact_bytes>]\\n
     nfiles times:  <nbytes> <name>\\n <exactly nbytes>
     <everything after that is the program's own standard input>
 
-The first file is the program (``<name>.py``); the others are placed beside it. The header and
-files are read with unbuffered ``os.read`` so not a byte of the program's input is consumed.
+The first file is the program (``<name>.py``); the others are placed beside it, read-only to it.
+The header and files are read with unbuffered ``os.read`` so not a byte of the program's input is
+consumed. The program also finds an empty directory ``out/`` beside itself; with
+``artifact_bytes`` above 0, what it leaves there is sent back when it ends (at most that many
+bytes, MAX_ARTIFACTS files).
 
 Answer, on standard output: a sequence of frames, ``<tag: 1 byte> <length: 4 bytes, big-endian>
 <payload>``, and nothing else:
@@ -22,6 +25,10 @@ Answer, on standard output: a sequence of frames, ``<tag: 1 byte> <length: 4 byt
     S  started: the program exists from now on
     1  bytes the program wrote to its stdout
     2  bytes the program wrote to its stderr
+    A  an artifact: its path under out/, a NUL byte, then (a piece of) its bytes; a file may come
+       in several frames, in order
+    M  the artifacts' manifest (JSON: files with size and whether cut short, files skipped and
+       why), after the last A frame
     E  end, the last frame: ``<ending> <n> stop <reason> cpu_ms <n> wall_ms <n> oom <n>
        stdout_bytes <n> stderr_bytes <n> <mac>``
     X  the launcher could not run the program (payload: why); nothing was started
@@ -54,6 +61,7 @@ client, safe-exec) handles at most a few hundred frames a second whatever the pr
 the launcher's own reading is charged to the container's CPU quota.
 """
 
+import errno
 import fcntl
 import os
 import resource
@@ -73,6 +81,13 @@ MAX_HEADER = 512
 MAX_FILES = 64
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_FRAME = 64 * 1024
+# Artifacts: most files, deepest directory, most bytes asked for (the host asks for less).
+MAX_ARTIFACTS = 64
+MAX_ARTIFACT_DEPTH = 4
+MAX_ARTIFACT_BYTES = 64 * 1024 * 1024
+OUT = "out"
+# Copied into the working directory for every program, when the image has it.
+SEED = "/opt/safe-exec/seed"
 # The program's pipes are this big (unprivileged processes may go up to 1 MiB) and read whole.
 PIPE_BYTES = 256 * 1024
 # Seconds a pipe is left alone after a read, and the longest output waits before it is sent.
@@ -90,6 +105,8 @@ ENV_ALLOWED = (
     "PYTHONUNBUFFERED",
     "PYTHONDONTWRITEBYTECODE",
     "PYTHONIOENCODING",
+    "MPLBACKEND",
+    "MPLCONFIGDIR",
 )
 LAUNCHER_FAILED = 125
 EXEC_FAILED = 127
@@ -165,13 +182,14 @@ def read_exactly(count):
     return b"".join(chunks)
 
 
-def valid_name(name, program):
-    # [A-Za-z0-9_][A-Za-z0-9_.-]{0,99}, without "..", and the program's ending in .py.
+def valid_name(name, program=False):
+    # [A-Za-z0-9_][A-Za-z0-9_.-]{0,99}, without "..", not "out", and the program's ending in .py.
     return (
         1 <= len(name) <= 100
         and (name[0].isascii() and (name[0].isalnum() or name[0] == "_"))
         and NAME_CHARS.issuperset(name)
         and ".." not in name
+        and name != OUT
         and (not program or (name.endswith(".py") and len(name) > 3))
     )
 
@@ -180,9 +198,14 @@ def read_request():
     parts = read_line().split(b" ")
     if not parts or parts[0] != PROTOCOL:
         fail("unsupported protocol (expected %s): rebuild the runner image" % PROTOCOL.decode())
-    if len(parts) != 3 or len(parts[1]) != 32 or not KEY_CHARS.issuperset(parts[1]):
+    # The artifact budget is optional (a request without it asks for none).
+    if len(parts) == 3:
+        parts.append(b"0")
+    if len(parts) != 4 or len(parts[1]) != 32 or not KEY_CHARS.issuperset(parts[1]):
         fail("malformed request header")
     if not parts[2].isdigit() or not 1 <= int(parts[2]) <= MAX_FILES:
+        fail("malformed request header")
+    if not parts[3].isdigit() or int(parts[3]) > MAX_ARTIFACT_BYTES:
         fail("malformed request header")
     files = []
     for index in range(int(parts[2])):
@@ -196,7 +219,7 @@ def read_request():
         if any(name == seen for seen, _ in files):
             fail("duplicate file name")
         files.append((name, read_exactly(size)))
-    return parts[1], files
+    return parts[1], files, int(parts[3])
 
 
 def write_files(files):
@@ -253,6 +276,20 @@ def oom_kills(fd):
     return 0
 
 
+def plant_seed():
+    """Copy the image's seed (SEED, when there is one) into the working directory as the program's
+    own files: caches a library wants writable, such as matplotlib's font list, built once into
+    the image instead of in every container."""
+    for root, _, names in os.walk(SEED):
+        target = os.path.join(WORKDIR, os.path.relpath(root, SEED))
+        os.makedirs(target, exist_ok=True)
+        for name in names:
+            with open(os.path.join(root, name), "rb") as source:
+                data = source.read()
+            with open(os.path.join(target, name), "wb") as copy:
+                copy.write(data)
+
+
 def become_program(path, uid, pids, cpu_seconds, stdout, stderr):
     """In the child: drop everything, then exec the program. Never returns."""
     try:
@@ -271,6 +308,9 @@ def become_program(path, uid, pids, cpu_seconds, stdout, stderr):
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
         resource.setrlimit(resource.RLIMIT_NPROC, (pids, pids))
+        # The program's own, empty: what it leaves here may come back as artifacts.
+        os.mkdir(os.path.join(WORKDIR, OUT), 0o755)
+        plant_seed()
         env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
         os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
     finally:
@@ -368,6 +408,86 @@ class Relay:
         send(b"".join(chunks))
 
 
+def collect_artifacts(budget):
+    """Send what the program left in out/: regular files only, never through a link (every name
+    opened relative to its directory with O_NOFOLLOW), at most MAX_ARTIFACTS files and `budget`
+    bytes, each file read only as far as the size it had when opened; then the manifest. Runs
+    after the end was decided, as the last of the program's processes are being stopped."""
+    import json
+    import stat
+
+    manifest = {"files": [], "skipped": [], "truncated": False}
+    state = {"left": budget, "count": 0}
+
+    def skip(name, reason):
+        if len(manifest["skipped"]) < MAX_ARTIFACTS:
+            manifest["skipped"].append({"name": name, "reason": reason})
+
+    def walk(directory, prefix, depth):
+        try:
+            entries = sorted(entry.name for entry in os.scandir(directory))
+        except OSError as error:
+            skip(prefix.rstrip("/") or OUT, "cannot be listed (%s)" % error.strerror)
+            return
+        for name in entries:
+            path = prefix + name
+            if not valid_name(name) and name != OUT:
+                skip(path, "a name outside [A-Za-z0-9_.-]")
+                continue
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+            except OSError as error:
+                reason = "a symbolic link" if error.errno == errno.ELOOP else "not readable"
+                skip(path, "%s (%s)" % (reason, error.strerror))
+                continue
+            try:
+                info = os.fstat(fd)
+                if stat.S_ISDIR(info.st_mode):
+                    if depth >= MAX_ARTIFACT_DEPTH:
+                        skip(path, "nested too deep")
+                    else:
+                        walk(fd, path + "/", depth + 1)
+                elif not stat.S_ISREG(info.st_mode):
+                    skip(path, "not a regular file")
+                elif state["count"] >= MAX_ARTIFACTS:
+                    manifest["truncated"] = True
+                    skip(path, "more than %d files" % MAX_ARTIFACTS)
+                else:
+                    state["count"] += 1
+                    send_file(fd, path, info.st_size)
+            except OSError as error:
+                skip(path, "could not be read (%s)" % error.strerror)
+            finally:
+                os.close(fd)
+
+    def send_file(fd, path, size):
+        take = min(size, state["left"])
+        header = path.encode() + b"\0"
+        sent = 0
+        while True:
+            data = os.read(fd, min(take - sent, MAX_FRAME - len(header))) if take > sent else b""
+            sent += len(data)
+            if data or sent == 0:
+                send(frame(b"A", header + data))
+            if not data or sent >= take:
+                break
+        state["left"] -= sent
+        cut = sent < size
+        manifest["truncated"] = manifest["truncated"] or cut
+        manifest["files"].append({"name": path, "size": size, "sent": sent, "truncated": cut})
+
+    try:
+        root = os.open(os.path.join(WORKDIR, OUT), os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY)
+    except OSError:
+        skip(OUT, "out/ is gone or no longer a directory")
+    else:
+        try:
+            walk(root, "", 0)
+        finally:
+            os.close(root)
+    send(frame(b"M", json.dumps(manifest, sort_keys=True).encode()))
+
+
 def reap(pid):
     """Reap every child that has ended (PID 1 inherits the program's orphans); the program's own
     wait status when it is among them."""
@@ -392,7 +512,7 @@ def main():
     # Nobody sends the request (its supervisor died): SIGALRM's default action ends us.
     signal.alarm(code_wait)
     send(frame(b"R", PROTOCOL))
-    key, files = read_request()
+    key, files, artifact_bytes = read_request()
     signal.alarm(0)
     path = write_files(files)
     os.chdir(WORKDIR)
@@ -501,6 +621,8 @@ def main():
     )
     mac = hmac.new(key, words, "sha256").hexdigest().encode()
     relay.flush(0.0, force=True)
+    if artifact_bytes:
+        collect_artifacts(artifact_bytes)
     send(frame(b"E", words + b" " + mac))
     # PID 1 leaving takes every process left in the container with it.
     if ending == "exit":

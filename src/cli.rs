@@ -114,7 +114,8 @@ pub struct ServerArgs {
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct ImageArg {
-    /// The runner image [default: safe-exec-python:3.11, built by scripts/setup.sh]
+    /// The runner image, or `ds` for the data-science one (numpy, pandas, matplotlib, scipy)
+    /// [default: safe-exec-python:3.11, built by scripts/setup.sh]
     #[arg(long, value_name = "NAME", env = "SAFE_EXEC_IMAGE")]
     pub image: Option<String>,
 }
@@ -122,8 +123,8 @@ pub struct ImageArg {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit status: the program's own code when it ends by itself; 124 timeout, 121 memory limit, \
-122 output limit, 123 rejected input, 125 sandbox error, 130 interrupted, 2 usage. \
-See docs/run.md and docs/statuses-and-exit-codes.md."
+122 output limit, 123 rejected input, 73 the --artifacts directory cannot be used, 125 sandbox error, \
+130 interrupted, 2 usage. See docs/run.md and docs/statuses-and-exit-codes.md."
 )]
 pub struct RunArgs {
     /// Python file to run; standard input when absent or `-`
@@ -135,6 +136,15 @@ pub struct RunArgs {
     /// File the program reads as its standard input
     #[arg(long = "stdin", value_name = "FILE")]
     pub stdin: Option<PathBuf>,
+    /// A file placed beside the program (read-only, under its own name); repeat for more
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+    /// Copy the files the program leaves in out/ into DIR (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// With --json, include each artifact's bytes (base64)
+    #[arg(long, requires = "json")]
+    pub artifact_content: bool,
     /// Print exactly one JSON document (schema_version 1) on stdout instead of streaming
     #[arg(long)]
     pub json: bool,

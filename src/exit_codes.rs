@@ -26,7 +26,8 @@ pub const MISSING_PATH: u8 = 66;
 /// `grade`: a report (`--json`, `--junit`, `--gradescope`) cannot be written: found before
 /// anything ran (its directory is missing, it is a directory, no file can be created there), or
 /// when writing it after grading failed (a full disk), in which case the other reports were
-/// written. sysexits' `EX_CANTCREAT`.
+/// written. `run`: the `--artifacts` directory cannot be used (nothing ran). sysexits'
+/// `EX_CANTCREAT`.
 pub const CANNOT_CREATE: u8 = 73;
 /// `run`: a process of the run was OOM-killed at the memory limit (the engine reports it, or the
 /// kernel's OOM-kill counter for the container's memory cgroup rose).
@@ -241,6 +242,7 @@ mod tests {
                 (MEMORY_LIMIT, "memory limit"),
                 (OUTPUT_LIMIT, "output limit"),
                 (REJECTED, "rejected input"),
+                (CANNOT_CREATE, "the --artifacts directory cannot be used"),
                 (SANDBOX_ERROR, "sandbox error"),
                 (INTERRUPTED, "interrupted"),
                 (USAGE, "usage"),

@@ -18,6 +18,7 @@ pub mod client;
 #[cfg(test)]
 mod docs_drift;
 pub mod exit_codes;
+pub mod files;
 pub mod grade;
 pub mod limits;
 pub mod report;

@@ -4,16 +4,19 @@
 //! same reporting, so exit codes, text output and the JSON document do not depend on where the
 //! program ran.
 
-use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
 use crate::cli::{GcArgs, RunArgs};
 use crate::client::{self, read_stdin, Remote};
 use crate::exit_codes;
+use crate::files::{open_regular, OutputDir};
 use crate::limits::{LimitOverrides, Limits};
+use crate::report::artifacts::SkippedArtifact;
 use crate::report::{describe, Outcome, RunReport, Status};
+use crate::runner::job::{InputFile, DEFAULT_ARTIFACT_BYTES, MAX_INPUT_BYTES, MAX_INPUT_FILES};
 use crate::runner::{gc, Job, ProgramStdin, RunIo, Sandbox};
 use crate::runner::{registry, CancelToken, DockerCli};
 use crate::source::{describe_io, Program, RejectReason};
@@ -24,31 +27,66 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
         return execute_remote(&args, url, limits);
     }
     let sandbox = Sandbox::new(args.image.image.clone());
-    let outcome = match prepare(&args, limits) {
+    // The artifact directory is claimed before anything runs: a run whose files could not be
+    // kept is refused up front, not found out afterwards.
+    let artifact_dir = match &args.artifacts {
+        Some(dir) => match OutputDir::create(dir) {
+            Ok(dir) => Some(dir),
+            Err(error) => {
+                eprintln!(
+                    "safe-exec: --artifacts {}: {}: give a directory safe-exec can create files in (not a link)",
+                    crate::sanitize::path(dir),
+                    crate::sanitize::text(&error.to_string())
+                );
+                return Ok(exit_codes::CANNOT_CREATE);
+            }
+        },
+        None => None,
+    };
+    let mut outcome = match prepare(&args, limits) {
         Ok(job) => {
             let token = CancelToken::new();
             stop_runs_on_signals(&token, sandbox.docker())
                 .context("cannot install signal handlers")?;
             let sweeper = sweep_stale_in_background(&sandbox);
-            let io = if args.json {
+            let mut io = if args.json {
                 RunIo::capture()
             } else {
                 RunIo::passthrough()
             };
+            if args.json || artifact_dir.is_some() {
+                io.artifact_bytes = DEFAULT_ARTIFACT_BYTES;
+            }
             let outcome = sandbox.run(job, io, &token);
             drop(sweeper);
             outcome
         }
         Err(reason) => Outcome::not_run(Status::Rejected, reason.to_string(), limits),
     };
+    if let Some(dir) = &artifact_dir {
+        keep_artifacts(dir, &mut outcome, args.json);
+    }
     let exit_code = outcome.exit_code();
-    report(outcome, args.json)?;
+    report(outcome, args.json, args.artifact_content)?;
     Ok(exit_code)
 }
 
 /// `run --server URL`: the same checks of the input as a local run, then the program goes to
 /// the server, and its answer is reported exactly as a local run's outcome would be.
 fn execute_remote(args: &RunArgs, url: &str, limits: Limits) -> anyhow::Result<u8> {
+    // The server's API takes no files, and sends back no artifact bytes.
+    for (given, flag) in [
+        (!args.files.is_empty(), "--file"),
+        (args.artifacts.is_some(), "--artifacts"),
+        (args.artifact_content, "--artifact-content"),
+    ] {
+        if given {
+            eprintln!(
+                "safe-exec: {flag} does not work with --server (the server's API takes no files and returns no artifact contents): run without --server"
+            );
+            return Ok(exit_codes::USAGE);
+        }
+    }
     let remote = match Remote::new(url, args.server.server_ca.as_deref()) {
         Ok(remote) => remote,
         Err(error) => {
@@ -100,8 +138,55 @@ fn execute_remote(args: &RunArgs, url: &str, limits: Limits) -> anyhow::Result<u
         let _ = std::io::stderr().lock().write_all(&outcome.stderr.bytes);
     }
     let exit_code = outcome.exit_code();
-    report(outcome, args.json)?;
+    report(outcome, args.json, false)?;
     Ok(exit_code)
+}
+
+/// Write the run's artifacts into `dir`. A file that cannot be written there (a link in the way)
+/// is listed as skipped, with why, and said on stderr in text mode; the run's status stays the
+/// program's.
+fn keep_artifacts(dir: &OutputDir, outcome: &mut Outcome, json: bool) {
+    let mut written = 0;
+    let mut skipped = Vec::new();
+    for artifact in &outcome.artifacts.files {
+        match dir.write(&artifact.name, &artifact.bytes) {
+            Ok(()) => written += 1,
+            Err(error) => skipped.push(SkippedArtifact {
+                name: artifact.name.clone(),
+                reason: format!(
+                    "not written to {}: {}",
+                    crate::sanitize::path(&dir.path(&artifact.name)),
+                    crate::sanitize::text(&error.to_string())
+                ),
+            }),
+        }
+    }
+    outcome
+        .artifacts
+        .files
+        .retain(|artifact| !skipped.iter().any(|skip| skip.name == artifact.name));
+    if !json {
+        let artifacts = &outcome.artifacts;
+        for skip in artifacts.skipped.iter().chain(&skipped) {
+            eprintln!(
+                "safe-exec: artifact {}: {}",
+                crate::sanitize::text(&skip.name),
+                skip.reason
+            );
+        }
+        if written > 0 || artifacts.truncated {
+            eprintln!(
+                "safe-exec: {written} artifact(s) written to {}{}",
+                crate::sanitize::path(&dir.path("")),
+                if artifacts.truncated {
+                    " (cut short: more than the artifact cap)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    outcome.artifacts.skipped.extend(skipped);
 }
 
 /// The validated job, or why the input is refused. Nothing has been started yet.
@@ -130,11 +215,61 @@ fn prepare(args: &RunArgs, limits: Limits) -> Result<Job, RejectReason> {
         None if from_stdin => ProgramStdin::Empty,
         None => ProgramStdin::Inherit,
     };
+    let files = read_input_files(&args.files, program.filename())?;
     Ok(Job {
         program,
+        files,
         stdin,
         limits,
     })
+}
+
+/// The `--file` inputs: regular files only (never through a link, never a directory, FIFO or
+/// device), each under its own base name, at most [`MAX_INPUT_FILES`] and [`MAX_INPUT_BYTES`].
+fn read_input_files(paths: &[PathBuf], program: &str) -> Result<Vec<InputFile>, RejectReason> {
+    if paths.len() > MAX_INPUT_FILES {
+        return Err(RejectReason::Unreadable {
+            path: "--file".to_owned(),
+            message: format!(
+                "{} files given, at most {MAX_INPUT_FILES} are taken",
+                paths.len()
+            ),
+        });
+    }
+    let mut files: Vec<InputFile> = Vec::with_capacity(paths.len());
+    let mut total = 0u64;
+    for path in paths {
+        let refuse = |message: String| RejectReason::Unreadable {
+            path: format!("--file {}", crate::sanitize::path(path)),
+            message,
+        };
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .ok_or_else(|| refuse("it has no usable file name".to_owned()))?;
+        let (mut file, _) = open_regular(path).map_err(|error| refuse(error.to_string()))?;
+        let mut bytes = Vec::new();
+        let left = MAX_INPUT_BYTES - total;
+        std::io::Read::by_ref(&mut file)
+            .take(left + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| refuse(describe_io(&error)))?;
+        total += bytes.len() as u64;
+        if total > MAX_INPUT_BYTES {
+            return Err(refuse(format!(
+                "the files given come to more than {} in all",
+                crate::limits::human_bytes(MAX_INPUT_BYTES)
+            )));
+        }
+        if name == program || files.iter().any(|file| file.name() == name) {
+            return Err(refuse(format!(
+                "another file (or the program) is already called `{}`",
+                crate::sanitize::text(name)
+            )));
+        }
+        files.push(InputFile::new(name, bytes).map_err(refuse)?);
+    }
+    Ok(files)
 }
 
 fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {
@@ -168,10 +303,11 @@ pub(crate) fn stop_runs_on_signals(token: &CancelToken, docker: &DockerCli) -> s
 const FINAL_LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Print the outcome: one JSON document on stdout, or one `safe-exec:` line on stderr.
-fn report(outcome: Outcome, json: bool) -> anyhow::Result<()> {
+fn report(outcome: Outcome, json: bool, artifact_content: bool) -> anyhow::Result<()> {
     if json {
         let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-        let written = serde_json::to_writer_pretty(&mut stdout, &RunReport::from(outcome))
+        let document = RunReport::with_artifact_content(outcome, artifact_content);
+        let written = serde_json::to_writer_pretty(&mut stdout, &document)
             .map_err(std::io::Error::from)
             .and_then(|()| stdout.write_all(b"\n"))
             .and_then(|()| stdout.flush());

@@ -23,11 +23,11 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use super::compile::{self, CompileCheck};
-use super::files::OpenError;
 use super::score::{summarize, SubmissionResult};
 use super::suite::Suite;
 use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
 use crate::client::Remote;
+use crate::files::OpenError;
 use crate::limits::Limits;
 use crate::report::{Outcome, Status};
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo, Sandbox};
@@ -58,6 +58,12 @@ impl Executor<'_> {
     pub fn run(&self, job: Job, cancel: &CancelToken) -> Outcome {
         match self {
             Executor::Local(sandbox) => sandbox.run(job, RunIo::capture(), cancel),
+            // `grade` refuses a suite with files/ before anything runs; the API takes none.
+            Executor::Remote { .. } if !job.files.is_empty() => Outcome::not_run(
+                Status::SandboxError,
+                "a server's API takes no files: grade this suite without --server",
+                job.limits,
+            ),
             Executor::Remote {
                 remote, max_stdin, ..
             } => remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
@@ -352,6 +358,7 @@ impl Batch<'_> {
             unreachable!("only valid programs are checked");
         };
         let job = Job {
+            files: Vec::new(),
             program: compile::checker(program.filename()),
             stdin: ProgramStdin::Bytes(program.source().as_bytes().to_vec()),
             limits: sandbox.fit(compile::checker_limits(&self.limits)),
@@ -371,6 +378,20 @@ impl Batch<'_> {
             unreachable!("only valid programs run");
         };
         let spec = &self.suite.cases[case];
+        if let Some(clash) = self
+            .suite
+            .input_files
+            .iter()
+            .find(|file| file.name() == program.filename())
+        {
+            return Some(CaseResult::not_run(
+                Verdict::JE,
+                format!(
+                    "judge error: the suite's files/ has a file called `{}`, like the submission: rename one of them",
+                    sanitize::text(clash.name())
+                ),
+            ));
+        }
         let input = match self.suite.open(&spec.input) {
             Ok(file) => file,
             Err(error) => {
@@ -384,6 +405,7 @@ impl Batch<'_> {
             }
         };
         let job = Job {
+            files: self.suite.input_files.clone(),
             program: program.clone(),
             stdin: ProgramStdin::File(input),
             limits: self.limits,

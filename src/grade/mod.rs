@@ -3,7 +3,7 @@
 //!
 //! Rooms:
 //!
-//! - [`files`]: submissions and suite files are opened only as regular files, never through a
+//! - [`crate::files`]: submissions and suite files are opened only as regular files, never through a
 //!   link;
 //! - [`suite`]: parse and validate the suite (Kattis package or bare directory);
 //! - [`compare`]: the Kattis default output validator, reading numbers as [`number`] says;
@@ -40,7 +40,6 @@ pub mod batch;
 pub mod compare;
 pub mod compile;
 pub mod destination;
-pub mod files;
 pub mod number;
 pub mod report;
 pub mod score;
@@ -58,13 +57,13 @@ use thiserror::Error;
 use crate::cli::GradeArgs;
 use crate::client::{ClientError, Remote};
 use crate::exit_codes;
+use crate::files::{self, FileId, FileKind, OpenError};
 use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
 use crate::runner::{CancelToken, EngineError, Sandbox};
 use crate::sanitize;
 use crate::source::{describe_io, Program, RejectReason};
 use batch::{Batch, Executor, Progress, Submission};
 use destination::{Destination, DestinationError};
-use files::{FileId, FileKind, OpenError};
 use score::SubmissionResult;
 use suite::{Suite, SuiteError};
 use verdict::Verdict;
@@ -155,6 +154,11 @@ pub enum GradeError {
         needed: String,
         allowed: String,
     },
+    #[error(
+        "the suite has files/ to place beside every submission, and a server's API takes no \
+         files: grade this suite without --server"
+    )]
+    ServerNoFiles,
 }
 
 impl GradeError {
@@ -170,7 +174,7 @@ impl GradeError {
             | GradeError::Server(_)
             | GradeError::ServerNotReady { .. }
             | GradeError::ServerLimit { .. } => exit_codes::SANDBOX_ERROR,
-            GradeError::ServerSetup(_) => exit_codes::USAGE,
+            GradeError::ServerSetup(_) | GradeError::ServerNoFiles => exit_codes::USAGE,
         }
     }
 }
@@ -378,6 +382,9 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         limits,
         reports,
     } = prepared?;
+    if remote.is_some() && !suite.input_files.is_empty() {
+        return Err(GradeError::ServerNoFiles);
+    }
     let server = match &remote {
         Some(remote) => {
             let health = remote.health();

@@ -18,7 +18,9 @@
 //! | `cpu_time_ms` | integer or null | CPU time of all the program's processes, in milliseconds; what `timeout_secs` limits; null when the program did not start or its end was not reported |
 //! | `limits` | object | the limits applied ([`AppliedLimits`]) |
 //! | `error` | string or null | a human message when `status` is not `ok` |
+//! | `artifacts` | object | what the program left in `out/`: `files` (each `name`, `size`, `media_type`, `truncated`, and `content_base64` when asked for), `skipped` (each `name`, `reason`), `truncated` |
 
+pub mod artifacts;
 mod text;
 
 use std::time::Duration;
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::exit_codes;
 use crate::limits::{AppliedLimits, Limits};
 
+pub use artifacts::{Artifact, Artifacts, ArtifactsReport};
 pub use text::{describe, status_message};
 
 /// Version of the JSON report format; see the module docs.
@@ -131,6 +134,8 @@ pub struct Outcome {
     pub output_limit_stream: Option<Stream>,
     /// The signal we received, for `interrupted`.
     pub interrupt_signal: Option<i32>,
+    /// What the program left in `out/`, when the run asked for it.
+    pub artifacts: Artifacts,
 }
 
 impl Outcome {
@@ -149,6 +154,7 @@ impl Outcome {
             limits,
             output_limit_stream: None,
             interrupt_signal: None,
+            artifacts: Artifacts::default(),
         }
     }
 
@@ -191,6 +197,9 @@ pub struct RunReport {
     pub cpu_time_ms: Option<u64>,
     pub limits: AppliedLimits,
     pub error: Option<String>,
+    /// What the program left in `out/` (empty when the run did not collect it).
+    #[serde(default)]
+    pub artifacts: ArtifactsReport,
 }
 
 /// How an output string in the report is encoded.
@@ -241,6 +250,7 @@ impl Outcome {
             limits: report.limits.to_limits(),
             output_limit_stream: None,
             interrupt_signal: None,
+            artifacts: artifacts_of(report.artifacts),
         };
         if outcome.status == Status::OutputLimit {
             let mut candidates = Vec::new();
@@ -266,9 +276,53 @@ impl Outcome {
     }
 }
 
+/// The artifacts a report lists, with their bytes when it carries them (`content_base64`). A name
+/// that is not a plain relative path is listed as skipped instead.
+fn artifacts_of(report: ArtifactsReport) -> Artifacts {
+    let mut skipped = report.skipped;
+    let mut files = Vec::new();
+    for entry in report.files {
+        if !artifacts::valid_path(&entry.name) {
+            skipped.push(artifacts::SkippedArtifact {
+                name: crate::sanitize::text(&entry.name).into_owned(),
+                reason: "not a plain relative path".to_owned(),
+            });
+            continue;
+        }
+        let bytes = entry
+            .content_base64
+            .and_then(|content| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(content)
+                    .ok()
+            })
+            .unwrap_or_default();
+        files.push(Artifact {
+            name: entry.name,
+            bytes,
+            size: entry.size,
+            truncated: entry.truncated,
+        });
+    }
+    Artifacts {
+        files,
+        skipped,
+        truncated: report.truncated,
+    }
+}
+
 impl RunReport {
     pub fn new(outcome: &Outcome) -> RunReport {
         RunReport::from(outcome.clone())
+    }
+
+    /// The report of `outcome`, with every artifact's bytes in base64 when `content` is set.
+    pub fn with_artifact_content(outcome: Outcome, content: bool) -> RunReport {
+        let artifacts = ArtifactsReport::new(&outcome.artifacts, content);
+        RunReport {
+            artifacts,
+            ..RunReport::from(outcome)
+        }
     }
 
     /// The bytes of `stdout` as the program wrote them (decoding base64 when needed).
@@ -308,6 +362,7 @@ impl From<Outcome> for RunReport {
                 .map(|cpu| u64::try_from(cpu.as_millis()).unwrap_or(u64::MAX)),
             limits: outcome.limits.applied(),
             error: outcome.error,
+            artifacts: ArtifactsReport::new(&outcome.artifacts, false),
         }
     }
 }

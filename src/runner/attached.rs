@@ -13,6 +13,7 @@
 //! A container may be spawned ahead of its run (a warm pool): it waits in its launcher, and
 //! [`Attached::is_ready`] / [`Attached::is_alive`] say whether it can still take one.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -30,8 +31,11 @@ use super::launcher_report::{self, LauncherReport, ProgramEnd, Stop};
 use super::registry::ContainerGuard;
 use super::rules::{self, ContainerState, Observation, WaitEnd};
 use crate::limits::Limits;
+use crate::report::artifacts::{self, Artifacts};
 use crate::report::{Captured, Outcome, Stream};
-use crate::sandbox::{file_header, request_header, ContainerSpec, RunArgs};
+use crate::sandbox::{
+    file_header, request_header, ContainerSpec, RunArgs, MAX_ARTIFACTS, MAX_ARTIFACT_BYTES,
+};
 use crate::sync::lock;
 
 /// How long a container may take to start its program (the started frame) before the run is a
@@ -170,13 +174,14 @@ impl Attached {
     ) -> (Outcome, bool) {
         let limits = job.limits;
         let key = launcher_report::new_key();
+        let artifact_bytes = io.artifact_bytes.min(MAX_ARTIFACT_BYTES);
         *lock(&self.sinks) = Some(Sinks::new(io, limits.max_output_bytes));
         let wake = self.events_in.clone();
         let _cancelled = cancel.on_cancel(move || {
             let _ = wake.send(Event::Cancelled);
         });
         if let Some(stdin) = self.stdin.take() {
-            feed(stdin, job, key.clone());
+            feed(stdin, job, key.clone(), artifact_bytes);
         }
         let (end, started, ended_at) = self.wait(&limits, &key, cancel);
         let host_duration =
@@ -202,7 +207,7 @@ impl Attached {
             // `gc` still have the name.
             let _ = self.guard.remove();
         }
-        let (stdout, stderr, host_over_cap) = match sinks {
+        let (stdout, stderr, host_over_cap, artifacts) = match sinks {
             Some(sinks) => {
                 let ended_by_itself = matches!(
                     &end,
@@ -228,7 +233,10 @@ impl Attached {
             image: image.to_owned(),
         };
         (
-            outcome(rules::decide(&observed), &observed, stdout, stderr),
+            Outcome {
+                artifacts,
+                ..outcome(rules::decide(&observed), &observed, stdout, stderr)
+            },
             observed.started,
         )
     }
@@ -399,6 +407,7 @@ fn outcome(
         limits: observed.limits,
         output_limit_stream: decision.output_limit_stream,
         interrupt_signal: decision.interrupt_signal,
+        artifacts: Artifacts::default(),
     };
     if outcome.error.is_none() {
         outcome.error = crate::report::status_message(&outcome);
@@ -409,16 +418,21 @@ fn outcome(
 /// Write the request (header, program, files), then the program's stdin, and close the pipe.
 /// Runs on its own thread and is never joined: with [`ProgramStdin::Inherit`] it may wait on a
 /// terminal the program never reads, and it ends with the process.
-fn feed(mut pipe: ChildStdin, job: Job, key: String) {
+fn feed(mut pipe: ChildStdin, job: Job, key: String, artifact_bytes: u64) {
     let spawned = thread::Builder::new()
         .name("safe-exec-stdin".into())
         .spawn(move || {
             let program = &job.program;
-            let mut request = request_header(&key, 1).into_bytes();
+            let mut request =
+                request_header(&key, 1 + job.files.len(), artifact_bytes).into_bytes();
             request.extend_from_slice(
                 file_header(program.filename(), program.source().len()).as_bytes(),
             );
             request.extend_from_slice(program.source().as_bytes());
+            for file in &job.files {
+                request.extend_from_slice(file_header(file.name(), file.bytes().len()).as_bytes());
+                request.extend_from_slice(file.bytes());
+            }
             if pipe.write_all(&request).is_err() {
                 return;
             }
@@ -455,6 +469,18 @@ fn read_frames(
                         Some(_) => Event::OverCap,
                         None => continue,
                     },
+                    Ok(Frame::Artifact(payload)) => {
+                        if let Some(sinks) = lock(&sinks).as_mut() {
+                            sinks.artifacts.accept(&payload);
+                        }
+                        continue;
+                    }
+                    Ok(Frame::Manifest(payload)) => {
+                        if let Some(sinks) = lock(&sinks).as_mut() {
+                            sinks.artifacts.manifest = Some(payload);
+                        }
+                        continue;
+                    }
                     Ok(Frame::End(payload)) => Event::End(payload, Instant::now()),
                     Ok(Frame::Failed(said)) => Event::LauncherFailed(said),
                     Err(end) => {
@@ -509,10 +535,11 @@ fn read_stderr(
     drop(spawned);
 }
 
-/// Where a run's two output streams go.
+/// Where a run's two output streams and its artifacts go.
 struct Sinks {
     stdout: Sink,
     stderr: Sink,
+    artifacts: ArtifactSink,
 }
 
 impl Sinks {
@@ -520,13 +547,14 @@ impl Sinks {
         Sinks {
             stdout: Sink::new(cap, io.stdout, io.keep),
             stderr: Sink::new(cap, io.stderr, io.keep),
+            artifacts: ArtifactSink::new(io.artifact_bytes),
         }
     }
 
     /// What each stream kept, once its pass-through has delivered (waiting at most until
     /// `deadline`, when given, for a stalled reader of ours); a stream that passed the cap on our
     /// side.
-    fn finish(self, deadline: Option<Instant>) -> (Captured, Captured, Option<Stream>) {
+    fn finish(self, deadline: Option<Instant>) -> (Captured, Captured, Option<Stream>, Artifacts) {
         let over = if self.stdout.captured.truncated {
             Some(Stream::Stdout)
         } else if self.stderr.captured.truncated {
@@ -536,7 +564,58 @@ impl Sinks {
         };
         let stdout = self.stdout.finish(deadline);
         let stderr = self.stderr.finish(deadline);
-        (stdout, stderr, over)
+        (stdout, stderr, over, self.artifacts.finish())
+    }
+}
+
+/// The artifacts as they arrive: bytes per name, within the run's artifact cap, and the
+/// launcher's manifest.
+struct ArtifactSink {
+    cap: u64,
+    taken: u64,
+    received: BTreeMap<String, Vec<u8>>,
+    manifest: Option<Vec<u8>>,
+}
+
+impl ArtifactSink {
+    fn new(cap: u64) -> ArtifactSink {
+        ArtifactSink {
+            cap,
+            taken: 0,
+            received: BTreeMap::new(),
+            manifest: None,
+        }
+    }
+
+    /// One artifact frame: `path\0bytes`. Names that are not plain relative paths, and bytes
+    /// past the cap, are dropped (the launcher keeps to both; this is the second check).
+    fn accept(&mut self, payload: &[u8]) {
+        let Some(split) = payload.iter().position(|&byte| byte == 0) else {
+            return;
+        };
+        let Ok(name) = std::str::from_utf8(&payload[..split]) else {
+            return;
+        };
+        if !artifacts::valid_path(name)
+            || (!self.received.contains_key(name) && self.received.len() >= MAX_ARTIFACTS)
+        {
+            return;
+        }
+        let data = &payload[split + 1..];
+        let room = usize::try_from(self.cap.saturating_sub(self.taken)).unwrap_or(usize::MAX);
+        let data = &data[..data.len().min(room)];
+        self.taken += data.len() as u64;
+        self.received
+            .entry(name.to_owned())
+            .or_default()
+            .extend_from_slice(data);
+    }
+
+    fn finish(self) -> Artifacts {
+        match self.manifest {
+            Some(manifest) => Artifacts::from_launcher(self.received, &manifest),
+            None => Artifacts::default(),
+        }
     }
 }
 

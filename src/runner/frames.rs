@@ -20,6 +20,10 @@ pub enum Frame {
     Started,
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
+    /// `path\0bytes`: (a piece of) an artifact.
+    Artifact(Vec<u8>),
+    /// The artifacts' manifest (JSON).
+    Manifest(Vec<u8>),
     End(Vec<u8>),
     Failed(Vec<u8>),
 }
@@ -59,7 +63,14 @@ impl<R: Read> FrameReader<R> {
         let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         if !matches!(
             tag,
-            tags::READY | tags::STARTED | tags::STDOUT | tags::STDERR | tags::END | tags::FAILED
+            tags::READY
+                | tags::STARTED
+                | tags::STDOUT
+                | tags::STDERR
+                | tags::ARTIFACT
+                | tags::MANIFEST
+                | tags::END
+                | tags::FAILED
         ) {
             return Err(StreamEnd::Corrupt(format!("unknown frame tag {tag:#04x}")));
         }
@@ -77,6 +88,8 @@ impl<R: Read> FrameReader<R> {
             tags::STARTED => Frame::Started,
             tags::STDOUT => Frame::Stdout(payload),
             tags::STDERR => Frame::Stderr(payload),
+            tags::ARTIFACT => Frame::Artifact(payload),
+            tags::MANIFEST => Frame::Manifest(payload),
             tags::END => Frame::End(payload),
             _ => Frame::Failed(payload),
         })

@@ -62,7 +62,10 @@ impl Sandbox {
     pub fn new(image: Option<String>) -> Sandbox {
         Sandbox {
             docker: DockerCli::from_env(),
-            image: image.unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            image: image.map_or_else(
+                || DEFAULT_IMAGE.to_owned(),
+                |name| crate::sandbox::resolve_image(&name).to_owned(),
+            ),
             session: std::env::var(SESSION_ENV)
                 .ok()
                 .filter(|value| is_label_value(value)),
@@ -141,19 +144,10 @@ impl Sandbox {
         let Some(warm) = self.pool.as_ref().and_then(|pool| pool.take(&limits)) else {
             return self.run_cold(job, io, cancel);
         };
-        let again = io
-            .is_capture_only()
-            .then(|| job.try_clone())
-            .flatten()
-            .map(|job| (job, io.keep));
+        let again = io.capture_again().zip(job.try_clone());
         let (outcome, started) = warm.run_telling_start(job, io, cancel, &self.image);
         match again {
-            Some((job, keep)) if !started && outcome.status == Status::SandboxError => {
-                let io = RunIo {
-                    stdout: None,
-                    stderr: None,
-                    keep,
-                };
+            Some((io, job)) if !started && outcome.status == Status::SandboxError => {
                 self.run_cold(job, io, cancel)
             }
             _ => outcome,

@@ -32,6 +32,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("LANG", "C.UTF-8"),
     ("PYTHONUNBUFFERED", "1"),
     ("PYTHONDONTWRITEBYTECODE", "1"),
+    // matplotlib (in the data-science image): headless, `plt.show()` saves figures into out/,
+    // and the font cache built into the image is used rather than rebuilt in every container.
+    ("MPLBACKEND", "module://safe_exec_plots"),
+    ("MPLCONFIGDIR", "/tmp/.matplotlib"),
 ];
 
 /// Who a container is: its unique name, the labels that let us find it again, and the uid its

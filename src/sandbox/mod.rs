@@ -11,6 +11,19 @@ pub use docker::{ContainerSpec, RunArgs};
 
 /// The runner image `scripts/setup.sh` builds from `runner_image/`.
 pub const DEFAULT_IMAGE: &str = "safe-exec-python:3.11";
+/// The data-science runner image (numpy, pandas, matplotlib, scipy) built from
+/// `runner_image/ds/` on top of the runner image, when asked for.
+pub const DS_IMAGE: &str = "safe-exec-python-ds:3.11";
+
+/// The image an `--image` value names: the short names `python` and `ds` stand for the two
+/// runner images; anything else is an image name as docker takes it.
+pub fn resolve_image(name: &str) -> &str {
+    match name {
+        "python" => DEFAULT_IMAGE,
+        "ds" => DS_IMAGE,
+        other => other,
+    }
+}
 
 /// Every container safe-exec creates carries this label (value `1`); `safe-exec gc` and the tests
 /// find ours by it and never touch anything else.
@@ -47,6 +60,10 @@ pub mod tags {
     pub const STDOUT: u8 = b'1';
     /// Bytes the program wrote to its stderr.
     pub const STDERR: u8 = b'2';
+    /// An artifact: its path under `out/`, a NUL byte, then (a piece of) its bytes.
+    pub const ARTIFACT: u8 = b'A';
+    /// The artifacts' manifest (JSON), after the last artifact frame.
+    pub const MANIFEST: u8 = b'M';
     /// The signed end report, always the last frame.
     pub const END: u8 = b'E';
     /// The launcher could not run the program (payload: why); nothing was started.
@@ -54,10 +71,20 @@ pub mod tags {
 }
 
 /// The request header `launch.py` reads before the files: protocol, the run's key (32 lowercase
-/// hex digits, signs the end frame) and the number of files that follow.
-pub fn request_header(key: &str, files: usize) -> String {
-    format!("{PROTOCOL} {key} {files}\n")
+/// hex digits, signs the end frame), the number of files that follow, and how many bytes of
+/// artifacts to send back (0: none).
+pub fn request_header(key: &str, files: usize, artifact_bytes: u64) -> String {
+    format!("{PROTOCOL} {key} {files} {artifact_bytes}\n")
 }
+
+/// The directory beside the program whose files come back as artifacts.
+pub const ARTIFACT_DIR: &str = "out";
+/// Most artifact files the launcher sends (MAX_ARTIFACTS in launch.py).
+pub const MAX_ARTIFACTS: usize = 64;
+/// Most artifact bytes a run may ask for (MAX_ARTIFACT_BYTES in launch.py).
+pub const MAX_ARTIFACT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most input files beside the program (MAX_FILES in launch.py counts the program too).
+pub const MAX_INPUT_FILES: usize = 63;
 
 /// The line before each file's bytes in the request.
 pub fn file_header(name: &str, size: usize) -> String {
@@ -83,6 +110,17 @@ mod tests {
         assert_eq!(python_constant("PROTOCOL"), format!("b\"{PROTOCOL}\""));
         assert_eq!(python_constant("LAUNCHER_UID"), LAUNCHER_UID.to_string());
         assert_eq!(python_constant("WORKDIR"), format!("\"{WORKDIR}\""));
+        assert_eq!(python_constant("OUT"), format!("\"{ARTIFACT_DIR}\""));
+        assert_eq!(python_constant("MAX_ARTIFACTS"), MAX_ARTIFACTS.to_string());
+        assert_eq!(
+            python_constant("MAX_ARTIFACT_BYTES"),
+            "64 * 1024 * 1024",
+            "MAX_ARTIFACT_BYTES is {MAX_ARTIFACT_BYTES}"
+        );
+        assert_eq!(
+            python_constant("MAX_FILES"),
+            (MAX_INPUT_FILES + 1).to_string()
+        );
         assert!(!PROGRAM_UIDS.contains(&LAUNCHER_UID));
         let dockerfile = include_str!("../../runner_image/Dockerfile");
         assert!(dockerfile.contains(&format!("safe-exec:x:{LAUNCHER_UID}:{LAUNCHER_UID}:")));
@@ -96,6 +134,8 @@ mod tests {
             (tags::STARTED, "started"),
             (tags::STDOUT, "stdout"),
             (tags::STDERR, "stderr"),
+            (tags::ARTIFACT, "artifact"),
+            (tags::MANIFEST, "manifest"),
             (tags::END, "end"),
             (tags::FAILED, "could not run"),
         ] {
@@ -114,10 +154,17 @@ mod tests {
     }
 
     #[test]
+    fn short_image_names_stand_for_the_runner_images() {
+        assert_eq!(resolve_image("python"), DEFAULT_IMAGE);
+        assert_eq!(resolve_image("ds"), DS_IMAGE);
+        assert_eq!(resolve_image("my-runner:1"), "my-runner:1");
+    }
+
+    #[test]
     fn headers_are_what_the_launcher_parses() {
         assert_eq!(
-            request_header("00112233445566778899aabbccddeeff", 1),
-            "SAFE-EXEC/3 00112233445566778899aabbccddeeff 1\n"
+            request_header("00112233445566778899aabbccddeeff", 1, 4096),
+            "SAFE-EXEC/3 00112233445566778899aabbccddeeff 1 4096\n"
         );
         assert_eq!(file_header("main.py", 12), "12 main.py\n");
     }

@@ -346,6 +346,7 @@ async fn handle_run(
     // container killed. Disarmed once the answer is ready.
     let mut cancel_on_drop = CancelOnDrop(Some(token.clone()));
     let job = Job {
+        files: Vec::new(),
         program,
         stdin: if request.stdin.is_empty() {
             ProgramStdin::Empty

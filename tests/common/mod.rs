@@ -138,6 +138,48 @@ impl Session {
     }
 }
 
+/// Run `command run --json EXTRA` with `code` on its stdin; the report and the exit code.
+pub fn run_stdin_json(mut command: Command, code: &[u8], extra: &[&str]) -> (RunReport, i32) {
+    let output = command
+        .args(["run", "--json"])
+        .args(extra)
+        .write_stdin(code.to_vec())
+        .output()
+        .unwrap();
+    (
+        parse_report(&output.stdout),
+        output.status.code().unwrap_or(-1),
+    )
+}
+
+/// Files of a suite: (relative path, contents).
+pub type Files<'a> = &'a [(&'a str, &'a [u8])];
+
+/// A suite on disk from (relative path, contents).
+pub fn suite_dir(files: Files) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, contents) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+    dir
+}
+
+/// The names in `dir`, sorted.
+pub fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn path_str(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
 pub fn parse_report(stdout: &[u8]) -> RunReport {
     serde_json::from_slice(stdout).unwrap_or_else(|error| {
         panic!(

@@ -15,7 +15,7 @@ use safe_exec::grade::report::gradescope;
 use safe_exec::grade::report::json::{GradeReport, SubmissionReport};
 use safe_exec::grade::verdict::Verdict;
 
-use crate::common::{signal, wait_exit, Session};
+use crate::common::{listing, path_str, signal, suite_dir, wait_exit, Files, Session};
 
 mod hostile;
 mod junit_schema;
@@ -54,24 +54,6 @@ fn by_name<'a>(report: &'a GradeReport, name: &str) -> &'a SubmissionReport {
         .iter()
         .find(|sub| sub.submission.ends_with(&format!("/{name}.py")))
         .unwrap_or_else(|| panic!("{name} not in the report"))
-}
-
-/// Files of a suite: (relative path, contents).
-type Files<'a> = &'a [(&'a str, &'a [u8])];
-
-/// A suite on disk from (relative path, contents).
-fn suite_dir(files: Files) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, contents) in files {
-        let path = dir.path().join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, contents).unwrap();
-    }
-    dir
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]
@@ -507,16 +489,6 @@ fn an_interrupted_batch_leaves_nothing_running() {
     assert!(message.contains("interrupted"), "{message}");
 }
 
-/// Names in `dir`, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn a_report_that_cannot_be_written_after_grading_does_not_stop_the_others() {
     let session = Session::new();
@@ -805,8 +777,15 @@ fn grading_through_a_server_gives_the_local_report() {
         if let Some(url) = server_url {
             these.extend(["--server".to_owned(), url]);
         }
-        let refs: Vec<&str> = these.iter().map(String::as_str).collect();
-        let output = grade(&session, &refs);
+        // 48 runs each way: on a machine busy with other jobs that can take minutes.
+        let output = session
+            .safe_exec()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("grade")
+            .args(&these)
+            .timeout(Duration::from_secs(600))
+            .output()
+            .expect("safe-exec runs");
         assert_eq!(
             output.status.code(),
             Some(1),
@@ -833,4 +812,50 @@ fn grading_through_a_server_gives_the_local_report() {
         stderr(&refused)
     );
     server.stop_and_assert_clean(&session);
+}
+
+#[test]
+fn a_package_s_files_sit_beside_every_submission() {
+    let session = Session::new();
+    let suite = suite_dir(&[
+        ("problem.yaml", b"name: Lookup\n"),
+        ("files/table.csv", b"a,1\nb,2\n"),
+        ("data/secret/1.in", b"b\n"),
+        ("data/secret/1.ans", b"2\n"),
+    ]);
+    let subs = tempfile::tempdir().unwrap();
+    let solution = subs.path().join("lookup.py");
+    fs::write(
+        &solution,
+        "key = input()\nrows = dict(line.split(',') for line in open('table.csv').read().split())\nprint(rows[key])\n",
+    )
+    .unwrap();
+    let json = subs.path().join("report.json");
+    let output = grade(
+        &session,
+        &[
+            path_str(suite.path()),
+            path_str(&solution),
+            "--json",
+            path_str(&json),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(read_json(&json).submissions[0].verdict, Verdict::AC);
+    // A link, or a directory, in files/ makes the suite malformed, before anything runs.
+    let linked = suite_dir(&[
+        ("problem.yaml", b"name: Lookup\n"),
+        ("data/secret/1.in", b"b\n"),
+        ("data/secret/1.ans", b"2\n"),
+    ]);
+    fs::create_dir(linked.path().join("files")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", linked.path().join("files/table.csv")).unwrap();
+    let output = grade(&session, &[path_str(linked.path()), path_str(&solution)]);
+    assert_eq!(output.status.code(), Some(65), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("symbolic link"),
+        "{}",
+        stderr(&output)
+    );
+    session.assert_clean();
 }

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::RecordingDocker;
+use crate::common::{listing, path_str, suite_dir, Files, RecordingDocker};
 
 const SUITE: &str = "examples/suites/sum";
 
@@ -26,33 +26,6 @@ fn grade(docker: &RecordingDocker, args: &[&str]) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// Files of a suite: (relative path, contents).
-type Files<'a> = &'a [(&'a str, &'a [u8])];
-
-/// A suite on disk from (relative path, contents).
-fn suite_dir(files: Files) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, contents) in files {
-        let path = dir.path().join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, contents).unwrap();
-    }
-    dir
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

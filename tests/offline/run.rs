@@ -3,29 +3,10 @@
 use predicates::prelude::*;
 use safe_exec::report::Status;
 
-use crate::common::{parse_report, RecordingDocker};
-
-/// Run `safe-exec run --json` with code on stdin, returning the report and exit code.
-fn run_stdin_json(
-    docker: &RecordingDocker,
-    code: &[u8],
-    extra: &[&str],
-) -> (safe_exec::report::RunReport, i32) {
-    let output = docker
-        .safe_exec()
-        .args(["run", "--json"])
-        .args(extra)
-        .write_stdin(code.to_vec())
-        .output()
-        .unwrap();
-    (
-        parse_report(&output.stdout),
-        output.status.code().unwrap_or(-1),
-    )
-}
+use crate::common::{parse_report, run_stdin_json, RecordingDocker};
 
 fn assert_rejected(docker: &RecordingDocker, code: &[u8], mentions: &str) {
-    let (report, exit) = run_stdin_json(docker, code, &[]);
+    let (report, exit) = run_stdin_json(docker.safe_exec(), code, &[]);
     assert_eq!(report.status, Status::Rejected, "{report:?}");
     assert_eq!(exit, 123);
     assert_eq!(report.exit_code, None);
@@ -184,6 +165,82 @@ fn usage_errors_exit_2_without_a_document() {
             .code(2)
             .stdout("")
             .stderr(predicate::str::is_empty().not());
+    }
+    docker.assert_never_called();
+}
+
+#[test]
+fn input_files_that_are_not_plain_regular_files_are_refused_before_anything_runs() {
+    let docker = RecordingDocker::new();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.txt");
+    std::fs::write(&good, "x").unwrap();
+    let link = dir.path().join("link.txt");
+    std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+    let named_out = dir.path().join("out");
+    std::fs::write(&named_out, "x").unwrap();
+    let spaced = dir.path().join("a b.txt");
+    std::fs::write(&spaced, "x").unwrap();
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![0u8; 9 * 1024 * 1024]).unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec![link.display().to_string()], "symbolic link"),
+        (vec![dir.path().display().to_string()], "directory"),
+        (vec!["/dev/zero".to_owned()], "device"),
+        (
+            vec![named_out.display().to_string()],
+            "not a usable file name",
+        ),
+        (vec![spaced.display().to_string()], "not a usable file name"),
+        (vec![big.display().to_string()], "more than 8 MiB"),
+        (
+            vec![good.display().to_string(), good.display().to_string()],
+            "already called",
+        ),
+        (
+            (0..33).map(|_| good.display().to_string()).collect(),
+            "at most 32",
+        ),
+    ];
+    for (files, mentions) in cases {
+        let mut command = docker.safe_exec();
+        command.args(["run", "--json", "-c", "print(1)"]);
+        for file in &files {
+            command.args(["--file", file]);
+        }
+        let output = command.output().unwrap();
+        let report = parse_report(&output.stdout);
+        assert_eq!(output.status.code(), Some(123), "{files:?}: {report:?}");
+        assert_eq!(report.status, Status::Rejected);
+        let error = report.error.unwrap();
+        assert!(error.contains(mentions), "{files:?}: {error}");
+    }
+    docker.assert_never_called();
+}
+
+#[test]
+fn an_artifact_dir_that_cannot_be_used_is_refused_before_anything_runs() {
+    let docker = RecordingDocker::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+    for path in [&file, &link] {
+        let output = docker
+            .safe_exec()
+            .args([
+                "run",
+                "--artifacts",
+                path.to_str().unwrap(),
+                "-c",
+                "print(1)",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(73), "{path:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("--artifacts"), "{stderr}");
     }
     docker.assert_never_called();
 }

@@ -3,26 +3,7 @@
 
 use safe_exec::report::{Encoding, Status};
 
-use crate::common::{parse_report, Session};
-
-/// Run `safe-exec run --json` with code on stdin, returning the report and exit code.
-fn run_stdin_json(
-    session: &Session,
-    code: &[u8],
-    extra: &[&str],
-) -> (safe_exec::report::RunReport, i32) {
-    let output = session
-        .safe_exec()
-        .args(["run", "--json"])
-        .args(extra)
-        .write_stdin(code.to_vec())
-        .output()
-        .unwrap();
-    (
-        parse_report(&output.stdout),
-        output.status.code().unwrap_or(-1),
-    )
-}
+use crate::common::{run_stdin_json, Session};
 
 #[test]
 fn i4_bom_crlf_and_lone_cr_run_the_same_however_they_arrive() {
@@ -61,18 +42,22 @@ fn i6_exactly_the_limit_runs_and_one_more_is_rejected() {
     let body = "print('ok')\n";
     let exact = format!("{body}#{}", "x".repeat(5000 - body.len() - 1));
     assert_eq!(exact.chars().count(), 5000);
-    let (report, exit) = run_stdin_json(&session, exact.as_bytes(), &[]);
+    let (report, exit) = run_stdin_json(session.safe_exec(), exact.as_bytes(), &[]);
     assert_eq!(
         (report.status, exit, report.stdout.as_str()),
         (Status::Ok, 0, "ok\n")
     );
     let over = format!("{exact}x");
-    let (report, exit) = run_stdin_json(&session, over.as_bytes(), &[]);
+    let (report, exit) = run_stdin_json(session.safe_exec(), over.as_bytes(), &[]);
     assert_eq!((report.status, exit), (Status::Rejected, 123));
     let error = report.error.unwrap();
     assert!(error.contains("5001") && error.contains("5000"), "{error}");
     // The limit is a flag.
-    let (report, _) = run_stdin_json(&session, over.as_bytes(), &["--max-code-chars", "6000"]);
+    let (report, _) = run_stdin_json(
+        session.safe_exec(),
+        over.as_bytes(),
+        &["--max-code-chars", "6000"],
+    );
     assert_eq!(report.status, Status::Ok);
     session.assert_clean();
 }
@@ -85,7 +70,7 @@ fn i7_the_limit_counts_characters_not_bytes() {
         let code = format!("{head}{}", filler.repeat(5000 - head.chars().count()));
         assert_eq!(code.chars().count(), 5000);
         assert!(code.len() > 9000);
-        let (report, exit) = run_stdin_json(&session, code.as_bytes(), &[]);
+        let (report, exit) = run_stdin_json(session.safe_exec(), code.as_bytes(), &[]);
         assert_eq!((report.status, exit), (Status::Ok, 0), "{report:?}");
         assert_eq!(report.stdout, "5000\n");
     }

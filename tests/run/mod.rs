@@ -3,6 +3,7 @@
 //! its own containers are gone afterwards.
 
 mod basics;
+mod files;
 mod hostile;
 mod input;
 mod isolation;

@@ -51,9 +51,10 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::compare::CompareOptions;
-use super::files::{FileId, OpenError, SuiteDir};
 use crate::exit_codes;
+use crate::files::{FileId, OpenError, SuiteDir};
 use crate::limits::LimitOverrides;
+use crate::runner::job::InputFile;
 use crate::sanitize;
 
 /// Points `secret` is worth unless its `test_group.yaml` says otherwise.
@@ -189,6 +190,8 @@ pub struct Suite {
     pub secret: usize,
     /// Index of `sample` in `groups`, when there are sample cases.
     pub sample: Option<usize>,
+    /// The package's `files/`: placed beside the submission in every case, read-only.
+    pub input_files: Vec<InputFile>,
 }
 
 impl Suite {
@@ -235,7 +238,7 @@ impl Suite {
             error if error.is_not_found() => SuiteError::NotFound {
                 path: root.to_path_buf(),
             },
-            OpenError::Kind(super::files::FileKind::Symlink) => SuiteError::Unreadable {
+            OpenError::Kind(crate::files::FileKind::Symlink) => SuiteError::Unreadable {
                 path: root.to_path_buf(),
                 message: "it is a symbolic link: safe-exec reads a suite only from a real directory; pass the directory it points to".to_owned(),
             },
@@ -263,6 +266,7 @@ impl Suite {
             cases: walked.cases,
             secret: walked.secret,
             sample: walked.sample,
+            input_files: walked.input_files,
         };
         suite.check_not_empty(&walked.dirs)?;
         suite.share_scores(&walked.dirs, &walked.explicit_max)?;

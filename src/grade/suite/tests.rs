@@ -511,8 +511,7 @@ fn links_and_special_files_are_refused_by_name() {
 fn suite_files_are_known_by_identity() {
     let dir = suite_dir(&[("1.in", "1"), ("1.ans", "2"), ("notes.txt", "x")]);
     let suite = Suite::load(dir.path()).unwrap();
-    let id =
-        |name: &str| crate::grade::files::FileId::of(&fs::metadata(dir.path().join(name)).unwrap());
+    let id = |name: &str| crate::files::FileId::of(&fs::metadata(dir.path().join(name)).unwrap());
     assert_eq!(
         suite.file_with_id(id("1.ans")),
         Some(dir.path().join("1.ans"))

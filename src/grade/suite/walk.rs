@@ -15,10 +15,14 @@ use super::yaml::{
     self, CaseYaml, Format, GroupKind, LegacyTestdataYaml, ProblemYaml, Settings, TestGroupYaml,
 };
 use super::{malformed, Case, Child, Group, SuiteError, SuiteKind};
+use crate::files::{FileId, FileKind, OpenError, SuiteDir};
 use crate::grade::compare::parse_flags;
-use crate::grade::files::{FileId, FileKind, OpenError, SuiteDir};
 use crate::limits::LimitOverrides;
+use crate::runner::job::{InputFile, MAX_INPUT_BYTES, MAX_INPUT_FILES};
 use crate::source::describe_io;
+
+/// A package's directory of files placed beside the submission in every case.
+pub const INPUT_FILES_DIR: &str = "files";
 
 /// Directories under `data/` that hold validator tests, not cases to grade.
 const VALIDATOR_TEST_DIRS: &[&str] = &[
@@ -44,6 +48,8 @@ pub(super) struct Walked {
     pub sample: Option<usize>,
     /// Every file read, by identity: path relative to the suite.
     pub files: BTreeMap<FileId, PathBuf>,
+    /// `files/` of a package: placed beside the submission in every case.
+    pub input_files: Vec<InputFile>,
 }
 
 /// Walk the suite in `dir`: a package, or a bare directory graded as `secret`.
@@ -62,6 +68,7 @@ pub(super) fn walk(dir: &SuiteDir) -> Result<Walked, SuiteError> {
             secret: 0,
             sample: None,
             files: BTreeMap::new(),
+            input_files: Vec::new(),
         },
     };
     let is_package =
@@ -83,6 +90,7 @@ pub(super) fn walk(dir: &SuiteDir) -> Result<Walked, SuiteError> {
             full_feedback: false,
         };
         walker.load_package(&base)?;
+        walker.load_input_files()?;
         walker.found.kind = SuiteKind::Package;
     } else {
         let secret = walker.load_group(
@@ -215,6 +223,59 @@ impl Walker<'_> {
             if matches!(kind, Ok(FileKind::Directory | FileKind::Symlink)) {
                 return Err(malformed(&path, problem));
             }
+        }
+        Ok(())
+    }
+
+    /// `files/` at the package's root: regular files placed beside the submission (read-only)
+    /// in every case, as `run --file` places them; within `run`'s caps.
+    fn load_input_files(&mut self) -> Result<(), SuiteError> {
+        let files = Path::new(INPUT_FILES_DIR);
+        let path = self.dir.path(files);
+        match fs::symlink_metadata(&path).map(|metadata| FileKind::of(metadata.file_type())) {
+            Err(_) => return Ok(()),
+            Ok(FileKind::Directory) => {}
+            Ok(kind) => return Err(refused(&path, kind)),
+        }
+        let mut total = 0u64;
+        for entry in self.list_dir(files)? {
+            let relative = files.join(&entry.name);
+            if entry.is_dir {
+                return Err(malformed(
+                    &self.dir.path(&relative),
+                    "files/ holds only files (placed beside the submission under their own names), no directories",
+                ));
+            }
+            if self.found.input_files.len() == MAX_INPUT_FILES {
+                return Err(malformed(
+                    &path,
+                    format!(
+                        "more than {MAX_INPUT_FILES} files: a case gets at most {MAX_INPUT_FILES}"
+                    ),
+                ));
+            }
+            let shown = self.dir.path(&relative);
+            let mut bytes = Vec::new();
+            self.open(&relative)?
+                .take(MAX_INPUT_BYTES - total + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|error| SuiteError::Unreadable {
+                    path: shown.clone(),
+                    message: describe_io(&error),
+                })?;
+            total += bytes.len() as u64;
+            if total > MAX_INPUT_BYTES {
+                return Err(malformed(
+                    &path,
+                    format!(
+                        "its files come to more than {} in all: a case gets at most that",
+                        crate::limits::human_bytes(MAX_INPUT_BYTES)
+                    ),
+                ));
+            }
+            let file =
+                InputFile::new(&entry.name, bytes).map_err(|problem| malformed(&shown, problem))?;
+            self.found.input_files.push(file);
         }
         Ok(())
     }

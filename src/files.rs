@@ -1,5 +1,5 @@
-//! Opening the files `grade` is given — submissions, and everything in a suite — only as regular
-//! files, never through a symbolic link, never a FIFO or a device.
+//! Opening the files safe-exec is given — `grade`'s submissions and suites, `run --file` inputs —
+//! only as regular files, never through a symbolic link, never a FIFO or a device.
 //!
 //! A submission is often a file its author controls the nature of (a student's repository): as a
 //! symbolic link to a secret `.ans` or to `/etc/passwd` it would be "compiled", and the compile
@@ -14,6 +14,9 @@
 //! - [`SuiteDir`] (a suite): the suite directory is opened once, and every file in it is opened
 //!   relative to that descriptor one component at a time with `O_NOFOLLOW`, so no link is
 //!   followed anywhere below the suite's own path, whenever it was planted.
+//!
+//! - [`OutputDir`] (`run --artifacts DIR`): files are created below the directory the same way,
+//!   never through a link, never writing through an existing file.
 //!
 //! [`FileId`] names a file by device and inode, so a hard link to a suite file can be recognised
 //! as one. This module opens files; it never reads them and never decides what a refusal means
@@ -181,14 +184,9 @@ impl SuiteDir {
         if kind != FileKind::Directory {
             return Err(OpenError::Kind(kind));
         }
-        let dir = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-            .open(root)
-            .map_err(|error| refused_link(error, FileKind::Symlink))?;
         Ok(SuiteDir {
             root: root.to_path_buf(),
-            fd: Arc::new(OwnedFd::from(dir)),
+            fd: Arc::new(open_dir(root)?),
         })
     }
 
@@ -217,21 +215,7 @@ impl SuiteDir {
         let Some((file_name, dirs)) = names.split_last() else {
             return Err(OpenError::Kind(FileKind::Directory));
         };
-        let mut walked = PathBuf::new();
-        let mut parent: Option<OwnedFd> = None;
-        for dir in dirs {
-            walked.push(dir);
-            let at = parent.as_ref().unwrap_or(&self.fd).as_raw_fd();
-            let kind = kind_at(at, dir)?;
-            if kind != FileKind::Directory {
-                return Err(OpenError::Component(self.path(&walked), kind));
-            }
-            parent = Some(open_at(
-                at,
-                dir,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )?);
-        }
+        let parent = walk_dirs(&self.fd, &self.root, dirs, false)?;
         let at = parent.as_ref().unwrap_or(&self.fd).as_raw_fd();
         // Look before opening: a device or FIFO is refused without being opened at all.
         let kind = kind_at(at, file_name)?;
@@ -246,6 +230,129 @@ impl SuiteDir {
         let id = check_regular(&file)?;
         Ok((file, id))
     }
+}
+
+/// A directory that receives files (`run --artifacts DIR`), held open: every file is created
+/// through this descriptor, one component at a time, never following a link and never writing
+/// through one (an existing file is removed and created anew, so not even a hard link planted
+/// there is written through).
+#[derive(Debug)]
+pub struct OutputDir {
+    root: PathBuf,
+    fd: OwnedFd,
+}
+
+impl OutputDir {
+    /// Create `root` if it is missing (with its parents) and open it; it must be a directory,
+    /// not a link to one.
+    pub fn create(root: &Path) -> Result<OutputDir, OpenError> {
+        match fs::symlink_metadata(root) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => fs::create_dir_all(root)?,
+            Err(error) => return Err(OpenError::Io(error)),
+            Ok(metadata) => {
+                let kind = FileKind::of(metadata.file_type());
+                if kind != FileKind::Directory {
+                    return Err(OpenError::Kind(kind));
+                }
+            }
+        }
+        Ok(OutputDir {
+            root: root.to_path_buf(),
+            fd: open_dir(root)?,
+        })
+    }
+
+    /// `relative` under the directory's path, for messages.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Write `bytes` to `relative` (plain names separated by `/`), making the directories on the
+    /// way. A link anywhere on the way, or where the file goes, is refused.
+    pub fn write(&self, relative: &str, bytes: &[u8]) -> Result<(), OpenError> {
+        let names: Vec<&Path> = relative.split('/').map(Path::new).collect();
+        let Some((file_name, dirs)) = names.split_last() else {
+            return Err(OpenError::Kind(FileKind::Directory));
+        };
+        let parent = walk_dirs(&self.fd, &self.root, dirs, true)?;
+        let at = parent.as_ref().unwrap_or(&self.fd).as_raw_fd();
+        match kind_at(at, file_name) {
+            Ok(FileKind::Regular) => {
+                let name = c_name(file_name)?;
+                // SAFETY: `name` is a valid C string that outlives the call; `at` is an open
+                // descriptor borrowed for the call.
+                if unsafe { libc::unlinkat(at, name.as_ptr(), 0) } != 0 {
+                    return Err(OpenError::Io(io::Error::last_os_error()));
+                }
+            }
+            Ok(kind) => return Err(OpenError::Kind(kind)),
+            Err(OpenError::Io(error)) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        let name = c_name(file_name)?;
+        // SAFETY: as for unlinkat above; the mode applies to the file O_CREAT makes.
+        let fd = unsafe {
+            libc::openat(
+                at,
+                name.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(refused_link(io::Error::last_os_error(), FileKind::Symlink));
+        }
+        // SAFETY: openat(2) succeeded, so `fd` is a new descriptor that nothing else owns.
+        let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        std::io::Write::write_all(&mut file, bytes)?;
+        Ok(())
+    }
+}
+
+/// Open the directory `root` (its last component not followed).
+fn open_dir(root: &Path) -> Result<OwnedFd, OpenError> {
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(root)
+        .map_err(|error| refused_link(error, FileKind::Symlink))?;
+    Ok(OwnedFd::from(dir))
+}
+
+/// Walk the directories `dirs` below `root` (open as `root_fd`), one component at a time,
+/// never following a link; with `create`, missing ones are made. Returns the last directory
+/// opened (`None` when `dirs` is empty: the root itself).
+fn walk_dirs(
+    root_fd: &OwnedFd,
+    root: &Path,
+    dirs: &[&Path],
+    create: bool,
+) -> Result<Option<OwnedFd>, OpenError> {
+    let mut walked = PathBuf::new();
+    let mut parent: Option<OwnedFd> = None;
+    for dir in dirs {
+        walked.push(dir);
+        let at = parent.as_ref().unwrap_or(root_fd).as_raw_fd();
+        match kind_at(at, dir) {
+            Ok(FileKind::Directory) => {}
+            Ok(kind) => return Err(OpenError::Component(root.join(&walked), kind)),
+            Err(OpenError::Io(error)) if create && error.kind() == io::ErrorKind::NotFound => {
+                let name = c_name(dir)?;
+                // SAFETY: `name` is a valid C string that outlives the call; `at` is an open
+                // descriptor borrowed for the call.
+                if unsafe { libc::mkdirat(at, name.as_ptr(), 0o755) } != 0 {
+                    return Err(OpenError::Io(io::Error::last_os_error()));
+                }
+            }
+            Err(error) => return Err(error),
+        }
+        parent = Some(open_at(
+            at,
+            dir,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )?);
+    }
+    Ok(parent)
 }
 
 fn c_name(name: &Path) -> Result<CString, OpenError> {
@@ -300,6 +407,43 @@ mod tests {
 
     fn mkfifo(path: &Path) {
         assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+    }
+
+    #[test]
+    fn an_output_dir_never_writes_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path().join("artifacts");
+        let out = OutputDir::create(&root).unwrap();
+        out.write("plots/a.png", b"png").unwrap();
+        assert_eq!(fs::read(root.join("plots/a.png")).unwrap(), b"png");
+        // Written again: replaced.
+        out.write("plots/a.png", b"new").unwrap();
+        assert_eq!(fs::read(root.join("plots/a.png")).unwrap(), b"new");
+        // A link to another directory on the way, a link where the file goes, a hard link there.
+        symlink(outside.path(), root.join("etc")).unwrap();
+        assert!(matches!(
+            out.write("etc/passwd", b"x"),
+            Err(OpenError::Component(_, FileKind::Symlink))
+        ));
+        let target = outside.path().join("target");
+        fs::write(&target, "keep").unwrap();
+        symlink(&target, root.join("link.txt")).unwrap();
+        assert!(matches!(
+            out.write("link.txt", b"x"),
+            Err(OpenError::Kind(FileKind::Symlink))
+        ));
+        fs::hard_link(&target, root.join("hard.txt")).unwrap();
+        out.write("hard.txt", b"x").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+        assert!(fs::read_dir(outside.path()).unwrap().count() == 1);
+        // The directory itself may not be a link.
+        let link_root = dir.path().join("link-root");
+        symlink(outside.path(), &link_root).unwrap();
+        assert!(matches!(
+            OutputDir::create(&link_root),
+            Err(OpenError::Kind(FileKind::Symlink))
+        ));
     }
 
     #[test]
