@@ -3,7 +3,7 @@
 //! the document gives for it.
 //!
 //! The check is structural and small: `$ref`, `type` (with OpenAPI 3.0's `nullable`), `enum`,
-//! `required`, `properties`, `minimum`, `anyOf` and `oneOf` — where `oneOf` means exactly one
+//! `required`, `properties`, `items`, `minimum`, `anyOf` and `oneOf` — where `oneOf` means exactly one
 //! alternative matches, so overlapping alternatives are caught. That is every keyword the
 //! document uses; an unknown one fails the test rather than being skipped.
 
@@ -142,6 +142,7 @@ impl Spec {
                     "enum",
                     "required",
                     "properties",
+                    "items",
                     "minimum",
                     "anyOf",
                     "oneOf",
@@ -205,6 +206,11 @@ impl Spec {
                 if value.get(name).is_none() {
                     errors.push(format!("{at}: `{name}` is missing"));
                 }
+            }
+        }
+        if let (Some(items), Some(elements)) = (schema.get("items"), value.as_array()) {
+            for (index, element) in elements.iter().enumerate() {
+                errors.extend(self.check(items, element, &format!("{at}[{index}]")));
             }
         }
         if let (Some(properties), Some(fields)) = (
