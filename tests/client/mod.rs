@@ -538,3 +538,54 @@ fn per_request_limits_and_binary_stdin() {
     );
     server.stop_and_assert_clean(&session);
 }
+
+/// Ctrl-C while the program runs on the server: safe-exec exits 130 with `interrupted`, as a
+/// local run does, and the server cancels the run (its container is removed).
+#[test]
+fn ctrl_c_while_running_on_a_server_cancels_the_run() {
+    let session = Session::new();
+    let server = Server::start(&session, &["--rate-limit", "0"]);
+    let mut child = session
+        .std_command()
+        .args([
+            "run",
+            "--json",
+            "-c",
+            "import time\ntime.sleep(60)",
+            "--server",
+            &server.listening,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    server.wait_for(Duration::from_secs(30), "the run to start", || {
+        server.running() == 1
+    });
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let sent = Instant::now();
+    let output = loop {
+        if child.try_wait().unwrap().is_some() {
+            break child.wait_with_output().unwrap();
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let report = parse_report(&output.stdout);
+    assert_eq!(report.status, Status::Interrupted);
+    assert!(report.error.unwrap().contains("interrupted by signal 2"));
+    server.wait_for(
+        Duration::from_secs(10),
+        "the server to cancel the run",
+        || server.running() == 0,
+    );
+    server.stop_and_assert_clean(&session);
+}
