@@ -9,6 +9,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SAFE_EXEC_SKIP_BUILD=1 bash scripts/setup.sh >/dev/null
 cargo build --release --locked --quiet
+SAFE_EXEC_SKIP_BUILD=1 bash scripts/setup.sh >/dev/null
 BIN=target/release/safe-exec IMAGE=${IMAGE:-safe-exec-python:3.11} exec python3 scripts/bench.py

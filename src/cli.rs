@@ -33,6 +33,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Remove containers left behind by runs whose supervisor was killed.
     Gc(GcArgs),
+    /// Check that this machine runs programs as safe-exec promises: engine, image, and a probe
+    /// container that checks the hardening from the inside.
+    Doctor(DoctorArgs),
+    /// Build the runner image from the context inside this binary.
+    Image(ImageArgs),
+    /// Print shell completions or the man page.
+    Generate(GenerateArgs),
 }
 
 /// Limits shared by every subcommand. Unset flags keep the defaults (or a suite's own limits).
@@ -115,7 +122,7 @@ pub struct ServerArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ImageArg {
     /// The runner image, or `ds` for the data-science one (numpy, pandas, matplotlib, scipy)
-    /// [default: safe-exec-python:3.11, built by scripts/setup.sh]
+    /// [default: safe-exec-python:3.11, built by `safe-exec image build`]
     #[arg(long, value_name = "NAME", env = "SAFE_EXEC_IMAGE")]
     pub image: Option<String>,
 }
@@ -302,4 +309,96 @@ pub struct GcArgs {
     /// Remove every safe-exec container, even ones whose run may still be in progress
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Each check is a row: ok, FAIL (with the fix on the next line) or skip (it needs \
+something that failed above). The probe runs through the same supervisor and hardening as `safe-exec run`.
+
+Exit status: 0 every check passed, 1 a check failed, 130 interrupted, 2 usage. \
+See docs/doctor.md."
+)]
+pub struct DoctorArgs {
+    /// Print one JSON document (schema_version 1) on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub image: ImageArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the runner image from the context inside this binary; nothing to do when an image
+    /// built from the same context is there.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The base is --base (SAFE_EXEC_BASE) when given; else python:3.11-slim when it is \
+local or can be pulled within --pull-timeout; else the offline base (--offline-base), made with debootstrap \
+when missing (needs root and debootstrap).
+
+Exit status: 0 built or up to date, 125 the build failed, 130 interrupted, 2 usage. \
+See docs/install.md."
+)]
+pub struct ImageBuildArgs {
+    /// Name of the runner image to build (`ds`: the data-science image, as --ds)
+    /// [default: safe-exec-python:3.11]
+    #[arg(long, value_name = "NAME", env = "SAFE_EXEC_IMAGE")]
+    pub tag: Option<String>,
+    /// Build FROM this local image instead of choosing a base
+    #[arg(long, value_name = "IMAGE", env = "SAFE_EXEC_BASE")]
+    pub base: Option<String>,
+    /// Never try to pull python:3.11-slim (use it only when it is local)
+    #[arg(long)]
+    pub offline: bool,
+    /// Also build the data-science image (numpy, pandas, matplotlib, scipy) on the runner image;
+    /// its steps download those, so it needs the network (`--tag ds` does the same)
+    #[arg(long)]
+    pub ds: bool,
+    /// Name of the data-science image [default: safe-exec-python-ds:3.11]
+    #[arg(long, value_name = "NAME", requires = "ds")]
+    pub ds_tag: Option<String>,
+    /// Name of the Debian base made with debootstrap when no Python base is local or can be
+    /// pulled; reused when it exists [default: safe-exec-base:bookworm]
+    #[arg(long, value_name = "NAME")]
+    pub offline_base: Option<String>,
+    /// Seconds to try pulling python:3.11-slim before using the offline base [default: 20]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "SAFE_EXEC_PULL_TIMEOUT",
+        value_parser = limits::parse_timeout
+    )]
+    pub pull_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  safe-exec generate completions bash > /etc/bash_completion.d/safe-exec
+  safe-exec generate completions zsh > \"${fpath[1]}/_safe-exec\"
+  safe-exec generate completions fish > ~/.config/fish/completions/safe-exec.fish
+  safe-exec generate man > /usr/local/share/man/man1/safe-exec.1")]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: GenerateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Print the completion script for SHELL
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), every subcommand included
+    Man,
 }

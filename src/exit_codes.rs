@@ -17,6 +17,9 @@
 pub const SUCCESS: u8 = 0;
 /// `grade`: everything was graded and at least one submission is not accepted.
 pub const GRADE_NOT_ACCEPTED: u8 = 1;
+/// `doctor`: at least one check failed (or was skipped because one before it failed); the report
+/// gives the fix for each.
+pub const DOCTOR_FOUND_PROBLEMS: u8 = 1;
 /// A command-line usage error (unknown flag, bad value). Printed by clap; no JSON document.
 pub const USAGE: u8 = 2;
 /// `grade`: the suite is malformed (missing `.ans`, bad YAML, unknown key). Nothing ran.
@@ -93,6 +96,7 @@ mod tests {
         Some(match name {
             "SUCCESS" => SUCCESS,
             "GRADE_NOT_ACCEPTED" => GRADE_NOT_ACCEPTED,
+            "DOCTOR_FOUND_PROBLEMS" => DOCTOR_FOUND_PROBLEMS,
             "USAGE" => USAGE,
             "MALFORMED_SUITE" => MALFORMED_SUITE,
             "MISSING_PATH" => MISSING_PATH,
@@ -265,6 +269,41 @@ mod tests {
                 (USAGE, "usage"),
             ],
         );
+    }
+
+    #[test]
+    fn doctor_help_gives_the_constants_numbers() {
+        check_help(
+            "doctor",
+            &[
+                (SUCCESS, "every check passed"),
+                (DOCTOR_FOUND_PROBLEMS, "a check failed"),
+                (INTERRUPTED, "interrupted"),
+                (USAGE, "usage"),
+            ],
+        );
+    }
+
+    #[test]
+    fn image_build_help_gives_the_constants_numbers() {
+        let command = Cli::command();
+        let help = command
+            .find_subcommand("image")
+            .and_then(|image| image.find_subcommand("build"))
+            .and_then(|build| build.get_after_help())
+            .expect("`image build --help` has an after-help")
+            .to_string();
+        for (code, words) in [
+            (SUCCESS, "built or up to date"),
+            (SANDBOX_ERROR, "the build failed"),
+            (INTERRUPTED, "interrupted"),
+            (USAGE, "usage"),
+        ] {
+            assert!(
+                help.contains(&format!("{code} {words}")),
+                "`image build --help` should say `{code} {words}`: {help}"
+            );
+        }
     }
 
     #[test]

@@ -11,15 +11,19 @@
 //! - [`sanitize`]: the one escaper for outside text in anything we print;
 //! - [`client`] and [`tls`]: `run --server` / `grade --server` speaking to a running `serve`;
 //! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
-//! - [`run_command`], [`grade`], [`serve`]: the subcommands.
+//! - [`image`]: the runner image's build context, carried in the binary, and building it;
+//! - [`run_command`], [`grade`], [`serve`], [`doctor`], [`generate`]: the subcommands.
 
 pub mod cli;
 pub mod client;
 #[cfg(test)]
 mod docs_drift;
+pub mod doctor;
 pub mod exit_codes;
 pub mod files;
+pub mod generate;
 pub mod grade;
+pub mod image;
 pub mod limits;
 pub mod report;
 pub mod run_command;
@@ -57,6 +61,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Grade(args) => grade::execute(args),
         Command::Serve(args) => serve::execute(args),
         Command::Gc(args) => run_command::collect_garbage(args),
+        Command::Doctor(args) => doctor::execute(args),
+        Command::Image(args) => image::execute(args),
+        Command::Generate(args) => generate::execute(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -4,7 +4,9 @@
 
 mod client;
 mod common;
+mod doctor;
 mod grade;
+mod image;
 mod offline;
 mod run;
 mod serve;

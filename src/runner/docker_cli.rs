@@ -29,7 +29,7 @@ pub enum EngineError {
     Unreachable { host: String, detail: String },
     #[error("permission denied talking to the Docker engine: run as root or join the `docker` group ({detail})")]
     PermissionDenied { detail: String },
-    #[error("runner image `{image}` not found: build it with `scripts/setup.sh` (safe-exec never pulls images)")]
+    #[error("runner image `{image}` not found: build it with `safe-exec image build` (or `scripts/setup.sh`; safe-exec never pulls images)")]
     ImageMissing { image: String },
     #[error("`docker {command}` did not answer within {secs} s: the engine may be overloaded or hung; check `docker info`")]
     Timeout { command: String, secs: u64 },

@@ -137,10 +137,10 @@ pub fn decide(observed: &Observation) -> Decision {
     match &observed.end {
         WaitEnd::Reported(report) => from_report(report, observed),
         WaitEnd::BadReport(error) => Decision::failed(format!(
-            "the launcher's end report was not believed ({error}); the program's output is kept but its status is unknown: check the runner image with `scripts/setup.sh`"
+            "the launcher's end report was not believed ({error}); the program's output is kept but its status is unknown: check the runner image with `safe-exec doctor`"
         )),
         WaitEnd::LauncherFailed(said) => Decision::failed(format!(
-            "the runner image `{}` could not start the program ({}): rebuild it with `scripts/setup.sh`",
+            "the runner image `{}` could not start the program ({}): rebuild it with `safe-exec image build` (or `scripts/setup.sh`)",
             observed.image,
             sanitize::one_line(said)
         )),
@@ -200,7 +200,7 @@ fn from_report(report: &LauncherReport, observed: &Observation) -> Decision {
     };
     if unbelievable {
         return Decision::failed(format!(
-            "the launcher stopped the program at a time limit it had not reached ({} ms CPU, {} ms wall-clock; we saw {} ms): check the runner image with `scripts/setup.sh`",
+            "the launcher stopped the program at a time limit it had not reached ({} ms CPU, {} ms wall-clock; we saw {} ms): check the runner image with `safe-exec doctor`",
             report.cpu.as_millis(),
             report.wall.as_millis(),
             observed.host_duration.as_millis()
@@ -275,7 +275,7 @@ fn vanished(
     if !observed.started {
         if launcher_said || client_exit.is_some_and(|code| code != 125) {
             return Decision::failed(format!(
-                "the runner image `{}` did not start the program{}: rebuild it with `scripts/setup.sh`",
+                "the runner image `{}` did not start the program{}: rebuild it with `safe-exec image build` (or `scripts/setup.sh`)",
                 observed.image,
                 if said.is_empty() { String::new() } else { format!(" ({said})") }
             ));

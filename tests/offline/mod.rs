@@ -3,6 +3,7 @@
 //! merely that nothing is left). `cargo nextest run --profile offline` runs these and the unit
 //! tests in seconds; CI runs them with everything else.
 
+mod doctor;
 mod grade;
 mod run;
 mod serve;
