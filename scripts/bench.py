@@ -178,6 +178,10 @@ def run_server(server):
         return
     server.wait_warm()
     url = "http://%s:%d" % (server.host, server.port)
+    check = subprocess.run([BIN, "run", "--server", url, "-c", "print(1)"], stdin=subprocess.DEVNULL,
+                           capture_output=True, env=ENV)
+    if check.returncode != 0 or check.stdout != b"1\n":
+        raise SystemExit("bench: run --server failed: " + check.stderr.decode(errors="replace"))
     times = []
     for _ in range(max(RUNS, 20)):
         times.append(timed([BIN, "run", "--server", url, "-c", "print(1)"]))

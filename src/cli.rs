@@ -136,6 +136,20 @@ impl EngineArgs {
     }
 }
 
+/// Where to send runs instead of running them here: a running `safe-exec serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServerArgs {
+    /// Run through a running `safe-exec serve` instead of starting a container here:
+    /// http://HOST:PORT, https://HOST:PORT or unix:/PATH/TO.sock (the token comes from
+    /// SAFE_EXEC_TOKEN)
+    #[arg(long, value_name = "URL", env = "SAFE_EXEC_SERVER")]
+    pub server: Option<String>,
+    /// With an https:// --server, also trust the CA certificate(s) in PEM (a private CA, or the
+    /// server's self-signed certificate when it is not marked as a CA) besides the system's roots
+    #[arg(long, value_name = "PEM", env = "SAFE_EXEC_SERVER_CA")]
+    pub server_ca: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct ImageArg {
     /// The runner image, or `ds` for the data-science one (numpy, pandas, matplotlib, scipy)
@@ -178,6 +192,8 @@ pub struct RunArgs {
     pub image: ImageArg,
     #[command(flatten)]
     pub engines: EngineArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +238,8 @@ pub struct GradeArgs {
     pub image: ImageArg,
     #[command(flatten)]
     pub engines: EngineArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -230,9 +248,28 @@ pub struct GradeArgs {
 GET /healthz, GET /openapi.json, GET / (the web page). See docs/http-api.md."
 )]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port); a non-loopback address needs --token
+    /// Address to listen on (port 0 picks a free port); a non-loopback address needs --token,
+    /// and a token on one needs --tls-cert (or --behind-tls-proxy)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5000")]
     pub addr: SocketAddr,
+    /// Listen on a unix socket at PATH instead of TCP (created mode 0600: only this user and
+    /// root can connect; a stale socket file there is replaced, anything else is refused)
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["addr", "tls_cert", "tls_key", "behind_tls_proxy"])]
+    pub unix: Option<PathBuf>,
+    /// Speak TLS (HTTPS) with this certificate chain (PEM); needs --tls-key
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A proxy in front terminates TLS: accept a token on a non-loopback address without
+    /// --tls-cert
+    #[arg(long)]
+    pub behind_tls_proxy: bool,
+    /// Most bytes of stdin a run request may carry, e.g. 1m, 64k; the request body limit grows
+    /// with it [default: 1m]
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_stdin)]
+    pub max_stdin: Option<u64>,
     /// Runs at once [default: number of CPUs]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_concurrent: Option<u32>,
@@ -247,8 +284,8 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// Run requests per minute per client address (an IPv6 /64 counts as one); 0 turns it off
-    /// [default: 60]
+    /// Run requests per minute per client address (an IPv6 /64 counts as one; on --unix, a
+    /// uid); 0 turns it off [default: 60; on --unix: 0]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub rate_limit: Option<u32>,
     /// Connections open at once per client address (an IPv6 /64 counts as one); 0 turns the
@@ -311,6 +348,18 @@ pub struct McpArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub image: ImageArg,
+}
+
+/// `--max-stdin`: a size up to [`crate::serve::limits::MAX_MAX_STDIN`].
+fn parse_max_stdin(text: &str) -> Result<u64, String> {
+    let bytes = limits::parse_size(text)?;
+    if bytes > crate::serve::limits::MAX_MAX_STDIN {
+        return Err(format!(
+            "`{text}`: --max-stdin can be at most {}",
+            limits::human_bytes(crate::serve::limits::MAX_MAX_STDIN)
+        ));
+    }
+    Ok(bytes)
 }
 
 #[derive(Debug, Args)]

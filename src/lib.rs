@@ -9,11 +9,13 @@
 //! - [`runner`]: the one supervisor every run goes through (spawn, pipes, deadline, kill, inspect);
 //! - [`report`]: outcomes, the versioned JSON report, messages and exit codes;
 //! - [`sanitize`]: the one escaper for outside text in anything we print;
+//! - [`client`] and [`tls`]: `run --server` / `grade --server` speaking to a running `serve`;
 //! - [`signals`] and [`sync`]: two-stage signal handling and the shared lock, used by every room;
 //! - [`image`]: the runner image's build context, carried in the binary, and building it;
 //! - [`run_command`], [`grade`], [`serve`], [`doctor`], [`generate`], [`mcp`]: the subcommands.
 
 pub mod cli;
+pub mod client;
 #[cfg(test)]
 mod docs_drift;
 pub mod doctor;
@@ -33,6 +35,7 @@ pub mod serve;
 pub mod signals;
 pub mod source;
 pub mod sync;
+pub mod tls;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

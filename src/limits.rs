@@ -132,6 +132,25 @@ pub struct AppliedLimits {
     pub max_output_bytes: u64,
 }
 
+impl AppliedLimits {
+    /// The limits these describe (a server's report read back by `run --server`). Values no
+    /// [`Limits`] could hold (negative or not finite seconds) become the defaults'.
+    pub fn to_limits(&self) -> Limits {
+        let defaults = Limits::default();
+        let secs =
+            |secs: f64, default: Duration| Duration::try_from_secs_f64(secs).unwrap_or(default);
+        Limits {
+            timeout: secs(self.timeout_secs, defaults.timeout),
+            wall_timeout: secs(self.wall_timeout_secs, defaults.wall_timeout),
+            memory_bytes: self.memory_bytes,
+            cpus: self.cpus,
+            pids: self.pids,
+            max_code_chars: self.max_code_chars,
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
+}
+
 /// The wall-clock backstop for time limit `timeout` when none is given:
 /// [`WALL_TIMEOUT_FACTOR`] × `timeout` + [`WALL_TIMEOUT_SLACK`], at most [`MAX_TIMEOUT`].
 pub fn default_wall_timeout(timeout: Duration) -> Duration {
@@ -349,6 +368,26 @@ mod tests {
         assert_eq!(Limits::default().wall_timeout, Duration::from_secs(21));
         assert_eq!(limits.memory_bytes, DEFAULT_MEMORY_BYTES);
         assert_eq!(limits.pids, DEFAULT_PIDS);
+    }
+
+    #[test]
+    fn applied_limits_read_back_as_they_were() {
+        let limits = Limits::default().with(&LimitOverrides {
+            timeout: Some(Duration::from_millis(2500)),
+            wall_timeout: Some(Duration::from_millis(100)),
+            memory_bytes: Some(64 * MIB),
+            cpus: Some(0.5),
+            pids: Some(9),
+            max_code_chars: Some(77),
+            max_output_bytes: Some(3),
+        });
+        assert_eq!(limits.applied().to_limits(), limits);
+        let broken = AppliedLimits {
+            timeout_secs: -1.0,
+            wall_timeout_secs: f64::NAN,
+            ..limits.applied()
+        };
+        assert_eq!(broken.to_limits().timeout, DEFAULT_TIMEOUT);
     }
 
     #[test]

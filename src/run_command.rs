@@ -1,5 +1,8 @@
 //! `safe-exec run` and `safe-exec gc`: turn the parsed command line into a validated [`Job`], run
-//! it through the supervisor, and report in text or JSON.
+//! it through the supervisor (or, with `--server`, through a running `safe-exec serve`: see
+//! [`crate::client`]), and report in text or JSON. Both ways end in the same [`Outcome`] and the
+//! same reporting, so exit codes, text output and the JSON document do not depend on where the
+//! program ran.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -7,9 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::cli::{GcArgs, RunArgs};
+use crate::client::{self, read_stdin, Remote};
 use crate::exit_codes;
 use crate::files::{open_regular, OutputDir};
-use crate::limits::Limits;
+use crate::limits::{LimitOverrides, Limits};
 use crate::report::artifacts::SkippedArtifact;
 use crate::report::{describe, Outcome, RunReport, Status};
 use crate::runner::job::{InputFile, DEFAULT_ARTIFACT_BYTES, MAX_INPUT_BYTES, MAX_INPUT_FILES};
@@ -19,6 +23,9 @@ use crate::source::{describe_io, Program, RejectReason};
 
 pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     let limits = Limits::default().with(&args.limits.overrides());
+    if let Some(url) = &args.server.server {
+        return execute_remote(&args, url, limits);
+    }
     let engines = match args.engines.engines() {
         Ok(engines) => engines,
         Err(error) => {
@@ -67,6 +74,77 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
     }
     let exit_code = outcome.exit_code();
     report(outcome, args.json, args.artifact_content)?;
+    Ok(exit_code)
+}
+
+/// `run --server URL`: the same checks of the input as a local run, then the program goes to
+/// the server, and its answer is reported exactly as a local run's outcome would be.
+fn execute_remote(args: &RunArgs, url: &str, limits: Limits) -> anyhow::Result<u8> {
+    // The server's API takes no files, and sends back no artifact bytes.
+    for (given, flag) in [
+        (!args.files.is_empty(), "--file"),
+        (args.artifacts.is_some(), "--artifacts"),
+        (args.artifact_content, "--artifact-content"),
+    ] {
+        if given {
+            eprintln!(
+                "safe-exec: {flag} does not work with --server (the server's API takes no files and returns no artifact contents): run without --server"
+            );
+            return Ok(exit_codes::USAGE);
+        }
+    }
+    let remote = match Remote::new(url, args.server.server_ca.as_deref()) {
+        Ok(remote) => remote,
+        Err(error) => {
+            // A URL or CA file that cannot work is a usage error, like a bad flag value.
+            eprintln!("safe-exec: {error}");
+            return Ok(exit_codes::USAGE);
+        }
+    };
+    // Only the limits given are asked for; the server's apply to the rest. The code limit is
+    // checked here (and again by the server, with its own).
+    let asked = LimitOverrides {
+        max_code_chars: None,
+        ..args.limits.overrides()
+    };
+    let outcome = match prepare(args, limits) {
+        Ok(job) => {
+            let token = CancelToken::new();
+            let cancel = token.clone();
+            crate::signals::on_stop_signals(
+                move |signal| cancel.cancel_by_signal(signal),
+                |signal| std::process::exit(i32::from(exit_codes::for_signal(signal))),
+            )
+            .context("cannot install signal handlers")?;
+            // A program cannot talk to a terminal through the server: it reads nothing then.
+            let stdin = match job.stdin {
+                ProgramStdin::Inherit if std::io::stdin().is_terminal() => ProgramStdin::Empty,
+                stdin => stdin,
+            };
+            match read_stdin(stdin, client::MAX_SENT_STDIN) {
+                Ok(stdin) => {
+                    let request = client::Request {
+                        program: &job.program,
+                        stdin: &stdin,
+                        limits: asked,
+                    };
+                    remote.run(&request, limits, &token)
+                }
+                Err(message) => Outcome::not_run(Status::Rejected, message, limits),
+            }
+        }
+        Err(reason) => Outcome::not_run(Status::Rejected, reason.to_string(), limits),
+    };
+    if !args.json {
+        // What a local run streams as it comes, all at once (stdout first).
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(&outcome.stdout.bytes)
+            .and_then(|()| std::io::stdout().lock().flush());
+        let _ = std::io::stderr().lock().write_all(&outcome.stderr.bytes);
+    }
+    let exit_code = outcome.exit_code();
+    report(outcome, args.json, false)?;
     Ok(exit_code)
 }
 

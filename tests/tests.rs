@@ -2,6 +2,7 @@
 //! the binary is built once. Tests that need the engine fail (never skip) when it is missing, with
 //! a message saying how to start it.
 
+mod client;
 mod common;
 mod doctor;
 mod engines;

@@ -10,7 +10,11 @@
 //! `SKIPPED`, whatever happened to be in flight, so the result is the same for every `--jobs`.
 //!
 //! Cancellation: the shared [`CancelToken`] (set by SIGINT/SIGTERM/SIGHUP) stops every run in
-//! progress (the supervisor kills and removes its container) and no new run starts.
+//! progress (the supervisor kills and removes its container; a server cancels the run whose
+//! request we abandon) and no new run starts.
+//!
+//! Where the programs run is the [`Executor`]'s business: here, or on a running `safe-exec
+//! serve` (`grade --server`), which gives the same outcomes.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -22,13 +26,74 @@ use super::compile::{self, CompileCheck};
 use super::score::{summarize, SubmissionResult};
 use super::suite::Suite;
 use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
+use crate::client::Remote;
 use crate::files::OpenError;
 use crate::limits::Limits;
-use crate::report::Status;
+use crate::report::{Outcome, Status};
+use crate::runner::fleet::Ran;
 use crate::runner::{CancelToken, Fleet, Job, ProgramStdin, RunIo};
 use crate::sanitize;
 use crate::source::{Program, RejectReason};
 use crate::sync::lock;
+
+/// How long a case waits, in all, for a busy server (429, or 503 with a full queue) to take it.
+pub const BUSY_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Where a batch's programs run.
+#[derive(Debug, Clone, Copy)]
+pub enum Executor<'a> {
+    /// Here, through the supervisor, on the fleet's engines.
+    Local(&'a Fleet),
+    /// On a running `safe-exec serve`, with each case's limits asked for.
+    Remote {
+        remote: &'a Remote,
+        /// The server's own limits, when it said (the most a request may ask for).
+        server: Option<Limits>,
+        /// The most stdin the server takes, when it said.
+        max_stdin: Option<u64>,
+    },
+}
+
+impl Executor<'_> {
+    /// Run `job` to its end, capturing its output; and on which engine it ran.
+    pub fn run(&self, job: Job, cancel: &CancelToken) -> Ran {
+        let outcome = match self {
+            Executor::Local(fleet) => return fleet.run(job, RunIo::capture(), cancel),
+            // `grade` refuses a suite with files/ before anything runs; the API takes none.
+            Executor::Remote { .. } if !job.files.is_empty() => Outcome::not_run(
+                Status::SandboxError,
+                "a server's API takes no files: grade this suite without --server",
+                job.limits,
+            ),
+            Executor::Remote {
+                remote, max_stdin, ..
+            } => remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
+        };
+        Ran {
+            outcome,
+            engine: None,
+        }
+    }
+
+    /// `limits` as this executor grants them: a server's at most its own, each.
+    pub fn fit(&self, limits: Limits) -> Limits {
+        match self {
+            Executor::Remote {
+                server: Some(server),
+                ..
+            } => Limits {
+                timeout: limits.timeout.min(server.timeout),
+                wall_timeout: limits.wall_timeout.min(server.wall_timeout),
+                memory_bytes: limits.memory_bytes.min(server.memory_bytes),
+                cpus: limits.cpus.min(server.cpus),
+                pids: limits.pids.min(server.pids),
+                max_code_chars: limits.max_code_chars,
+                max_output_bytes: limits.max_output_bytes.min(server.max_output_bytes),
+            },
+            _ => limits,
+        }
+    }
+}
 
 /// One submission to grade.
 #[derive(Debug, Clone)]
@@ -110,7 +175,7 @@ impl Batch<'_> {
     /// Grade every submission; `Err` when cancelled (every container is gone by then).
     pub fn run(
         &self,
-        fleet: &Fleet,
+        executor: &Executor<'_>,
         cancel: &CancelToken,
         progress: &dyn Progress,
     ) -> Result<Vec<SubmissionResult>, Interrupted> {
@@ -142,7 +207,7 @@ impl Batch<'_> {
         progress.started(total as u64);
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.clamp(1, total.max(1)) {
-                scope.spawn(|| self.work(fleet, cancel, progress, &state, &changed));
+                scope.spawn(|| self.work(executor, cancel, progress, &state, &changed));
             }
         });
         let state = state
@@ -160,7 +225,7 @@ impl Batch<'_> {
 
     fn work(
         &self,
-        fleet: &Fleet,
+        executor: &Executor<'_>,
         cancel: &CancelToken,
         progress: &dyn Progress,
         state: &Mutex<State>,
@@ -193,7 +258,7 @@ impl Batch<'_> {
             let label = self.label(item);
             match item {
                 Item::Check(sub) => {
-                    let check = self.compile_check(sub, fleet, cancel);
+                    let check = self.compile_check(sub, executor, cancel);
                     let mut guard = lock(state);
                     match check {
                         CompileCheck::Compiles => guard.checks[sub] = Check::Compiles,
@@ -204,7 +269,7 @@ impl Batch<'_> {
                     guard.finished += 1;
                 }
                 Item::Case(sub, case) => {
-                    let Some(result) = self.run_case(sub, case, fleet, cancel) else {
+                    let Some(result) = self.run_case(sub, case, executor, cancel) else {
                         return;
                     };
                     let mut guard = lock(state);
@@ -288,7 +353,12 @@ impl Batch<'_> {
         }
     }
 
-    fn compile_check(&self, sub: usize, fleet: &Fleet, cancel: &CancelToken) -> CompileCheck {
+    fn compile_check(
+        &self,
+        sub: usize,
+        executor: &Executor<'_>,
+        cancel: &CancelToken,
+    ) -> CompileCheck {
         let Ok(program) = &self.submissions[sub].program else {
             unreachable!("only valid programs are checked");
         };
@@ -296,9 +366,9 @@ impl Batch<'_> {
             files: Vec::new(),
             program: compile::checker(program.filename()),
             stdin: ProgramStdin::Bytes(program.source().as_bytes().to_vec()),
-            limits: compile::checker_limits(&self.limits),
+            limits: executor.fit(compile::checker_limits(&self.limits)),
         };
-        compile::interpret(&fleet.run(job, RunIo::capture(), cancel).outcome)
+        compile::interpret(&executor.run(job, cancel).outcome)
     }
 
     /// Run one case; `None` when the batch is being cancelled.
@@ -306,7 +376,7 @@ impl Batch<'_> {
         &self,
         sub: usize,
         case: usize,
-        fleet: &Fleet,
+        executor: &Executor<'_>,
         cancel: &CancelToken,
     ) -> Option<CaseResult> {
         let Ok(program) = &self.submissions[sub].program else {
@@ -345,7 +415,7 @@ impl Batch<'_> {
             stdin: ProgramStdin::File(input),
             limits: self.limits,
         };
-        let ran = fleet.run(job, RunIo::capture(), cancel);
+        let ran = executor.run(job, cancel);
         let outcome = ran.outcome;
         if outcome.status == Status::Interrupted {
             return None;

@@ -22,7 +22,10 @@
 //! suite's own files, such as a hard link to an answer), every
 //! report destination is claimed (exit [`exit_codes::CANNOT_CREATE`]), the suite is validated (exit
 //! [`exit_codes::MALFORMED_SUITE`]), the engine is asked whether it is ready (exit
-//! [`exit_codes::SANDBOX_ERROR`]); only then does anything run. Exit codes afterwards:
+//! [`exit_codes::SANDBOX_ERROR`]); only then does anything run. With `--server URL` the server's
+//! `/healthz` is asked instead of the engine, and the case limits must be within the server's own
+//! (exit [`exit_codes::SANDBOX_ERROR`], naming the flag to raise); every case then runs there
+//! with the case limits asked for, so verdicts are those of a local grade. Exit codes afterwards:
 //! [`exit_codes::CANNOT_CREATE`] when a report could not be written (every other report is
 //! written regardless; this wins over the rest, even `--exit-zero`: a CI job must not pass
 //! without its report), else [`exit_codes::SANDBOX_ERROR`] when a case ended in a judge error
@@ -52,13 +55,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use thiserror::Error;
 
 use crate::cli::GradeArgs;
+use crate::client::{ClientError, Remote};
 use crate::exit_codes;
 use crate::files::{self, FileId, FileKind, OpenError};
 use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
 use crate::runner::{CancelToken, EngineError, Engines, Fleet};
 use crate::sanitize;
 use crate::source::{describe_io, Program, RejectReason};
-use batch::{Batch, Progress, Submission};
+use batch::{Batch, Executor, Progress, Submission};
 use destination::{Destination, DestinationError};
 use score::SubmissionResult;
 use suite::{Suite, SuiteError};
@@ -81,6 +85,8 @@ pub struct GradeOptions {
     /// `--pool` as given: with several engines each gets its own capacity when it is not.
     pub pool_given: Option<usize>,
     pub engines: Engines,
+    /// `--server URL` and `--server-ca PEM`: grade through a running `safe-exec serve`.
+    pub server: Option<(String, Option<PathBuf>)>,
 }
 
 impl GradeOptions {
@@ -102,6 +108,7 @@ impl GradeOptions {
             gradescope: args.gradescope,
             fail_fast: args.fail_fast,
             exit_zero: args.exit_zero,
+            server: args.server.server.map(|url| (url, args.server.server_ca)),
         })
     }
 }
@@ -135,6 +142,31 @@ pub enum GradeError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Engines(#[from] crate::runner::engine::EngineSpecError),
+    /// A `--server` URL or CA that cannot work.
+    #[error("{0}")]
+    ServerSetup(ClientError),
+    #[error("{0}")]
+    Server(ClientError),
+    #[error(
+        "the server at {url} cannot run programs now ({why}): check it with `curl {url}/healthz`"
+    )]
+    ServerNotReady { url: String, why: String },
+    #[error(
+        "the cases need {what} {needed}, but the server at {url} allows at most {allowed}: start it \
+         with a larger {flag}, or grade without --server"
+    )]
+    ServerLimit {
+        url: String,
+        what: &'static str,
+        flag: &'static str,
+        needed: String,
+        allowed: String,
+    },
+    #[error(
+        "the suite has files/ to place beside every submission, and a server's API takes no \
+         files: grade this suite without --server"
+    )]
+    ServerNoFiles,
 }
 
 impl GradeError {
@@ -147,7 +179,11 @@ impl GradeError {
             GradeError::Submission { .. } => exit_codes::MISSING_PATH,
             GradeError::Reports(_) => exit_codes::CANNOT_CREATE,
             GradeError::Suite(error) => error.exit_code(),
-            GradeError::Engine(_) => exit_codes::SANDBOX_ERROR,
+            GradeError::Engine(_)
+            | GradeError::Server(_)
+            | GradeError::ServerNotReady { .. }
+            | GradeError::ServerLimit { .. } => exit_codes::SANDBOX_ERROR,
+            GradeError::ServerSetup(_) | GradeError::ServerNoFiles => exit_codes::USAGE,
         }
     }
 }
@@ -332,6 +368,10 @@ const REMOVALS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
     let jobs = options.jobs.max(1);
     let fleet = Fleet::on(&options.engines, options.image.clone(), jobs);
+    let remote = match &options.server {
+        Some((url, ca)) => Some(Remote::new(url, ca.as_deref()).map_err(GradeError::ServerSetup)?),
+        None => None,
+    };
     // Before the claims: a Ctrl-C while the suite loads or the engine is asked (seconds) must
     // still drop the claims, so that no temporary report file is left behind.
     let token = CancelToken::new();
@@ -349,43 +389,81 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         limits,
         reports,
     } = prepared?;
-    let ready = fleet.check_ready();
-    // The docker client runs in its own process group, so a Ctrl-C does not reach it: the check
-    // ends by itself (within its timeout), and whatever it found, the interruption wins.
-    if let Some(code) = interrupted_before_grading(&token) {
-        return Ok(code);
+    if remote.is_some() && !suite.input_files.is_empty() {
+        return Err(GradeError::ServerNoFiles);
     }
-    // With several engines, those that do not answer are left out (and asked again while the
-    // batch runs); the batch is refused only when none answers.
-    for (name, error) in ready? {
-        eprintln!(
-            "safe-exec: engine {} left out until it answers: {}",
-            sanitize::text(&name),
-            sanitize::text(&error.to_string())
-        );
-    }
+    let server = match &remote {
+        Some(remote) => {
+            let health = remote.health();
+            if let Some(code) = interrupted_before_grading(&token) {
+                return Ok(code);
+            }
+            Some(server_fits(
+                remote,
+                health.map_err(GradeError::Server)?,
+                &limits,
+            )?)
+        }
+        None => {
+            let ready = fleet.check_ready();
+            // The docker client runs in its own process group, so a Ctrl-C does not reach it:
+            // the check ends by itself (within its timeout), and whatever it found, the
+            // interruption wins.
+            if let Some(code) = interrupted_before_grading(&token) {
+                return Ok(code);
+            }
+            // With several engines, those that do not answer are left out (and asked again
+            // while the batch runs); the batch is refused only when none answers.
+            for (name, error) in ready? {
+                eprintln!(
+                    "safe-exec: engine {} left out until it answers: {}",
+                    sanitize::text(&name),
+                    sanitize::text(&error.to_string())
+                );
+            }
+            None
+        }
+    };
     // Warm containers only once the suite, the submissions and the engine are known to be fine:
-    // nothing starts for a batch that is refused.
-    let fleet = fleet.with_pools(|capacity| crate::runner::pool::PoolConfig {
-        size: if options.pool.size == 0 {
-            0
-        } else {
-            options.pool_given.unwrap_or(capacity)
-        },
-        ..options.pool
-    });
-    fleet.prepare_pools(&limits);
-    let workers = fleet.capacity();
+    // nothing starts for a batch that is refused. A server has its own.
+    let fleet = match &remote {
+        Some(_) => fleet,
+        None => {
+            let fleet = fleet.with_pools(|capacity| crate::runner::pool::PoolConfig {
+                size: if options.pool.size == 0 {
+                    0
+                } else {
+                    options.pool_given.unwrap_or(capacity)
+                },
+                ..options.pool
+            });
+            fleet.prepare_pools(&limits);
+            fleet
+        }
+    };
+    let (executor, workers) = match (&remote, server) {
+        (Some(remote), Some((server, max_stdin))) => (
+            Executor::Remote {
+                remote,
+                server,
+                max_stdin,
+            },
+            jobs,
+        ),
+        _ => (Executor::Local(&fleet), fleet.capacity()),
+    };
     let engines = fleet.names();
     eprintln!(
         "safe-exec: grading {} submission(s) on {} case(s) of {} with {workers} job(s){}; per case: {} of CPU time, {} memory",
         submissions.len(),
         suite.cases.len(),
         sanitize::text(&suite.name),
-        if engines.len() > 1 {
-            format!(" on {} engines ({})", engines.len(), sanitize::text(&engines.join(", ")))
-        } else {
-            String::new()
+        match &remote {
+            Some(remote) => format!(" on the server at {}", remote.url()),
+            None if engines.len() > 1 => {
+                format!(" on {} engines ({})", engines.len(), sanitize::text(&engines.join(", ")))
+            }
+            None => String::new(),
         },
         human_secs(limits.timeout),
         human_bytes(limits.memory_bytes)
@@ -398,7 +476,7 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         fail_fast: options.fail_fast,
     };
     let bar = Bar::new();
-    let outcome = batch.run(&fleet, &token, &bar);
+    let outcome = batch.run(&executor, &token, &bar);
     bar.0.finish_and_clear();
     fleet.shutdown_pools();
     // Containers of finished cases are removed in the background while later cases run; what is
@@ -428,6 +506,85 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         return Ok(exit_codes::CANNOT_CREATE);
     }
     Ok(exit_code(&results, options.exit_zero))
+}
+
+/// The server's own limits and stdin cap, once it said it is ready and that it allows the case
+/// limits; otherwise why not.
+fn server_fits(
+    remote: &Remote,
+    health: crate::client::Health,
+    limits: &Limits,
+) -> Result<(Option<Limits>, Option<u64>), GradeError> {
+    let url = remote.url().to_owned();
+    if health.status != "ok" {
+        return Err(GradeError::ServerNotReady {
+            url,
+            why: sanitize::text(&match health.engine {
+                Some(engine) => format!("{}: {engine}", health.status),
+                None => health.status,
+            })
+            .into_owned(),
+        });
+    }
+    let Some(server) = health.limits.as_ref().map(|applied| applied.to_limits()) else {
+        return Ok((None, health.max_stdin_bytes));
+    };
+    let over = |what, flag, needed: String, allowed: String| GradeError::ServerLimit {
+        url: url.clone(),
+        what,
+        flag,
+        needed,
+        allowed,
+    };
+    if limits.timeout > server.timeout {
+        return Err(over(
+            "a time limit of",
+            "--timeout",
+            human_secs(limits.timeout),
+            human_secs(server.timeout),
+        ));
+    }
+    if limits.wall_timeout > server.wall_timeout {
+        return Err(over(
+            "a wall-clock limit of",
+            "--wall-timeout",
+            human_secs(limits.wall_timeout),
+            human_secs(server.wall_timeout),
+        ));
+    }
+    if limits.memory_bytes > server.memory_bytes {
+        return Err(over(
+            "a memory limit of",
+            "--memory",
+            human_bytes(limits.memory_bytes),
+            human_bytes(server.memory_bytes),
+        ));
+    }
+    if limits.cpus > server.cpus {
+        return Err(over(
+            "a CPU quota of",
+            "--cpus",
+            limits.cpus.to_string(),
+            server.cpus.to_string(),
+        ));
+    }
+    if limits.pids > server.pids {
+        return Err(over(
+            "a pids limit of",
+            "--pids-limit",
+            limits.pids.to_string(),
+            server.pids.to_string(),
+        ));
+    }
+    if limits.max_output_bytes > server.max_output_bytes {
+        return Err(over(
+            "an output cap of",
+            "--max-output",
+            human_bytes(limits.max_output_bytes),
+            human_bytes(server.max_output_bytes),
+        ));
+    }
+    Ok((Some(server), health.max_stdin_bytes))
 }
 
 /// The exit code when a signal came before grading started (the claims are dropped on return,
@@ -687,6 +844,7 @@ mod tests {
             pool: crate::runner::pool::PoolConfig::default(),
             pool_given: None,
             engines: Engines(vec![crate::runner::Engine::default()]),
+            server: None,
         }
     }
 

@@ -213,6 +213,104 @@ pub enum Encoding {
     Base64,
 }
 
+impl Outcome {
+    /// The outcome a run report describes: the way back from [`RunReport::from`], for a report
+    /// that came from elsewhere (`safe-exec serve` answering `run --server`). Rendering it again
+    /// gives the same document, the same `safe-exec:` line and the same exit code.
+    ///
+    /// What a report does not carry is rebuilt: which stream passed the output cap (the one whose
+    /// message is the report's `error`), the bytes seen beyond the cap (only what was kept is
+    /// known), and the signal behind an `interrupted` (none: the run was cancelled elsewhere).
+    pub fn from_report(report: RunReport) -> Outcome {
+        let stdout = Captured {
+            bytes: report.stdout_bytes(),
+            seen: 0,
+            truncated: report.stdout_truncated,
+        };
+        let stderr = Captured {
+            bytes: report.stderr_bytes(),
+            seen: 0,
+            truncated: report.stderr_truncated,
+        };
+        let mut outcome = Outcome {
+            status: report.status,
+            exit_code: report.exit_code,
+            signal: report.signal,
+            stdout: Captured {
+                seen: stdout.bytes.len() as u64,
+                ..stdout
+            },
+            stderr: Captured {
+                seen: stderr.bytes.len() as u64,
+                ..stderr
+            },
+            duration: Duration::from_millis(report.duration_ms),
+            cpu_time: report.cpu_time_ms.map(Duration::from_millis),
+            error: report.error,
+            limits: report.limits.to_limits(),
+            output_limit_stream: None,
+            interrupt_signal: None,
+            artifacts: artifacts_of(report.artifacts),
+        };
+        if outcome.status == Status::OutputLimit {
+            let mut candidates = Vec::new();
+            if outcome.stdout.truncated {
+                candidates.push(Stream::Stdout);
+            }
+            if outcome.stderr.truncated {
+                candidates.push(Stream::Stderr);
+            }
+            candidates.extend([Stream::Stdout, Stream::Stderr]);
+            let said = outcome.error.clone();
+            outcome.output_limit_stream = candidates
+                .iter()
+                .copied()
+                .find(|&stream| {
+                    let mut probe = outcome.clone();
+                    probe.output_limit_stream = Some(stream);
+                    text::status_message(&probe) == said
+                })
+                .or(candidates.first().copied());
+        }
+        outcome
+    }
+}
+
+/// The artifacts a report lists, with their bytes when it carries them (`content_base64`). A name
+/// that is not a plain relative path is listed as skipped instead.
+fn artifacts_of(report: ArtifactsReport) -> Artifacts {
+    let mut skipped = report.skipped;
+    let mut files = Vec::new();
+    for entry in report.files {
+        if !artifacts::valid_path(&entry.name) {
+            skipped.push(artifacts::SkippedArtifact {
+                name: crate::sanitize::text(&entry.name).into_owned(),
+                reason: "not a plain relative path".to_owned(),
+            });
+            continue;
+        }
+        let bytes = entry
+            .content_base64
+            .and_then(|content| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(content)
+                    .ok()
+            })
+            .unwrap_or_default();
+        files.push(Artifact {
+            name: entry.name,
+            bytes,
+            size: entry.size,
+            truncated: entry.truncated,
+        });
+    }
+    Artifacts {
+        files,
+        skipped,
+        truncated: report.truncated,
+    }
+}
+
 impl RunReport {
     pub fn new(outcome: &Outcome) -> RunReport {
         RunReport::from(outcome.clone())
@@ -374,6 +472,64 @@ mod tests {
             encode_output(captured),
             ("héllo".to_owned(), Encoding::Utf8)
         );
+    }
+
+    /// A report read back renders as the same document, line and exit code.
+    #[test]
+    fn a_report_read_back_is_the_same_outcome_as_far_as_it_shows() {
+        let limits = Limits::default();
+        let mut samples = vec![
+            Outcome {
+                exit_code: Some(3),
+                stdout: Captured {
+                    bytes: vec![0xff, 0, b'a'],
+                    seen: 3,
+                    truncated: false,
+                },
+                stderr: Captured {
+                    bytes: b"Traceback\n".to_vec(),
+                    seen: 10,
+                    truncated: false,
+                },
+                duration: Duration::from_millis(1234),
+                cpu_time: Some(Duration::from_millis(20)),
+                ..outcome(Status::RuntimeError)
+            },
+            Outcome {
+                signal: Some(11),
+                ..outcome(Status::RuntimeError)
+            },
+            Outcome {
+                cpu_time: Some(Duration::from_millis(10_001)),
+                ..Outcome::not_run(Status::Timeout, "", limits)
+            },
+            Outcome {
+                cpu_time: Some(Duration::from_millis(30)),
+                duration: Duration::from_millis(21_003),
+                ..Outcome::not_run(Status::Timeout, "", limits)
+            },
+            outcome(Status::MemoryLimit),
+            outcome(Status::Rejected),
+            outcome(Status::SandboxError),
+        ];
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let mut flood = outcome(Status::OutputLimit);
+            flood.output_limit_stream = Some(stream);
+            flood.stdout.truncated = true;
+            flood.stderr.truncated = stream == Stream::Stderr;
+            samples.push(flood);
+        }
+        for mut sample in samples {
+            if sample.status != Status::Rejected && sample.status != Status::SandboxError {
+                sample.error = text::status_message(&sample);
+            }
+            let report = RunReport::new(&sample);
+            let back = Outcome::from_report(report.clone());
+            assert_eq!(RunReport::new(&back), report, "{sample:?}");
+            assert_eq!(back.exit_code(), sample.exit_code(), "{sample:?}");
+            assert_eq!(text::describe(&back), text::describe(&sample), "{sample:?}");
+            assert_eq!(back.stdout.bytes, sample.stdout.bytes);
+        }
     }
 
     #[test]

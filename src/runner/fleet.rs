@@ -243,7 +243,17 @@ impl Fleet {
 
     /// Run `job` on the engine with the most free capacity; see the module docs for what happens
     /// when an engine fails.
-    pub fn run(&self, mut job: Job, mut io: RunIo, cancel: &CancelToken) -> Ran {
+    pub fn run(&self, job: Job, io: RunIo, cancel: &CancelToken) -> Ran {
+        self.run_on(job, io, cancel, true)
+    }
+
+    /// [`Fleet::run`] in a container started for it, never a warm one: for limits the pools
+    /// should not be asked to keep stock for.
+    pub fn run_cold(&self, job: Job, io: RunIo, cancel: &CancelToken) -> Ran {
+        self.run_on(job, io, cancel, false)
+    }
+
+    fn run_on(&self, mut job: Job, mut io: RunIo, cancel: &CancelToken, warm: bool) -> Ran {
         let count = self.0.members.len();
         let mut tried = vec![false; count];
         let mut engine = None;
@@ -275,7 +285,11 @@ impl Fleet {
             let again = untried
                 .then(|| io.capture_again().zip(job.try_clone()))
                 .flatten();
-            let (outcome, started) = sandbox.run_telling_start(job, io, cancel);
+            let (outcome, started) = if warm {
+                sandbox.run_telling_start(job, io, cancel)
+            } else {
+                sandbox.without_pool().run_telling_start(job, io, cancel)
+            };
             self.release(index);
             if outcome.status != Status::SandboxError {
                 return Ran { outcome, engine };

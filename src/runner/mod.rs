@@ -93,6 +93,14 @@ impl Sandbox {
         self
     }
 
+    /// This sandbox without its warm pool: every run starts its own container.
+    pub fn without_pool(&self) -> Sandbox {
+        Sandbox {
+            pool: None,
+            ..self.clone()
+        }
+    }
+
     /// The warm pool, when there is one.
     pub fn pool(&self) -> Option<&pool::Pool> {
         self.pool.as_ref()

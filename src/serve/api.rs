@@ -2,12 +2,13 @@
 //!
 //! `POST /run` speaks the original Flask API; `POST /api/v1/runs` answers with the
 //! `safe-exec run --json` document (the answers themselves are [`super::answers`]). Both go
-//! through one path: rate limit, token, body (size, time, content type, JSON), the code's length
-//! as sent and [`Program::from_text`], room in the client's answer budget, a run slot, then
-//! [`crate::runner::Sandbox::run`] on a blocking thread. A client that goes away cancels its
-//! run. Nothing here spawns a process except through the supervisor.
+//! through one path: rate limit, token, body (size, time, content type, JSON; the per-request
+//! `limits`, each at most the server's own, and `stdin` or `stdin_base64` within `--max-stdin`),
+//! the code's length as sent and [`Program::from_text`], room in the client's answer budget, a run
+//! slot, then [`crate::runner::Sandbox::run`] on a blocking thread. A client that goes away
+//! cancels its run. Nothing here spawns a process except through the supervisor.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,8 +20,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
+use base64::Engine as _;
 use http_body_util::BodyExt;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::admission::Refusal;
 use super::answers::{
@@ -28,17 +30,19 @@ use super::answers::{
     SHUTDOWN_RETRY_SECS,
 };
 use super::audit::{self, AuditEntry};
+use super::clients::Client;
 use super::limits::BODY_TIMEOUT;
 use super::state::{AppState, Peer};
 use super::{assets, hints};
-use crate::limits::human_bytes;
+use crate::limits::{default_wall_timeout, human_bytes, LimitOverrides, Limits};
 use crate::report::{Outcome, Status};
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo};
 use crate::sanitize;
 use crate::source::{Program, RejectReason};
 
-/// An over-long body up to this size is read and dropped before the 413, so the client sees the
-/// answer instead of a reset connection; past it the connection is simply closed after the 413.
+/// An over-long body up to this much past the limit is read and dropped before the 413, so the
+/// client sees the answer instead of a reset connection; past it the connection is simply closed
+/// after the 413.
 const DRAIN_LIMIT: usize = 1024 * 1024;
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -76,6 +80,18 @@ enum Refused {
     MissingCode,
     CodeNotString,
     StdinNotString,
+    /// `stdin_base64` is not a string of standard base64.
+    StdinNotBase64,
+    /// Both `stdin` and `stdin_base64`.
+    StdinTwice,
+    StdinTooLarge {
+        bytes: usize,
+        limit: usize,
+    },
+    /// `limits` is not an object of known limits within the server's own (the message says
+    /// which and why).
+    BadLimits(String),
+    FilenameNotString,
     Busy {
         max_concurrent: usize,
         queue: usize,
@@ -130,6 +146,22 @@ impl Refused {
             Refused::MissingCode => Answer::error(S::BAD_REQUEST, "No code provided"),
             Refused::CodeNotString => Answer::error(S::BAD_REQUEST, "'code' must be a string"),
             Refused::StdinNotString => Answer::error(S::BAD_REQUEST, "'stdin' must be a string"),
+            Refused::StdinNotBase64 => Answer::error(
+                S::BAD_REQUEST,
+                "'stdin_base64' must be a string of standard base64 (with padding)",
+            ),
+            Refused::StdinTwice => Answer::error(
+                S::BAD_REQUEST,
+                "Give the program's input as 'stdin' or as 'stdin_base64', not both",
+            ),
+            Refused::StdinTooLarge { bytes, limit } => Answer::error(
+                S::PAYLOAD_TOO_LARGE,
+                format!(
+                    "stdin too large: {bytes} bytes, this server takes at most {limit} (safe-exec serve --max-stdin)"
+                ),
+            ),
+            Refused::BadLimits(message) => Answer::error(S::BAD_REQUEST, message.clone()),
+            Refused::FilenameNotString => Answer::error(S::BAD_REQUEST, "'filename' must be a string"),
             Refused::Busy {
                 max_concurrent,
                 queue,
@@ -157,10 +189,21 @@ impl Refused {
 }
 
 /// A parsed run request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct RunRequest {
     code: String,
-    stdin: String,
+    stdin: Vec<u8>,
+    /// The limits asked for (each at most the server's own).
+    limits: LimitOverrides,
+    /// The base name the program runs under, when one was given.
+    filename: Option<String>,
+}
+
+/// What a request may ask of this server: its limits are the most a request may ask for.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    limits: Limits,
+    max_stdin: usize,
 }
 
 async fn run_compat(
@@ -181,16 +224,16 @@ async fn run_v1(
     handle_run(state, client_ip(peer), headers, body, Flavor::V1).await
 }
 
-fn client_ip(peer: Option<Extension<Peer>>) -> IpAddr {
+fn client_ip(peer: Option<Extension<Peer>>) -> Client {
     peer.map_or(
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        |Extension(Peer(addr))| addr.ip().to_canonical(),
+        Client::Ip(Ipv4Addr::UNSPECIFIED.into()),
+        |Extension(Peer(client))| client,
     )
 }
 
 async fn handle_run(
     state: Arc<AppState>,
-    client: IpAddr,
+    client: Client,
     headers: HeaderMap,
     body: Body,
     flavor: Flavor,
@@ -214,14 +257,19 @@ async fn handle_run(
     // A client still sending its body when shutdown begins is answered at once rather than
     // holding shutdown up for the body timeout.
     let mut shutdown = state.shutdown.subscribe();
+    let caps = Caps {
+        limits: state.limits,
+        max_stdin: state.max_stdin,
+    };
     let read = tokio::select! {
-        read = read_request(&headers, body, state.body_limit) => read,
+        read = read_request(&headers, body, state.body_limit, &caps) => read,
         _ = shutdown.wait_for(|stop| *stop) => Err(Refused::Stopping),
     };
     let request = match read {
         Ok(request) => request,
         Err(refused) => return refused.answer(flavor).into_response(),
     };
+    let limits = effective_limits(&state.limits, &request.limits);
     let record = Record {
         time: audit::rfc3339(arrived),
         client,
@@ -237,7 +285,7 @@ async fn handle_run(
     };
     // The limit counts characters as sent (as the original API did, and as a schema's
     // `maxLength` does), before a BOM is dropped and CRLF becomes LF.
-    let limit = state.limits.max_code_chars;
+    let limit = limits.max_code_chars;
     let checked = if record.code_chars > limit {
         Err(RejectReason::TooLong {
             chars: record.code_chars,
@@ -247,10 +295,13 @@ async fn handle_run(
         Program::from_text(&request.code, limit)
     };
     let program = match checked {
-        Ok(program) => program,
+        Ok(program) => match &request.filename {
+            Some(name) => program.named(name),
+            None => program,
+        },
         Err(reason) => {
-            let answer = rejected_answer(&reason, flavor, state.limits);
-            let outcome = Outcome::not_run(Status::Rejected, reason.to_string(), state.limits);
+            let answer = rejected_answer(&reason, flavor, limits);
+            let outcome = Outcome::not_run(Status::Rejected, reason.to_string(), limits);
             record.write(&state, &outcome, answer.status, Duration::ZERO, None);
             return answer.into_response();
         }
@@ -262,7 +313,7 @@ async fn handle_run(
     // does not read its answers cannot make the server hold more than its budget.
     let charge = match state
         .answers
-        .reserve(client, answer_reserve(&state.limits, flavor))
+        .reserve(client, answer_reserve(&limits, flavor))
     {
         Ok(charge) => charge,
         Err(over) => {
@@ -282,7 +333,7 @@ async fn handle_run(
             let refused = Refused::Busy {
                 max_concurrent: state.admission.max_concurrent(),
                 queue: state.admission.queue(),
-                retry_secs: state.limits.timeout.as_secs_f64().ceil() as u64,
+                retry_secs: limits.timeout.as_secs_f64().ceil() as u64,
             };
             return refused.answer(flavor).into_response();
         }
@@ -300,10 +351,11 @@ async fn handle_run(
         stdin: if request.stdin.is_empty() {
             ProgramStdin::Empty
         } else {
-            ProgramStdin::Bytes(request.stdin.into_bytes())
+            ProgramStdin::Bytes(request.stdin)
         },
-        limits: state.limits,
+        limits,
     };
+    let warm = state.warm.is_warm(&limits);
     let runner = state.clone();
     let task = tokio::task::spawn_blocking(move || {
         // The slot is held until the run, container removal included, is over, even when the
@@ -313,7 +365,11 @@ async fn handle_run(
         // Held until the audit line is queued: shutdown waits for the registry to empty before
         // it closes the audit log, so a line queued later would be lost.
         let registration = runner.runs.register(&token);
-        let ran = runner.fleet.run(job, RunIo::capture(), &token);
+        let ran = if warm {
+            runner.fleet.run(job, RunIo::capture(), &token)
+        } else {
+            runner.fleet.run_cold(job, RunIo::capture(), &token)
+        };
         let outcome = ran.outcome;
         if outcome.status == Status::SandboxError {
             say!(
@@ -372,7 +428,7 @@ impl Drop for CancelOnDrop {
 /// What the audit line says about the request, captured before the code is moved into the run.
 struct Record {
     time: String,
-    client: IpAddr,
+    client: Client,
     flavor: Flavor,
     code_sha256: String,
     code_chars: usize,
@@ -436,6 +492,7 @@ async fn read_request(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    caps: &Caps,
 ) -> Result<RunRequest, Refused> {
     if !is_json(headers) {
         return Err(Refused::WrongContentType);
@@ -444,17 +501,17 @@ async fn read_request(
         .get(CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit.max(DRAIN_LIMIT) as u64) {
+    if declared.is_some_and(|length| length > limit.saturating_add(DRAIN_LIMIT) as u64) {
         return Err(Refused::TooLarge { limit });
     }
     let bytes = tokio::time::timeout(BODY_TIMEOUT, collect_body(body, limit))
         .await
         .map_err(|_elapsed| Refused::BodyTimeout)??;
-    parse_request(&bytes)
+    parse_request(&bytes, caps)
 }
 
 /// The body, or [`Refused::TooLarge`] once it passes `limit` (reading on, and dropping, up to
-/// [`DRAIN_LIMIT`] so the client can read the answer).
+/// [`DRAIN_LIMIT`] past it, so the client can read the answer).
 async fn collect_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Refused> {
     let mut bytes = Vec::new();
     let mut seen = 0usize;
@@ -464,7 +521,7 @@ async fn collect_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Refused> 
             seen = seen.saturating_add(data.len());
             if seen <= limit {
                 bytes.extend_from_slice(&data);
-            } else if seen > limit.max(DRAIN_LIMIT) {
+            } else if seen > limit.saturating_add(DRAIN_LIMIT) {
                 break;
             }
         }
@@ -476,7 +533,7 @@ async fn collect_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Refused> 
     }
 }
 
-fn parse_request(bytes: &[u8]) -> Result<RunRequest, Refused> {
+fn parse_request(bytes: &[u8], caps: &Caps) -> Result<RunRequest, Refused> {
     let text = std::str::from_utf8(bytes).map_err(|_| Refused::NotUtf8)?;
     let value: Value =
         serde_json::from_str(text).map_err(|error| Refused::BadJson(error.to_string()))?;
@@ -488,12 +545,184 @@ fn parse_request(bytes: &[u8]) -> Result<RunRequest, Refused> {
         Some(Value::String(code)) => code,
         Some(_) => return Err(Refused::CodeNotString),
     };
-    let stdin = match fields.remove("stdin") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(stdin)) => stdin,
-        Some(_) => return Err(Refused::StdinNotString),
+    if fields.contains_key("stdin") && fields.contains_key("stdin_base64") {
+        return Err(Refused::StdinTwice);
+    }
+    let stdin = match (fields.remove("stdin"), fields.remove("stdin_base64")) {
+        (Some(Value::String(stdin)), _) => stdin.into_bytes(),
+        (Some(Value::Null), _) | (None, None) => Vec::new(),
+        (Some(_), _) => return Err(Refused::StdinNotString),
+        (None, Some(Value::String(encoded))) => {
+            // Decoding never makes more than 3 bytes of 4: refuse what cannot fit first.
+            if encoded.len() / 4 * 3 > caps.max_stdin.saturating_add(2) {
+                return Err(Refused::StdinTooLarge {
+                    bytes: encoded.len() / 4 * 3,
+                    limit: caps.max_stdin,
+                });
+            }
+            BASE64
+                .decode(encoded.as_bytes())
+                .map_err(|_| Refused::StdinNotBase64)?
+        }
+        (None, Some(_)) => return Err(Refused::StdinNotBase64),
     };
-    Ok(RunRequest { code, stdin })
+    if stdin.len() > caps.max_stdin {
+        return Err(Refused::StdinTooLarge {
+            bytes: stdin.len(),
+            limit: caps.max_stdin,
+        });
+    }
+    let limits = match fields.remove("limits") {
+        None => LimitOverrides::default(),
+        Some(value) => request_limits(value, &caps.limits).map_err(Refused::BadLimits)?,
+    };
+    let filename = match fields.remove("filename") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(name),
+        Some(_) => return Err(Refused::FilenameNotString),
+    };
+    Ok(RunRequest {
+        code,
+        stdin,
+        limits,
+        filename,
+    })
+}
+
+/// Standard base64 with padding; bits past the end of the data are ignored, so every string a
+/// schema's `format: byte` allows decodes.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+);
+
+/// The names of the per-request limits, as the request and the run report spell them.
+pub const REQUEST_LIMITS: [&str; 6] = [
+    "timeout_secs",
+    "wall_timeout_secs",
+    "memory_bytes",
+    "cpus",
+    "pids",
+    "max_output_bytes",
+];
+
+/// The smallest time limit a request may ask for, in seconds.
+pub const MIN_REQUEST_SECS: f64 = 0.001;
+
+/// The per-request `limits` object: each a known limit of the right type, at least its minimum
+/// and at most the server's own. The error is the message for the client.
+fn request_limits(value: Value, server: &Limits) -> Result<LimitOverrides, String> {
+    let Value::Object(fields) = value else {
+        return Err(
+            r#"'limits' must be an object, e.g. {"timeout_secs": 2, "memory_bytes": 67108864}"#
+                .to_owned(),
+        );
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|key| !REQUEST_LIMITS.contains(&key.as_str()))
+    {
+        return Err(format!(
+            "unknown limit '{}' in 'limits': the limits are {}",
+            crate::sanitize::text(unknown),
+            REQUEST_LIMITS.join(", ")
+        ));
+    }
+    let number = |fields: &Map<String, Value>, name: &str, min: f64, max: f64, flag: &str| {
+        let Some(value) = fields.get(name) else {
+            return Ok(None);
+        };
+        let Some(number) = value.as_f64().filter(|_| value.is_number()) else {
+            return Err(format!("limits.{name} must be a number"));
+        };
+        if number < min {
+            return Err(format!("limits.{name} must be at least {min}"));
+        }
+        if number > max {
+            return Err(format!(
+                "limits.{name} {number} is above this server's maximum of {max} (safe-exec serve {flag})"
+            ));
+        }
+        Ok(Some(number))
+    };
+    let integer = |fields: &Map<String, Value>, name: &str, min: u64, max: u64, flag: &str| {
+        let Some(value) = fields.get(name) else {
+            return Ok(None);
+        };
+        let Some(number) = value.as_u64() else {
+            return Err(format!(
+                "limits.{name} must be a whole number, at least {min}"
+            ));
+        };
+        if number < min {
+            return Err(format!("limits.{name} must be at least {min}"));
+        }
+        if number > max {
+            return Err(format!(
+                "limits.{name} {number} is above this server's maximum of {max} (safe-exec serve {flag})"
+            ));
+        }
+        Ok(Some(number))
+    };
+    let secs = std::time::Duration::from_secs_f64;
+    Ok(LimitOverrides {
+        timeout: number(
+            &fields,
+            "timeout_secs",
+            MIN_REQUEST_SECS,
+            server.timeout.as_secs_f64(),
+            "--timeout",
+        )?
+        .map(secs),
+        wall_timeout: number(
+            &fields,
+            "wall_timeout_secs",
+            MIN_REQUEST_SECS,
+            server.wall_timeout.as_secs_f64(),
+            "--wall-timeout",
+        )?
+        .map(secs),
+        memory_bytes: integer(
+            &fields,
+            "memory_bytes",
+            crate::limits::MIN_MEMORY_BYTES,
+            server.memory_bytes,
+            "--memory",
+        )?,
+        cpus: number(&fields, "cpus", MIN_REQUEST_CPUS, server.cpus, "--cpus")?,
+        pids: integer(
+            &fields,
+            "pids",
+            u64::from(MIN_REQUEST_PIDS),
+            u64::from(server.pids),
+            "--pids-limit",
+        )?
+        .map(|pids| pids as u32),
+        max_code_chars: None,
+        max_output_bytes: integer(
+            &fields,
+            "max_output_bytes",
+            1,
+            server.max_output_bytes,
+            "--max-output",
+        )?,
+    })
+}
+
+/// The smallest CPU quota a request may ask for, as `--cpus` takes.
+pub const MIN_REQUEST_CPUS: f64 = 0.01;
+/// The smallest pids limit a request may ask for, as `--pids-limit` takes.
+pub const MIN_REQUEST_PIDS: u32 = 8;
+
+/// The limits a run gets: the server's, with the request's on top. A time limit asked for without
+/// a wall-clock limit brings the default backstop for it (as `safe-exec run --timeout` does), but
+/// never more than the server's own backstop.
+fn effective_limits(server: &Limits, asked: &LimitOverrides) -> Limits {
+    let mut limits = server.with(asked);
+    if asked.timeout.is_some() && asked.wall_timeout.is_none() {
+        limits.wall_timeout = default_wall_timeout(limits.timeout).min(server.wall_timeout);
+    }
+    limits
 }
 
 /// `application/json`, or any `application/*+json`, parameters allowed.
@@ -526,18 +755,21 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
         "size": state.fleet.pool_size(),
         "ready": state.fleet.pool_ready(),
     });
+    // What a request may ask for at most (`run --server` and `grade --server` read it).
+    let limits = state.limits.applied();
+    let max_stdin = state.max_stdin;
     if state.is_stopping() {
-        let body = json!({ "status": "stopping", "runs": runs, "pool": pool });
+        let body = json!({ "status": "stopping", "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin });
         return Answer::new(StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
     let (status, body) = match state.health.check(&state.fleet).await {
         Ok(()) => (
             StatusCode::OK,
-            json!({ "status": "ok", "engine": "ready", "image": state.fleet.image(), "runs": runs, "pool": pool }),
+            json!({ "status": "ok", "engine": "ready", "image": state.fleet.image(), "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin }),
         ),
         Err(problem) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "unavailable", "engine": problem, "image": state.fleet.image(), "runs": runs, "pool": pool }),
+            json!({ "status": "unavailable", "engine": problem, "image": state.fleet.image(), "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin }),
         ),
     };
     Answer::new(status, body).into_response()
@@ -578,13 +810,32 @@ async fn check_host(State(state): State<Arc<AppState>>, request: Request, next: 
 mod tests {
     use super::*;
 
+    const CAPS: Caps = Caps {
+        limits: Limits {
+            timeout: std::time::Duration::from_secs(10),
+            wall_timeout: std::time::Duration::from_secs(21),
+            memory_bytes: 128 << 20,
+            cpus: 1.0,
+            pids: 64,
+            max_code_chars: 5000,
+            max_output_bytes: 1 << 20,
+        },
+        max_stdin: 8,
+    };
+
+    fn parse_request(bytes: &[u8]) -> Result<RunRequest, Refused> {
+        super::parse_request(bytes, &CAPS)
+    }
+
     #[test]
     fn request_bodies_are_parsed_strictly() {
         assert_eq!(
             parse_request(br#"{"code": "print(1)", "stdin": "x", "extra": 1}"#),
             Ok(RunRequest {
                 code: "print(1)".into(),
-                stdin: "x".into()
+                stdin: b"x".to_vec(),
+                limits: LimitOverrides::default(),
+                filename: None,
             })
         );
         assert_eq!(
@@ -613,6 +864,127 @@ mod tests {
             parse_request(br#"{"code": "\ud800"}"#),
             Err(Refused::BadJson(_))
         ));
+    }
+
+    #[test]
+    fn stdin_comes_as_text_or_base64_within_the_cap() {
+        let stdin = |body: &[u8]| parse_request(body).map(|request| request.stdin);
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin_base64": "/wBh"}"#),
+            Ok(vec![255, 0, 97])
+        );
+        assert_eq!(stdin(br#"{"code": "1", "stdin_base64": ""}"#), Ok(vec![]));
+        // Bits past the data are ignored (any string `format: byte` allows decodes).
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin_base64": "QR=="}"#),
+            Ok(b"A".to_vec())
+        );
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin_base64": "QQ"}"#),
+            Err(Refused::StdinNotBase64)
+        );
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin_base64": "QQ==\n"}"#),
+            Err(Refused::StdinNotBase64)
+        );
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin_base64": 7}"#),
+            Err(Refused::StdinNotBase64)
+        );
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin": null, "stdin_base64": "QQ=="}"#),
+            Err(Refused::StdinTwice)
+        );
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin": "12345678"}"#),
+            Ok(b"12345678".to_vec())
+        );
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin": "123456789"}"#),
+            Err(Refused::StdinTooLarge { bytes: 9, limit: 8 })
+        );
+        assert_eq!(
+            stdin(br#"{"code": "1", "stdin_base64": "MTIzNDU2Nzg5"}"#),
+            Err(Refused::StdinTooLarge { bytes: 9, limit: 8 })
+        );
+        assert!(matches!(
+            stdin(br#"{"code": "1", "stdin_base64": "MTIzNDU2Nzg5MTIzNDU2Nzg5"}"#),
+            Err(Refused::StdinTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn limits_are_at_most_the_server_s() {
+        let limits = |body: &str| parse_request(body.as_bytes()).map(|request| request.limits);
+        let asked = limits(
+            r#"{"code": "1", "limits": {"timeout_secs": 2.5, "wall_timeout_secs": 10, "memory_bytes": 67108864, "cpus": 0.5, "pids": 8, "max_output_bytes": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(asked.timeout, Some(std::time::Duration::from_millis(2500)));
+        assert_eq!(asked.wall_timeout, Some(std::time::Duration::from_secs(10)));
+        assert_eq!(asked.memory_bytes, Some(64 << 20));
+        assert_eq!(asked.cpus, Some(0.5));
+        assert_eq!(asked.pids, Some(8));
+        assert_eq!(asked.max_output_bytes, Some(1));
+        // Exactly the server's own is fine.
+        assert!(limits(
+            r#"{"code": "1", "limits": {"timeout_secs": 10, "memory_bytes": 134217728}}"#
+        )
+        .is_ok());
+        let refused = |body: &str| match limits(body) {
+            Err(Refused::BadLimits(message)) => message,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert_eq!(
+            refused(r#"{"code": "1", "limits": {"timeout_secs": 11}}"#),
+            "limits.timeout_secs 11 is above this server's maximum of 10 (safe-exec serve --timeout)"
+        );
+        assert!(
+            refused(r#"{"code": "1", "limits": {"memory_bytes": 134217729}}"#)
+                .contains("maximum of 134217728")
+        );
+        assert!(refused(r#"{"code": "1", "limits": {"memory_bytes": 1024}}"#).contains("at least"));
+        assert!(
+            refused(r#"{"code": "1", "limits": {"memory_bytes": 6.5e7}}"#).contains("whole number")
+        );
+        assert!(refused(r#"{"code": "1", "limits": {"pids": -1}}"#).contains("whole number"));
+        assert!(refused(r#"{"code": "1", "limits": {"cpus": "1"}}"#).contains("a number"));
+        assert!(
+            refused(r#"{"code": "1", "limits": {"timeout_secs": 0}}"#).contains("at least 0.001")
+        );
+        assert!(refused(r#"{"code": "1", "limits": {"timeout": 1}}"#)
+            .contains("unknown limit 'timeout'"));
+        assert!(
+            refused(r#"{"code": "1", "limits": {"max_code_chars": 1}}"#).contains("unknown limit")
+        );
+        assert!(refused(r#"{"code": "1", "limits": [1]}"#).contains("must be an object"));
+        assert!(refused(r#"{"code": "1", "limits": null}"#).contains("must be an object"));
+    }
+
+    #[test]
+    fn effective_limits_keep_the_server_s_backstop() {
+        let server = CAPS.limits;
+        let asked = LimitOverrides {
+            timeout: Some(std::time::Duration::from_secs(2)),
+            ..LimitOverrides::default()
+        };
+        // As `run --timeout 2`: the backstop is 2 x 2 + 1.
+        assert_eq!(
+            effective_limits(&server, &asked).wall_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        let tight = Limits {
+            wall_timeout: std::time::Duration::from_secs(3),
+            ..server
+        };
+        assert_eq!(
+            effective_limits(&tight, &asked).wall_timeout,
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(
+            effective_limits(&server, &LimitOverrides::default()),
+            server
+        );
     }
 
     #[test]

@@ -29,9 +29,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The OpenAPI description as this server serves it: the code's `maxLength` is its
-/// `--max-code-chars`, and the code's `pattern` is generated from the rule the server applies, so
-/// the schema allows exactly what the server accepts.
-pub fn render_openapi(limits: &Limits) -> String {
+/// `--max-code-chars`, the code's `pattern` is generated from the rule the server applies, each
+/// per-request limit's `maximum` is the server's own and stdin's size its `--max-stdin`, so the
+/// schema allows exactly what the server accepts.
+pub fn render_openapi(limits: &Limits, max_stdin: usize) -> String {
     // openapi.json is JSON (a unit test checks); were it not, it is served as it is.
     let Ok(mut spec) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
         return OPENAPI.to_owned();
@@ -39,6 +40,30 @@ pub fn render_openapi(limits: &Limits) -> String {
     if let Some(code) = spec.pointer_mut("/components/schemas/RunRequest/properties/code") {
         code["maxLength"] = limits.max_code_chars.into();
         code["pattern"] = code_pattern().into();
+    }
+    if let Some(stdin) = spec.pointer_mut("/components/schemas/RunRequest/properties/stdin") {
+        stdin["maxLength"] = max_stdin.into();
+    }
+    if let Some(encoded) =
+        spec.pointer_mut("/components/schemas/RunRequest/properties/stdin_base64")
+    {
+        encoded["maxLength"] = max_stdin.div_ceil(3).saturating_mul(4).into();
+    }
+    if let Some(asked) = spec.pointer_mut("/components/schemas/RequestLimits/properties") {
+        let maxima: [(&str, serde_json::Value); 6] = [
+            ("timeout_secs", limits.timeout.as_secs_f64().into()),
+            (
+                "wall_timeout_secs",
+                limits.wall_timeout.as_secs_f64().into(),
+            ),
+            ("memory_bytes", limits.memory_bytes.into()),
+            ("cpus", limits.cpus.into()),
+            ("pids", limits.pids.into()),
+            ("max_output_bytes", limits.max_output_bytes.into()),
+        ];
+        for (name, maximum) in maxima {
+            asked[name]["maximum"] = maximum;
+        }
     }
     serde_json::to_string_pretty(&spec).unwrap_or_else(|_| OPENAPI.to_owned())
 }
@@ -225,9 +250,42 @@ mod tests {
             max_code_chars: 77,
             ..Limits::default()
         };
-        let served: serde_json::Value = serde_json::from_str(&render_openapi(&limits)).unwrap();
-        let code = &served["components"]["schemas"]["RunRequest"]["properties"]["code"];
+        let served: serde_json::Value =
+            serde_json::from_str(&render_openapi(&limits, 300)).unwrap();
+        let request = &served["components"]["schemas"]["RunRequest"]["properties"];
+        let code = &request["code"];
         assert_eq!(code["maxLength"], 77);
         assert_eq!(code["pattern"], code_pattern());
+        assert_eq!(request["stdin"]["maxLength"], 300);
+        assert_eq!(request["stdin_base64"]["maxLength"], 400);
+        // Every per-request limit the server takes is in the schema, with the server's own
+        // value as its maximum and the server's minimum.
+        let asked = &served["components"]["schemas"]["RequestLimits"];
+        assert_eq!(asked["additionalProperties"], false);
+        let documented: Vec<&String> = asked["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(documented.len(), crate::serve::api::REQUEST_LIMITS.len());
+        let applied = serde_json::to_value(limits.applied()).unwrap();
+        for name in crate::serve::api::REQUEST_LIMITS {
+            assert_eq!(
+                asked["properties"][name]["maximum"], applied[name],
+                "{name}"
+            );
+        }
+        let minimum = |name: &str| asked["properties"][name]["minimum"].as_f64().unwrap();
+        assert_eq!(minimum("timeout_secs"), crate::serve::api::MIN_REQUEST_SECS);
+        assert_eq!(
+            minimum("wall_timeout_secs"),
+            crate::serve::api::MIN_REQUEST_SECS
+        );
+        assert_eq!(
+            minimum("memory_bytes"),
+            crate::limits::MIN_MEMORY_BYTES as f64
+        );
+        assert_eq!(minimum("cpus"), crate::serve::api::MIN_REQUEST_CPUS);
+        assert_eq!(
+            minimum("pids"),
+            f64::from(crate::serve::api::MIN_REQUEST_PIDS)
+        );
+        assert_eq!(minimum("max_output_bytes"), 1.0);
     }
 }

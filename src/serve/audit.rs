@@ -6,7 +6,7 @@
 //! | field | type | meaning |
 //! |---|---|---|
 //! | `time` | string | when the request arrived, RFC 3339 UTC with milliseconds |
-//! | `client` | string | the peer IP address (a proxy in front shows up as itself) |
+//! | `client` | string | the peer IP address (a proxy in front shows up as itself), or `uid:N` on a unix socket |
 //! | `endpoint` | string | `/run` or `/api/v1/runs` |
 //! | `code_sha256` | string | SHA-256 (hex) of the `code` string as submitted, UTF-8 |
 //! | `code_chars` | integer | its length in Unicode characters |

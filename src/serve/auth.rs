@@ -1,6 +1,16 @@
 //! Who may talk to the server: the bearer token on the run endpoints, the rule that a public
-//! address needs one, and the Host check that keeps a server without a token out of reach of
-//! DNS-rebinding web pages.
+//! address needs one (and TLS to carry it), and the Host check that keeps a server without a token
+//! out of reach of DNS-rebinding web pages.
+//!
+//! # Where a token may travel
+//!
+//! A bearer token sent in clear text can be read by anyone on the network path, and then used.
+//! So a server on a non-loopback TCP address that has a token must speak TLS itself
+//! (`--tls-cert`/`--tls-key`), unless `--behind-tls-proxy` says a proxy in front terminates TLS
+//! (and the hop from it to us is trusted). Loopback traffic never leaves the machine, and a unix
+//! socket is not on a network at all: no TLS is needed there. On a unix socket no token is
+//! required either (the socket is 0600: only the serving user and root can connect), but one that
+//! is set is still checked.
 //!
 //! # The Host rule
 //!
@@ -41,6 +51,12 @@ pub enum AuthConfigError {
     )]
     PublicWithoutToken { addr: SocketAddr },
     #[error(
+        "refusing to take the token in clear text on {addr}: anyone on the network path could read \
+         it and run code. Give --tls-cert and --tls-key so the server speaks TLS itself, bind to \
+         127.0.0.1 (or use --unix), or pass --behind-tls-proxy if a proxy in front terminates TLS"
+    )]
+    TokenInClearText { addr: SocketAddr },
+    #[error(
         "the token is empty (--token or SAFE_EXEC_TOKEN): set one of at least {MIN_TOKEN_CHARS} \
          characters (try `openssl rand -hex 32`), or leave both unset to run without a token"
     )]
@@ -56,6 +72,20 @@ pub enum AuthConfigError {
     BadAllowedHost { name: String },
 }
 
+/// Where the server listens, as far as the token rules care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// A TCP address; `tls` when the server speaks TLS itself, `behind_tls_proxy` when a proxy
+    /// in front does.
+    Tcp {
+        addr: SocketAddr,
+        tls: bool,
+        behind_tls_proxy: bool,
+    },
+    /// A unix socket (0600).
+    Unix,
+}
+
 /// The checks every request goes through.
 #[derive(Debug, Clone)]
 pub struct Auth {
@@ -69,12 +99,16 @@ pub struct Auth {
 impl Auth {
     /// Validate the token, the address and the extra host names together.
     pub fn new(
-        addr: SocketAddr,
+        exposure: Exposure,
         token: Option<&str>,
         allow_unauthenticated: bool,
         allow_hosts: &[String],
     ) -> Result<Auth, AuthConfigError> {
-        let loopback = addr.ip().to_canonical().is_loopback();
+        // Which public TCP address, if any: a unix socket and loopback are not on a network.
+        let public = match exposure {
+            Exposure::Tcp { addr, .. } if !addr.ip().to_canonical().is_loopback() => Some(addr),
+            _ => None,
+        };
         let token_digest = match token {
             Some("") => return Err(AuthConfigError::EmptyToken),
             Some(token) => {
@@ -84,12 +118,24 @@ impl Auth {
                 if token.len() < MIN_TOKEN_CHARS {
                     return Err(AuthConfigError::TokenTooShort { chars: token.len() });
                 }
+                if let Exposure::Tcp {
+                    addr,
+                    tls: false,
+                    behind_tls_proxy: false,
+                } = exposure
+                {
+                    if public.is_some() {
+                        return Err(AuthConfigError::TokenInClearText { addr });
+                    }
+                }
                 Some(digest(token.as_bytes()))
             }
-            None if !loopback && !allow_unauthenticated => {
-                return Err(AuthConfigError::PublicWithoutToken { addr });
-            }
-            None => None,
+            None => match public {
+                Some(addr) if !allow_unauthenticated => {
+                    return Err(AuthConfigError::PublicWithoutToken { addr });
+                }
+                _ => None,
+            },
         };
         let mut names = Vec::with_capacity(allow_hosts.len());
         for name in allow_hosts {
@@ -203,6 +249,45 @@ mod tests {
 
     const TOKEN: &str = "0123456789abcdef0123";
 
+    /// A plain-HTTP TCP address.
+    fn plain(addr: &str) -> Exposure {
+        Exposure::Tcp {
+            addr: addr.parse().unwrap(),
+            tls: false,
+            behind_tls_proxy: false,
+        }
+    }
+
+    #[test]
+    fn a_token_never_crosses_a_network_in_clear_text() {
+        let public: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        assert_eq!(
+            Auth::new(plain("192.0.2.7:5000"), Some(TOKEN), false, &[]).unwrap_err(),
+            AuthConfigError::TokenInClearText { addr: public }
+        );
+        let message = AuthConfigError::TokenInClearText { addr: public }.to_string();
+        assert!(message.contains("--tls-cert") && message.contains("--behind-tls-proxy"));
+        for (tls, behind_tls_proxy) in [(true, false), (false, true)] {
+            let exposure = Exposure::Tcp {
+                addr: public,
+                tls,
+                behind_tls_proxy,
+            };
+            assert!(Auth::new(exposure, Some(TOKEN), false, &[])
+                .unwrap()
+                .requires_token());
+        }
+        // Loopback and the unix socket are not on a network.
+        assert!(Auth::new(plain("127.0.0.1:5000"), Some(TOKEN), false, &[]).is_ok());
+        assert!(Auth::new(Exposure::Unix, Some(TOKEN), false, &[]).is_ok());
+        // Without a token nothing secret travels: the public-address rule is unchanged.
+        assert!(Auth::new(plain("192.0.2.7:5000"), None, true, &[]).is_ok());
+        // A unix socket needs no token (its mode is the access control).
+        assert!(!Auth::new(Exposure::Unix, None, false, &[])
+            .unwrap()
+            .requires_token());
+    }
+
     fn headers(name: axum::http::HeaderName, value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(name, HeaderValue::from_str(value).unwrap());
@@ -211,21 +296,24 @@ mod tests {
 
     #[test]
     fn public_addresses_need_a_token_or_an_explicit_flag() {
-        let public: SocketAddr = "0.0.0.0:5000".parse().unwrap();
+        let public = plain("0.0.0.0:5000");
         assert!(matches!(
             Auth::new(public, None, false, &[]),
             Err(AuthConfigError::PublicWithoutToken { .. })
         ));
         assert!(Auth::new(public, None, true, &[]).is_ok());
-        assert!(Auth::new(public, Some(TOKEN), false, &[]).is_ok());
-        assert!(Auth::new("[::1]:0".parse().unwrap(), None, false, &[]).is_ok());
-        assert!(Auth::new("127.0.0.2:0".parse().unwrap(), None, false, &[]).is_ok());
+        assert!(
+            Auth::new(public, Some(TOKEN), false, &[]).is_err(),
+            "not in clear text"
+        );
+        assert!(Auth::new(plain("[::1]:0"), None, false, &[]).is_ok());
+        assert!(Auth::new(plain("127.0.0.2:0"), None, false, &[]).is_ok());
         assert_eq!(
             Auth::new(public, Some("short"), false, &[]).unwrap_err(),
             AuthConfigError::TokenTooShort { chars: 5 }
         );
         // Empty is a mistake (an unset secret), not "no token", on any address.
-        for addr in [public, "127.0.0.1:0".parse().unwrap()] {
+        for addr in [public, plain("127.0.0.1:0"), Exposure::Unix] {
             assert_eq!(
                 Auth::new(addr, Some(""), true, &[]).unwrap_err(),
                 AuthConfigError::EmptyToken
@@ -239,13 +327,13 @@ mod tests {
 
     #[test]
     fn bearer_token_is_checked() {
-        let auth = Auth::new("127.0.0.1:0".parse().unwrap(), Some(TOKEN), false, &[]).unwrap();
+        let auth = Auth::new(plain("127.0.0.1:0"), Some(TOKEN), false, &[]).unwrap();
         assert!(auth.token_ok(&headers(AUTHORIZATION, &format!("Bearer {TOKEN}"))));
         assert!(auth.token_ok(&headers(AUTHORIZATION, &format!("bearer  {TOKEN} "))));
         assert!(!auth.token_ok(&headers(AUTHORIZATION, "Bearer wrong-token-wrong-token")));
         assert!(!auth.token_ok(&headers(AUTHORIZATION, TOKEN)));
         assert!(!auth.token_ok(&HeaderMap::new()));
-        let open = Auth::new("127.0.0.1:0".parse().unwrap(), None, false, &[]).unwrap();
+        let open = Auth::new(plain("127.0.0.1:0"), None, false, &[]).unwrap();
         assert!(open.token_ok(&HeaderMap::new()));
     }
 
@@ -255,10 +343,10 @@ mod tests {
 
     #[test]
     fn without_a_token_only_addresses_localhost_and_listed_names_are_answered() {
-        let loopback = Auth::new("127.0.0.1:5000".parse().unwrap(), None, false, &[]).unwrap();
+        let loopback = Auth::new(plain("127.0.0.1:5000"), None, false, &[]).unwrap();
         // --allow-unauthenticated on a public address keeps the same rule: rebinding a name to
         // 127.0.0.1 (or to this machine's LAN address) must not reach it either.
-        let public = Auth::new("0.0.0.0:5000".parse().unwrap(), None, true, &[]).unwrap();
+        let public = Auth::new(plain("0.0.0.0:5000"), None, true, &[]).unwrap();
         for auth in [&loopback, &public] {
             for host in [
                 "localhost:5000",
@@ -290,7 +378,7 @@ mod tests {
             assert!(auth.host_ok(&HeaderMap::new()).is_ok());
         }
         let named = Auth::new(
-            "0.0.0.0:5000".parse().unwrap(),
+            plain("0.0.0.0:5000"),
             None,
             true,
             &["Code.Example.org.".to_owned()],
@@ -301,8 +389,7 @@ mod tests {
         assert!(!host_allowed_by(&named, "sub.code.example.org"));
         assert!(!host_allowed_by(&named, "evil.example"));
         // With a token the token is the protection; any name is fine.
-        let with_token =
-            Auth::new("127.0.0.1:5000".parse().unwrap(), Some(TOKEN), false, &[]).unwrap();
+        let with_token = Auth::new(plain("127.0.0.1:5000"), Some(TOKEN), false, &[]).unwrap();
         assert!(host_allowed_by(&with_token, "evil.example"));
     }
 
@@ -317,13 +404,7 @@ mod tests {
             "x/y",
         ] {
             assert_eq!(
-                Auth::new(
-                    "127.0.0.1:0".parse().unwrap(),
-                    None,
-                    false,
-                    &[bad.to_owned()]
-                )
-                .unwrap_err(),
+                Auth::new(plain("127.0.0.1:0"), None, false, &[bad.to_owned()]).unwrap_err(),
                 AuthConfigError::BadAllowedHost {
                     name: bad.to_owned()
                 },

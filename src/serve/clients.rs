@@ -1,6 +1,6 @@
 //! What each client may hold: its open connections, the memory of its answers (runs in progress
 //! and answers not yet read), and its budget of run requests (the rate limit). A client is an
-//! IPv4 address or an IPv6 /64 ([`ClientKey`]).
+//! IPv4 address, an IPv6 /64, or on a unix socket the peer's uid ([`ClientKey`]).
 //!
 //! Every table here is bounded: connections and answers are counted only while they exist, and
 //! the rate limiter tracks a bounded number of clients. Nothing here touches a socket or a run.
@@ -12,19 +12,48 @@ use std::time::{Duration, Instant};
 
 use crate::sync::lock;
 
-/// What counts as one client: an IPv4 address, or an IPv6 /64 (one subscriber's prefix; a
-/// single host can use any address in it).
+/// Who is on the other end of a connection: an IP address (TCP, with or without TLS), or on a
+/// unix socket the uid the kernel vouches for (`SO_PEERCRED`). The socket is created 0600, so
+/// that uid is the serving user's or root's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Client {
+    Ip(IpAddr),
+    Uid(u32),
+}
+
+impl From<IpAddr> for Client {
+    fn from(ip: IpAddr) -> Client {
+        Client::Ip(ip.to_canonical())
+    }
+}
+
+/// As the audit log and messages show it: the IP address, or `uid:N`.
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Client::Ip(ip) => write!(f, "{ip}"),
+            Client::Uid(uid) => write!(f, "uid:{uid}"),
+        }
+    }
+}
+
+/// What counts as one client: an IPv4 address, an IPv6 /64 (one subscriber's prefix; a single
+/// host can use any address in it), or a local user on the unix socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ClientKey {
     V4(u32),
     V6Prefix(u64),
+    Uid(u32),
 }
 
 impl ClientKey {
-    pub fn of(ip: IpAddr) -> ClientKey {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => ClientKey::V4(u32::from(v4)),
-            IpAddr::V6(v6) => ClientKey::V6Prefix((u128::from(v6) >> 64) as u64),
+    pub fn of(client: impl Into<Client>) -> ClientKey {
+        match client.into() {
+            Client::Ip(ip) => match ip.to_canonical() {
+                IpAddr::V4(v4) => ClientKey::V4(u32::from(v4)),
+                IpAddr::V6(v6) => ClientKey::V6Prefix((u128::from(v6) >> 64) as u64),
+            },
+            Client::Uid(uid) => ClientKey::Uid(uid),
         }
     }
 }
@@ -137,10 +166,10 @@ impl RateLimiter {
         }
     }
 
-    /// Take one request from `ip`'s budget, or say how long until it has one again.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    /// Take one request from `client`'s budget, or say how long until it has one again.
+    pub fn check(&self, client: impl Into<Client>, now: Instant) -> Result<(), Duration> {
         let capacity = f64::from(self.per_minute);
-        lock(&self.table).check(ClientKey::of(ip), now, capacity)
+        lock(&self.table).check(ClientKey::of(client), now, capacity)
     }
 
     /// Clients whose budgets are tracked now.
@@ -165,11 +194,11 @@ impl PerClient {
         }
     }
 
-    /// A place for one more connection from `ip`, or `None` when it has its cap open. The map
+    /// A place for one more connection from `client`, or `None` when it has its cap open. The map
     /// holds only clients with open connections, so it never has more than [`MAX_CONNECTIONS`](super::limits::MAX_CONNECTIONS)
     /// entries.
-    pub fn enter(&self, ip: IpAddr) -> Option<ClientSlot> {
-        let key = ClientKey::of(ip);
+    pub fn enter(&self, client: impl Into<Client>) -> Option<ClientSlot> {
+        let key = ClientKey::of(client);
         let mut open = lock(&self.open);
         let count = open.entry(key).or_insert(0);
         if self.cap.is_some_and(|cap| *count >= cap) {
@@ -235,10 +264,14 @@ impl AnswerBudget {
         self.cap
     }
 
-    /// Reserve `bytes` for an answer to `ip`, or say what its answers hold already. The map
+    /// Reserve `bytes` for an answer to `client`, or say what its answers hold already. The map
     /// holds only clients with answers, so it never has more entries than open connections.
-    pub fn reserve(&self, ip: IpAddr, bytes: u64) -> Result<AnswerCharge, OverBudget> {
-        let key = ClientKey::of(ip);
+    pub fn reserve(
+        &self,
+        client: impl Into<Client>,
+        bytes: u64,
+    ) -> Result<AnswerCharge, OverBudget> {
+        let key = ClientKey::of(client);
         let mut held = lock(&self.held);
         let now = held.get(&key).copied().unwrap_or(0);
         if let Some(cap) = self.cap {
@@ -254,10 +287,10 @@ impl AnswerBudget {
         })
     }
 
-    /// Bytes held by `ip`'s answers now.
-    pub fn held(&self, ip: IpAddr) -> u64 {
+    /// Bytes held by `client`'s answers now.
+    pub fn held(&self, client: impl Into<Client>) -> u64 {
         lock(&self.held)
-            .get(&ClientKey::of(ip))
+            .get(&ClientKey::of(client))
             .copied()
             .unwrap_or(0)
     }
@@ -301,6 +334,33 @@ mod tests {
     use super::*;
     use crate::serve::limits::{MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT};
 
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_unix_peer_is_one_client_per_uid() {
+        assert_eq!(ClientKey::of(Client::Uid(1000)), ClientKey::Uid(1000));
+        assert_ne!(
+            ClientKey::of(Client::Uid(1000)),
+            ClientKey::of(Client::Uid(0))
+        );
+        assert_eq!(Client::Uid(1000).to_string(), "uid:1000");
+        assert_eq!(
+            Client::from(ip("::ffff:192.0.2.1")).to_string(),
+            "192.0.2.1"
+        );
+        let per_client = PerClient::new(Some(1));
+        let _held = per_client.enter(Client::Uid(1000)).unwrap();
+        assert!(per_client.enter(Client::Uid(1000)).is_none());
+        assert!(per_client.enter(Client::Uid(0)).is_some());
+        let limiter = RateLimiter::new(1, MAX_TRACKED_CLIENTS);
+        let now = Instant::now();
+        assert!(limiter.check(Client::Uid(1000), now).is_ok());
+        assert!(limiter.check(Client::Uid(1000), now).is_err());
+        assert!(limiter.check(Client::Uid(0), now).is_ok());
+    }
+
     #[test]
     fn rate_limit_allows_a_burst_then_refills() {
         let limiter = RateLimiter::new(2, MAX_TRACKED_CLIENTS);
@@ -311,7 +371,7 @@ mod tests {
         let wait = limiter.check(ip, start).unwrap_err();
         assert!((29.0..=30.0).contains(&wait.as_secs_f64()), "{wait:?}");
         // Another client has its own budget.
-        assert!(limiter.check("192.0.2.2".parse().unwrap(), start).is_ok());
+        assert!(limiter.check(super::tests::ip("192.0.2.2"), start).is_ok());
         assert!(limiter.check(ip, start + Duration::from_secs(30)).is_ok());
         assert!(limiter.check(ip, start + Duration::from_secs(30)).is_err());
     }
@@ -356,10 +416,7 @@ mod tests {
         assert_eq!(ClientKey::of(a), ClientKey::of(b));
         assert_ne!(ClientKey::of(a), ClientKey::of(c));
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(
-            ClientKey::of(mapped),
-            ClientKey::of("192.0.2.1".parse().unwrap())
-        );
+        assert_eq!(ClientKey::of(mapped), ClientKey::of(ip("192.0.2.1")));
     }
 
     #[test]
@@ -371,14 +428,12 @@ mod tests {
             .collect();
         assert!(per_client.enter(a).is_none());
         // Another client is not affected; an IPv6 /64 is one client.
-        assert!(per_client.enter("192.0.2.2".parse().unwrap()).is_some());
+        assert!(per_client.enter(ip("192.0.2.2")).is_some());
         let v6: Vec<_> = (0..MAX_CONNECTIONS_PER_CLIENT)
-            .map(|i| per_client.enter(format!("2001:db8::{i:x}").parse().unwrap()))
+            .map(|i| per_client.enter(ip(&format!("2001:db8::{i:x}"))))
             .collect();
         assert!(v6.iter().all(Option::is_some));
-        assert!(per_client
-            .enter("2001:db8::ffff:1".parse().unwrap())
-            .is_none());
+        assert!(per_client.enter(ip("2001:db8::ffff:1")).is_none());
         drop(slots);
         assert!(per_client.enter(a).is_some());
         drop(v6);

@@ -43,17 +43,25 @@ pub const DEFAULT_QUEUE: usize = 16;
 /// Run requests per minute per client, unless `--rate-limit` says otherwise.
 pub const DEFAULT_RATE_LIMIT: u32 = 60;
 
+/// The most bytes of stdin a run request may carry, unless `--max-stdin` says otherwise.
+pub const DEFAULT_MAX_STDIN: usize = 1024 * 1024;
+/// The largest `--max-stdin`.
+pub const MAX_MAX_STDIN: u64 = 256 * 1024 * 1024;
+
 /// The smallest request body limit. 5000 characters written as JSON escapes of surrogate pairs
 /// (`\ud83d\ude00`, 12 bytes per character) are 60 000 bytes; the rest is room for `stdin`.
 pub const MIN_BODY_LIMIT: usize = 64 * 1024;
 
-/// The body limit for a given code limit: [`MIN_BODY_LIMIT`], or 12 bytes per allowed character
-/// plus 4 KiB when that is larger.
-pub fn body_limit(max_code_chars: usize) -> usize {
+/// The body limit for a given code limit and stdin cap: room for the code ([`MIN_BODY_LIMIT`], or
+/// 12 bytes per allowed character plus 4 KiB when that is larger) plus room for `max_stdin` bytes
+/// of stdin as `stdin_base64` (4 bytes per 3). Text `stdin` full of characters JSON must escape
+/// can take more room than that: such input fits in `stdin_base64`.
+pub fn body_limit(max_code_chars: usize, max_stdin: usize) -> usize {
     max_code_chars
         .saturating_mul(12)
         .saturating_add(4096)
         .max(MIN_BODY_LIMIT)
+        .saturating_add(max_stdin.div_ceil(3).saturating_mul(4))
 }
 
 #[cfg(test)]
@@ -62,9 +70,11 @@ mod tests {
 
     #[test]
     fn body_limit_fits_5000_escaped_astral_characters() {
-        assert_eq!(body_limit(5000), 64 * 1024);
+        assert_eq!(body_limit(5000, 0), 64 * 1024);
         let escaped = format!("{{\"code\": \"{}\"}}", "\\ud83d\\ude00".repeat(5000));
-        assert!(escaped.len() < body_limit(5000));
-        assert_eq!(body_limit(100_000), 1_204_096);
+        assert!(escaped.len() < body_limit(5000, 0));
+        assert_eq!(body_limit(100_000, 0), 1_204_096);
+        // The default stdin cap as base64 on top.
+        assert_eq!(body_limit(5000, DEFAULT_MAX_STDIN), 64 * 1024 + 1_398_104);
     }
 }

@@ -2,7 +2,8 @@
 //! description and the web page, on the same supervisor as `safe-exec run`.
 //!
 //! Rooms: [`api`] (routes, handlers), [`answers`] (statuses and documents), [`body`] (answers
-//! escaped as they are sent), [`state`] (what the handlers share),
+//! escaped as they are sent), [`state`] (what the handlers share), [`listen`] (TCP, TLS or a unix
+//! socket), [`warm`] (which per-request limits are served from the warm pool),
 //! [`admission`] (run slots, queue, the registry of runs in progress), [`clients`] (what one
 //! client may hold: connections, answer memory, rate budget), [`limits`] (the server's fixed caps,
 //! deadlines and defaults), [`auth`] (token, public-address rule, Host check), [`audit`] (the JSON-lines log),
@@ -38,10 +39,11 @@ pub mod clients;
 pub mod health;
 pub mod hints;
 pub mod limits;
+pub mod listen;
 pub mod server;
 pub mod state;
+pub mod warm;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -57,13 +59,14 @@ use crate::runner::{gc, registry};
 use crate::runner::{Engines, Fleet};
 use admission::{Admission, RunRegistry};
 use audit::AuditLog;
-use auth::{Auth, AuthConfigError};
+use auth::{Auth, AuthConfigError, Exposure};
 use clients::AnswerBudget;
 use clients::{RateLimiter, MAX_TRACKED_CLIENTS};
 use limits::{
-    body_limit, DEFAULT_QUEUE, DEFAULT_RATE_LIMIT, DEFAULT_SEND_TIMEOUT,
+    body_limit, DEFAULT_MAX_STDIN, DEFAULT_QUEUE, DEFAULT_RATE_LIMIT, DEFAULT_SEND_TIMEOUT,
     MAX_ANSWER_BYTES_PER_CLIENT,
 };
+use listen::{Endpoint, Listener};
 use state::AppState;
 
 /// For tests only: a smaller table for the rate limiter (at most [`MAX_TRACKED_CLIENTS`]), so a
@@ -78,8 +81,11 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// The validated server configuration.
 #[derive(Debug)]
 struct Config {
-    addr: SocketAddr,
+    endpoint: Endpoint,
+    /// The certificate and key, when the server speaks TLS.
+    tls: Option<(PathBuf, PathBuf)>,
     limits: Limits,
+    max_stdin: usize,
     max_concurrent: usize,
     queue: usize,
     rate_limit: u32,
@@ -113,26 +119,48 @@ enum ConfigError {
 impl Config {
     fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
         let engines = args.engines.engines()?;
+        let endpoint = match &args.unix {
+            Some(path) => Endpoint::Unix(path.clone()),
+            None => Endpoint::Tcp(args.addr),
+        };
+        let tls = args.tls_cert.clone().zip(args.tls_key.clone());
+        let exposure = match endpoint {
+            Endpoint::Unix(_) => Exposure::Unix,
+            Endpoint::Tcp(addr) => Exposure::Tcp {
+                addr,
+                tls: tls.is_some(),
+                behind_tls_proxy: args.behind_tls_proxy,
+            },
+        };
         // An empty --token or SAFE_EXEC_TOKEN is refused in Auth::new, not read as "no token": a
         // variable that was meant to hold a secret and came out empty must not open the server.
         let auth = Auth::new(
-            args.addr,
+            exposure,
             args.token.as_deref(),
             args.allow_unauthenticated,
             &args.allow_host,
         )?;
         let cpus = crate::sync::available_cpus();
         let each = args.max_concurrent.map_or(cpus, |n| n as usize);
+        // On the unix socket every client is this user (or root): no rate limit unless asked.
+        let default_rate_limit = match endpoint {
+            Endpoint::Unix(_) => 0,
+            Endpoint::Tcp(_) => DEFAULT_RATE_LIMIT,
+        };
         Ok(Config {
-            addr: args.addr,
+            endpoint,
+            tls,
             limits: Limits::default().with(&args.limits.overrides()),
             // One engine: --max-concurrent. Several: what they take at once together.
             max_concurrent: engines.capacities(each).iter().sum::<usize>().max(1),
             per_engine: each,
             pool_given: args.pool.pool.map(|size| size as usize),
             engines,
+            max_stdin: args
+                .max_stdin
+                .map_or(DEFAULT_MAX_STDIN, |bytes| bytes as usize),
             queue: args.queue.map_or(DEFAULT_QUEUE, |n| n as usize),
-            rate_limit: args.rate_limit.unwrap_or(DEFAULT_RATE_LIMIT),
+            rate_limit: args.rate_limit.unwrap_or(default_rate_limit),
             max_connections_per_client: match args.max_connections_per_client {
                 None => Some(limits::MAX_CONNECTIONS_PER_CLIENT),
                 Some(0) => None,
@@ -165,6 +193,17 @@ pub fn execute(args: ServeArgs) -> anyhow::Result<u8> {
             return Ok(exit_codes::USAGE);
         }
     };
+    // The certificate and key are read before anything starts: a typo is a usage error.
+    let tls = match &config.tls {
+        Some((cert, key)) => match crate::tls::server_config(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                eprintln!("safe-exec: {error}");
+                return Ok(exit_codes::USAGE);
+            }
+        },
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("safe-exec-serve")
@@ -174,23 +213,24 @@ pub fn execute(args: ServeArgs) -> anyhow::Result<u8> {
         .max_blocking_threads(config.max_concurrent + 32)
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, tls));
     // Every run has ended by now; do not wait long for a stale-container sweep in progress.
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
 }
 
-async fn serve(config: Config) -> anyhow::Result<u8> {
+async fn serve(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> anyhow::Result<u8> {
     let audit = match &config.audit_log {
         Some(path) => Some(AuditLog::open(path, config.audit_code)?),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.addr))?;
-    let local = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
+    let listener = match Listener::bind(&config.endpoint, tls).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("safe-exec: {error}");
+            return Ok(exit_codes::SANDBOX_ERROR);
+        }
+    };
     let limits = config.limits;
     // Warm containers for the server's limits from the start, on every engine; an engine may
     // still be coming up (its pool backs off and tries again).
@@ -224,9 +264,11 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         ),
         send_timeout: config.send_timeout,
         health: health::HealthCache::default(),
-        body_limit: body_limit(limits.max_code_chars),
+        body_limit: body_limit(limits.max_code_chars, config.max_stdin),
+        max_stdin: config.max_stdin,
+        warm: warm::WarmKeys::new(limits, config.pool.idle),
         page: assets::render_page(&limits),
-        openapi: assets::render_openapi(&limits),
+        openapi: assets::render_openapi(&limits, config.max_stdin),
         stopping: AtomicBool::new(false),
         shutdown: watch::channel(false).0,
         fleet,
@@ -254,7 +296,8 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
         Err(_) => {}
     }
     say!(
-        "listening on http://{local} ({} run(s) at once, {} warm, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
+        "listening on {} ({} run(s) at once, {} warm, queue {}, {}, {}, answers sent within {}, timeout {}, memory {}, {})",
+        listener.url(),
         config.max_concurrent,
         state.fleet.pool_size(),
         config.queue,
@@ -283,7 +326,7 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     let drop_reporter = report_audit_drops_periodically(state.clone());
     let stopped = state.shutdown.subscribe();
     server::serve(
-        listener,
+        &listener,
         api::router(state.clone()),
         config.max_connections_per_client,
         config.send_timeout,
@@ -291,6 +334,8 @@ async fn serve(config: Config) -> anyhow::Result<u8> {
     )
     .await;
     sweeper.abort();
+    // The socket file goes now: nothing connects to a server that stopped accepting.
+    drop(listener);
     let runs_ended = state.runs.wait_idle(RUNS_DRAIN_TIMEOUT).await;
     let pools = state.fleet.clone();
     let _ = tokio::task::spawn_blocking(move || pools.shutdown_pools()).await;

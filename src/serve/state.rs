@@ -4,7 +4,6 @@
 //! Only data and the shutdown switch live here; the rooms that use them (`api`, `assets`,
 //! `server`) import this module and never each other for it.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use tokio::sync::watch;
 use super::admission::{Admission, RunRegistry};
 use super::audit::AuditLog;
 use super::auth::Auth;
-use super::clients::{AnswerBudget, RateLimiter};
+use super::clients::{AnswerBudget, Client, RateLimiter};
 use super::health::HealthCache;
 use crate::limits::Limits;
 use crate::runner::Fleet;
@@ -36,6 +35,10 @@ pub struct AppState {
     pub send_timeout: Duration,
     pub health: HealthCache,
     pub body_limit: usize,
+    /// The most bytes of stdin a run request may carry (`--max-stdin`).
+    pub max_stdin: usize,
+    /// Which per-request limits are served from the warm pool.
+    pub warm: super::warm::WarmKeys,
     /// The web page, rendered once with this server's limits.
     pub page: String,
     /// The OpenAPI description, rendered once with this server's limits.
@@ -60,6 +63,7 @@ impl AppState {
     }
 }
 
-/// The client's address, put on every request by the connection loop.
+/// Who sent the request (an IP address, or a uid on the unix socket), put on every request by
+/// the connection loop.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
+pub struct Peer(pub Client);

@@ -65,6 +65,10 @@ pub fn test_image() -> String {
         .unwrap_or_else(|| "safe-exec-python:3.11".to_owned())
 }
 
+/// The variables that send `run` and `grade` to a server: removed from every command, so a
+/// developer's environment cannot redirect the tests.
+pub const CLIENT_ENV: [&str; 2] = ["SAFE_EXEC_SERVER", "SAFE_EXEC_SERVER_CA"];
+
 /// How soon after safe-exec exits its containers are gone (docs/run.md says so).
 pub const REMOVED_AFTER_EXIT: Duration = Duration::from_secs(5);
 
@@ -98,6 +102,9 @@ impl Session {
         command.env("SAFE_EXEC_LABEL", &self.label);
         command.env("SAFE_EXEC_IMAGE", test_image());
         engine_env(&mut command);
+        for variable in CLIENT_ENV {
+            command.env_remove(variable);
+        }
         command
     }
 
@@ -271,6 +278,9 @@ impl RecordingDocker {
         let mut command = Command::cargo_bin("safe-exec").expect("binary built");
         command.env("SAFE_EXEC_DOCKER", &self.program);
         command.env_remove("SAFE_EXEC_LABEL");
+        for variable in CLIENT_ENV {
+            command.env_remove(variable);
+        }
         command.timeout(Duration::from_secs(60));
         command
     }

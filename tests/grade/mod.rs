@@ -752,6 +752,68 @@ fn warm_and_cold_grading_give_identical_reports() {
     );
 }
 
+/// `grade --server` gives the report a local grade gives (durations aside): every case and
+/// compile check runs on the server with the suite's limits asked for. The server allows the
+/// wall-clock backstop the grade asks for; limits past the server's are refused before anything
+/// runs, naming the flag to raise.
+#[test]
+fn grading_through_a_server_gives_the_local_report() {
+    let session = Session::new();
+    let server = crate::serve::Server::start(
+        &session,
+        &["--rate-limit", "0", "--wall-timeout", "60", "--pool", "1"],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec![SUITE.to_owned()];
+    for name in ["ac", "wa", "rte", "tle", "mle", "ole", "ce", "partial"] {
+        args.push(submission(name));
+    }
+    let mut reports = Vec::new();
+    for (label, server_url) in [("local", None), ("server", Some(server.listening.clone()))] {
+        let json = out.path().join(format!("{label}.json"));
+        let mut these = args.clone();
+        these.extend(["--jobs", "2", "--wall-timeout", "60", "--json"].map(String::from));
+        these.push(path_str(&json).to_owned());
+        if let Some(url) = server_url {
+            these.extend(["--server".to_owned(), url]);
+        }
+        // 48 runs each way: on a machine busy with other jobs that can take minutes.
+        let output = session
+            .safe_exec()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("grade")
+            .args(&these)
+            .timeout(Duration::from_secs(600))
+            .output()
+            .expect("safe-exec runs");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{label}: {}",
+            stderr(&output)
+        );
+        reports.push(read_json(&json));
+    }
+    assert_eq!(
+        without_durations(&reports[0]),
+        without_durations(&reports[1]),
+        "local and server reports differ"
+    );
+
+    let mut over = vec![SUITE.to_owned(), submission("ac")];
+    over.extend(["--timeout", "20", "--server"].map(String::from));
+    over.push(server.listening.clone());
+    let refs: Vec<&str> = over.iter().map(String::as_str).collect();
+    let refused = grade(&session, &refs);
+    assert_eq!(refused.status.code(), Some(125), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("allows at most 10 s: start it with a larger --timeout"),
+        "{}",
+        stderr(&refused)
+    );
+    server.stop_and_assert_clean(&session);
+}
+
 #[test]
 fn a_package_s_files_sit_beside_every_submission() {
     let session = Session::new();

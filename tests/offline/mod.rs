@@ -6,3 +6,4 @@
 mod doctor;
 mod grade;
 mod run;
+mod serve;

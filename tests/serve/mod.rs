@@ -29,7 +29,11 @@ const TOKEN: &str = "test-token-0123456789abcdef";
 /// A running `safe-exec serve`, stopped with SIGTERM (then SIGKILL) when dropped.
 pub struct Server {
     child: Child,
+    /// Where it listens over TCP (for a `--unix` server: 127.0.0.1:0, meaningless; see
+    /// `listening`).
     pub addr: SocketAddr,
+    /// The URL its listening line gives: `http://ADDR`, `https://ADDR` or `unix:PATH`.
+    pub listening: String,
     stderr: Arc<Mutex<String>>,
     agent: ureq::Agent,
 }
@@ -67,8 +71,8 @@ impl Server {
     }
 
     /// Start with extra arguments after `serve --addr 127.0.0.1:0` (or after `serve` alone when
-    /// they give `--addr`), after `configure` adjusted the command (environment). Waits for the
-    /// "listening on" line; a server on 0.0.0.0 is spoken to on 127.0.0.1.
+    /// they give `--addr` or `--unix`), after `configure` adjusted the command (environment).
+    /// Waits for the "listening on" line; a server on 0.0.0.0 is spoken to on 127.0.0.1.
     pub fn start_with(
         session: &Session,
         args: &[&str],
@@ -76,7 +80,7 @@ impl Server {
     ) -> Server {
         let mut command = session.std_command();
         command.arg("serve");
-        if !args.contains(&"--addr") {
+        if !args.contains(&"--addr") && !args.contains(&"--unix") {
             command.args(["--addr", "127.0.0.1:0"]);
         }
         command
@@ -96,20 +100,26 @@ impl Server {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
                     stderr.lock().unwrap().push_str(&format!("{line}\n"));
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                        let _ = found.send(addr);
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                        let _ = found.send(url);
                     }
                 }
             });
         }
-        let addr = match listening.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => {
-                let mut addr: SocketAddr = addr.parse().expect("a socket address");
+        let (addr, listening) = match listening.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => {
+                let tcp = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"));
+                let mut addr: SocketAddr = match tcp {
+                    Some(addr) => addr.parse().expect("a socket address"),
+                    None => "127.0.0.1:0".parse().unwrap(),
+                };
                 if addr.ip().is_unspecified() {
                     addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
-                addr
+                (addr, url)
             }
             Err(_) => {
                 let _ = child.kill();
@@ -127,6 +137,7 @@ impl Server {
         Server {
             child,
             addr,
+            listening,
             stderr,
             agent,
         }
@@ -667,7 +678,8 @@ fn memory_and_output_limits_have_their_own_errors() {
 #[test]
 fn oversized_bodies_get_413() {
     let session = Session::new();
-    let server = Server::start(&session, &[]);
+    // No room for stdin: the body limit is the code's alone, 64 KiB.
+    let server = Server::start(&session, &["--max-stdin", "0"]);
     let big = json!({ "code": format!("#{}", "x".repeat(70_000)) }).to_string();
     let refused = server.post_raw("/run", Some("application/json"), big.as_bytes(), None);
     assert_eq!(refused.status, 413, "{}", refused.body);
@@ -709,37 +721,38 @@ fn the_code_limit_counts_characters_as_sent() {
     server.stop_and_assert_clean(&session);
 }
 
-/// The documented limit exactly: a body of 65536 bytes runs, one byte more is 413, whether the
-/// length is declared (Content-Length) or not (chunked).
+/// The documented limit exactly: room for the code (64 KiB) plus `--max-stdin` (1 MiB by
+/// default) as base64, 1463640 bytes: a body of that size runs, one byte more is 413, whether
+/// the length is declared (Content-Length) or not (chunked).
 #[test]
 fn the_body_limit_is_exact() {
-    const LIMIT: usize = 64 * 1024;
+    const LIMIT: usize = 64 * 1024 + 1_398_104;
+    assert_eq!(
+        LIMIT,
+        safe_exec::serve::limits::body_limit(5000, safe_exec::serve::limits::DEFAULT_MAX_STDIN)
+    );
     let session = Session::new();
     let server = Server::start(&session, &["--rate-limit", "0"]);
-    let code = "import sys\nprint(len(sys.stdin.read()))";
-    // A body of exactly `size` bytes, padded in stdin.
+    let code = "print('fits')";
+    // A body of exactly `size` bytes, padded in a field the server ignores.
     let body = |size: usize| {
-        let bare = json!({ "code": code, "stdin": "" }).to_string().len();
-        let body = json!({ "code": code, "stdin": "a".repeat(size - bare) }).to_string();
+        let bare = json!({ "code": code, "pad": "" }).to_string().len();
+        let body = json!({ "code": code, "pad": "a".repeat(size - bare) }).to_string();
         assert_eq!(body.len(), size);
-        (body, size - bare)
+        body
     };
-    let (exact, stdin_len) = body(LIMIT);
-    let (over, _) = body(LIMIT + 1);
+    let exact = body(LIMIT);
+    let over = body(LIMIT + 1);
     let json = Some("application/json");
     for path in ["/run", "/api/v1/runs"] {
         let accepted = server.post_raw(path, json, exact.as_bytes(), None);
         assert_eq!(accepted.status, 200, "{path}: {}", accepted.body);
-        assert_eq!(
-            accepted.json()["stdout"],
-            format!("{stdin_len}\n"),
-            "{path}"
-        );
+        assert_eq!(accepted.json()["stdout"], "fits\n", "{path}");
         let refused = server.post_raw(path, json, over.as_bytes(), None);
         assert_eq!(refused.status, 413, "{path}: {}", refused.body);
         assert_eq!(
             refused.json(),
-            json!({ "error": "Request body too large (65536 bytes max)", "status": "error" })
+            json!({ "error": format!("Request body too large ({LIMIT} bytes max)"), "status": "error" })
         );
     }
     let chunked = |body: &str| {
@@ -753,7 +766,7 @@ fn the_body_limit_is_exact() {
     };
     let accepted = chunked(&exact);
     assert_eq!(accepted.status, 200, "{}", accepted.body);
-    assert_eq!(accepted.json()["output"], format!("{stdin_len}\n"));
+    assert_eq!(accepted.json()["output"], "fits\n");
     assert_eq!(chunked(&over).status, 413);
     server.stop_and_assert_clean(&session);
 }
@@ -1091,7 +1104,10 @@ fn health_spec_and_page_are_served() {
             "engine": "ready",
             "image": crate::common::test_image(),
             "runs": { "running": 0, "queued": 0, "max_concurrent": 3, "queue": 7 },
-            "pool": { "size": 2, "ready": null }
+            "pool": { "size": 2, "ready": null },
+            // The most a request may ask for.
+            "limits": serde_json::to_value(safe_exec::limits::Limits::default().applied()).unwrap(),
+            "max_stdin_bytes": 1024 * 1024
         })
     );
     server.wait_for(Duration::from_secs(30), "the pool to fill", || {
@@ -1105,7 +1121,7 @@ fn health_spec_and_page_are_served() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/openapi.json"),
     )
     .unwrap();
-    // The file as written; the server fills in its own code limit (the default here).
+    // The file as written; the server fills in its own limits (the defaults here).
     assert_eq!(
         spec.json(),
         serde_json::from_str::<Value>(&in_repo).unwrap()

@@ -3,7 +3,7 @@
 //! the document gives for it.
 //!
 //! The check is structural and small: `$ref`, `type` (with OpenAPI 3.0's `nullable`), `enum`,
-//! `required`, `properties`, `minimum`, `anyOf` and `oneOf` — where `oneOf` means exactly one
+//! `required`, `properties`, `items`, `minimum`, `anyOf` and `oneOf` — where `oneOf` means exactly one
 //! alternative matches, so overlapping alternatives are caught. That is every keyword the
 //! document uses; an unknown one fails the test rather than being skipped.
 
@@ -142,6 +142,7 @@ impl Spec {
                     "enum",
                     "required",
                     "properties",
+                    "items",
                     "minimum",
                     "anyOf",
                     "oneOf",
@@ -205,6 +206,11 @@ impl Spec {
                 if value.get(name).is_none() {
                     errors.push(format!("{at}: `{name}` is missing"));
                 }
+            }
+        }
+        if let (Some(items), Some(elements)) = (schema.get("items"), value.as_array()) {
+            for (index, element) in elements.iter().enumerate() {
+                errors.extend(self.check(items, element, &format!("{at}[{index}]")));
             }
         }
         if let (Some(properties), Some(fields)) = (
@@ -380,7 +386,12 @@ fn every_documented_answer_matches_openapi_json() {
                 &server.post("/api/v1/runs", &body),
             ));
         }
-        let big = json!({ "code": "#".repeat(70_000) }).to_string();
+        // Past the body limit: room for the code and for 1 MiB of stdin as base64.
+        let big = json!({ "code": "#".repeat(1_500_000) }).to_string();
+        let big_stdin =
+            json!({ "code": "print(1)", "stdin": "x".repeat(1024 * 1024 + 1) }).to_string();
+        let over_limit =
+            json!({ "code": "print(1)", "limits": { "timeout_secs": 11 } }).to_string();
         for path in ["/run", "/api/v1/runs"] {
             let malformed = [
                 ("no code", json_type, b"{}".to_vec()),
@@ -391,6 +402,12 @@ fn every_documented_answer_matches_openapi_json() {
                     b"print(1)".to_vec(),
                 ),
                 ("body too large", json_type, big.clone().into_bytes()),
+                ("stdin too large", json_type, big_stdin.clone().into_bytes()),
+                (
+                    "a limit above the server's",
+                    json_type,
+                    over_limit.clone().into_bytes(),
+                ),
             ];
             for (what, content_type, body) in malformed {
                 let reply = server.post_raw(path, content_type, &body, None);
