@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::process::Command as StdCommand;
+use std::process::{Command as StdCommand, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,32 @@ pub const CLIENT_ENV: [&str; 2] = ["SAFE_EXEC_SERVER", "SAFE_EXEC_SERVER_CA"];
 
 /// How soon after safe-exec exits its containers are gone (docs/run.md says so).
 pub const REMOVED_AFTER_EXIT: Duration = Duration::from_secs(5);
+
+/// The last line of defence: a test that failed half-way (or a helper container it made by hand)
+/// must not leave containers for the next test run to trip over.
+impl Drop for Session {
+    fn drop(&mut self) {
+        let Ok(listed) = StdCommand::new(engine_cli())
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=safe-exec.session={}", self.label))
+            .output()
+        else {
+            return;
+        };
+        let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !ids.is_empty() {
+            let _ = StdCommand::new(engine_cli())
+                .args(["rm", "-f"])
+                .args(&ids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
 
 /// A fresh session label for one test: containers it creates can be found (and found gone).
 pub struct Session {
