@@ -794,9 +794,34 @@ fn grading_through_a_server_gives_the_local_report() {
         );
         reports.push(read_json(&json));
     }
+    // Each case names where it ran: the local engine, or the server.
+    let engines: Vec<_> = reports
+        .iter()
+        .map(|report| {
+            let mut engines: Vec<_> = report
+                .submissions
+                .iter()
+                .flat_map(|submission| &submission.cases)
+                .filter_map(|case| case.engine.clone())
+                .collect();
+            engines.dedup();
+            engines
+        })
+        .collect();
+    assert_eq!(engines[0], ["default"]);
+    assert_eq!(engines[1], [server.listening.clone()]);
+    let without_engines = |report: &GradeReport| {
+        let mut value = without_durations(report);
+        for submission in value["submissions"].as_array_mut().unwrap() {
+            for case in submission["cases"].as_array_mut().unwrap() {
+                case.as_object_mut().unwrap().remove("engine");
+            }
+        }
+        value
+    };
     assert_eq!(
-        without_durations(&reports[0]),
-        without_durations(&reports[1]),
+        without_engines(&reports[0]),
+        without_engines(&reports[1]),
         "local and server reports differ"
     );
 
