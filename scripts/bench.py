@@ -115,6 +115,20 @@ class Server:
                 return
             time.sleep(0.2)
 
+    def settle(self, seconds=30):
+        """A full pool, and no other container of ours left (the last run's, being removed)."""
+        until = time.time() + seconds
+        while time.time() < until:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            connection.request("GET", "/healthz")
+            pool = json.loads(connection.getresponse().read()).get("pool", {})
+            connection.close()
+            ours = subprocess.run(["docker", "ps", "-aq", "--filter", "label=safe-exec.managed=1"],
+                                  capture_output=True, text=True).stdout.split()
+            if pool.get("ready", 0) >= pool.get("size", 1) and len(ours) <= pool.get("size", 1):
+                return
+            time.sleep(0.05)
+
     def peak_rss_kib(self):
         with open("/proc/%d/status" % self.process.pid) as status:
             for line in status:
@@ -128,15 +142,16 @@ class Server:
 
 
 def serve_latency(server):
-    """POST /run at concurrency 1, spaced so the pool keeps up."""
-    server.wait_warm()
+    """POST /run at concurrency 1, spaced so the pool keeps up: each request waits for a full
+    pool and for the engine to finish removing the last run's container (its churn would
+    otherwise share the 2 cores with the program being timed)."""
     times = []
     for _ in range(max(RUNS, 20)):
+        server.settle()
         status, elapsed = server.post("/run", {"code": "print('hi')"})
         if status != 200:
             raise SystemExit("bench: /run answered %d" % status)
         times.append(elapsed)
-        time.sleep(0.3)
     row("`serve` warm `POST /run {\"code\":\"print('hi')\"}`, concurrency 1",
         "p50 %s, p95 %s" % (ms(percentile(times, 0.5)), ms(percentile(times, 0.95))))
 
@@ -184,8 +199,8 @@ def run_server(server):
         raise SystemExit("bench: run --server failed: " + check.stderr.decode(errors="replace"))
     times = []
     for _ in range(max(RUNS, 20)):
+        server.settle()
         times.append(timed([BIN, "run", "--server", url, "-c", "print(1)"]))
-        time.sleep(0.3)
     row("`safe-exec run --server URL -c 'print(1)'`", "p50 " + ms(percentile(times, 0.5)))
 
 

@@ -809,7 +809,7 @@ fn grading_through_a_server_gives_the_local_report() {
         })
         .collect();
     assert_eq!(engines[0], ["default"]);
-    assert_eq!(engines[1], [server.listening.clone()]);
+    assert_eq!(engines[1], std::slice::from_ref(&server.listening));
     let without_engines = |report: &GradeReport| {
         let mut value = without_durations(report);
         for submission in value["submissions"].as_array_mut().unwrap() {
