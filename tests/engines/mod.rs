@@ -156,7 +156,8 @@ fn slow_suite(dir: &Path, count: usize, secs: f64) -> std::path::PathBuf {
     fs::write(
         &submission,
         format!(
-            "import time\na, b = map(int, input().split())\ntime.sleep({secs})\nprint(a + b)\n"
+            "import time\nopen('started', 'w').close()\na, b = map(int, input().split())\n\
+             time.sleep({secs})\nprint(a + b)\n"
         ),
     )
     .unwrap();
@@ -203,9 +204,9 @@ fn an_engine_killed_mid_batch_costs_no_wrong_verdict_and_is_cleaned_once_back() 
             Instant::now() < until,
             "no case ever ran on the third engine"
         );
-        if let Some(pid) = third.process("/tmp/slow.py") {
+        if let Some(pid) = third.process("/tmp/started") {
             std::thread::sleep(Duration::from_millis(500));
-            if crate::common::engines::runs(pid, "/tmp/slow.py") {
+            if crate::common::engines::runs(pid, "/tmp/started") {
                 break;
             }
         }
