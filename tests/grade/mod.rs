@@ -15,7 +15,9 @@ use safe_exec::grade::report::gradescope;
 use safe_exec::grade::report::json::{GradeReport, SubmissionReport};
 use safe_exec::grade::verdict::Verdict;
 
-use crate::common::{listing, path_str, signal, suite_dir, wait_exit, Files, Session};
+use crate::common::{
+    comparable_grade_report, listing, path_str, signal, suite_dir, wait_exit, Files, Session,
+};
 
 mod hostile;
 mod junit_schema;
@@ -217,7 +219,7 @@ fn jobs_do_not_change_the_results() {
             ],
         );
         assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-        reports.push(without_durations(&read_json(&json)));
+        reports.push(comparable_grade_report(&read_json(&json)));
     }
     assert_eq!(reports[0], reports[1]);
     session.assert_clean_within(Duration::ZERO);
@@ -682,30 +684,6 @@ fn a_signal_before_grading_starts_leaves_no_temporary_report() {
     );
 }
 
-/// The JSON report with what depends on the machine's speed taken out: times, and the numbers in
-/// messages (a wall-clock timeout says how much CPU time was used).
-fn without_durations(report: &GradeReport) -> serde_json::Value {
-    fn strip(value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::Object(map) => {
-                map.retain(|key, _| !key.ends_with("time_s"));
-                map.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
-            serde_json::Value::String(text) if text.contains("time limit exceeded") => {
-                *text = text
-                    .chars()
-                    .map(|c| if c.is_ascii_digit() { '#' } else { c })
-                    .collect();
-            }
-            _ => {}
-        }
-    }
-    let mut value = serde_json::to_value(report).unwrap();
-    strip(&mut value);
-    value
-}
-
 #[test]
 fn warm_and_cold_grading_give_identical_reports() {
     let session = Session::new();
@@ -746,8 +724,8 @@ fn warm_and_cold_grading_give_identical_reports() {
         session.assert_clean_within(Duration::ZERO);
     }
     assert_eq!(
-        without_durations(&reports[0]),
-        without_durations(&reports[1]),
+        comparable_grade_report(&reports[0]),
+        comparable_grade_report(&reports[1]),
         "warm and cold reports differ"
     );
 }
@@ -810,18 +788,9 @@ fn grading_through_a_server_gives_the_local_report() {
         .collect();
     assert_eq!(engines[0], ["default"]);
     assert_eq!(engines[1], std::slice::from_ref(&server.listening));
-    let without_engines = |report: &GradeReport| {
-        let mut value = without_durations(report);
-        for submission in value["submissions"].as_array_mut().unwrap() {
-            for case in submission["cases"].as_array_mut().unwrap() {
-                case.as_object_mut().unwrap().remove("engine");
-            }
-        }
-        value
-    };
     assert_eq!(
-        without_engines(&reports[0]),
-        without_engines(&reports[1]),
+        comparable_grade_report(&reports[0]),
+        comparable_grade_report(&reports[1]),
         "local and server reports differ"
     );
 
