@@ -37,6 +37,8 @@ NAIVE = [
 ]
 
 rows = []
+# The second table: where a warm run's time goes.
+steps = []
 
 
 def row(measure, value, baseline="", ratio=""):
@@ -204,6 +206,53 @@ def run_server(server):
     row("`safe-exec run --server URL -c 'print(1)'`", "p50 " + ms(percentile(times, 0.5)))
 
 
+def warm_breakdown(server):
+    """Where a warm `POST /api/v1/runs` spends its time: the whole answer, the program's own part
+    (its report's duration_ms), the attach stream's round trip, a client process's start."""
+    totals, programs, cpus = [], [], []
+    for _ in range(max(RUNS, 20)):
+        server.settle()
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
+        started = time.perf_counter()
+        connection.request("POST", "/api/v1/runs", body=json.dumps({"code": "print('hi')"}),
+                           headers={"Content-Type": "application/json"})
+        report = json.loads(connection.getresponse().read())
+        totals.append(time.perf_counter() - started)
+        connection.close()
+        programs.append(report["duration_ms"] / 1000)
+        cpus.append(report["cpu_time_ms"] / 1000)
+    total, program = statistics.median(totals), statistics.median(programs)
+    steps.append(("`POST /api/v1/runs` `print('hi')`, warm, end to end", "%.1f ms" % (total * 1000)))
+    steps.append(("the program, from its hand-over to its end (`duration_ms`; CPU `cpu_time_ms`)",
+                  "%.1f ms (CPU %.1f ms)" % (program * 1000, statistics.median(cpus) * 1000)))
+    steps.append(("the rest: HTTP, taking the container, the request in, the frames out, the answer",
+                  "%.1f ms" % ((total - program) * 1000)))
+    # One byte there and back through a `docker run -i` attach stream: the engine's relay alone.
+    echo = subprocess.Popen(
+        ["docker", "run", "-i", "--rm", "--network", "none", "--label", "safe-exec.bench=1",
+         "--entrypoint", "python3", IMAGE, "-u", "-c",
+         "import os\nwhile True:\n    b = os.read(0, 1)\n    if not b: break\n    os.write(1, b)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    echo.stdin.write(b"x")
+    echo.stdin.flush()
+    echo.stdout.read(1)
+    trips = []
+    for _ in range(30):
+        started = time.perf_counter()
+        echo.stdin.write(b"x")
+        echo.stdin.flush()
+        echo.stdout.read(1)
+        trips.append(time.perf_counter() - started)
+        time.sleep(0.02)
+    echo.stdin.close()
+    echo.wait()
+    steps.append(("a byte's round trip through a `docker run -i` attach stream",
+                  "%.1f ms" % (statistics.median(trips) * 1000)))
+    starts = [timed([BIN, "--version"]) for _ in range(20)]
+    steps.append(("starting a client process (`safe-exec --version`; `run --server` adds it)",
+                  "%.1f ms" % (statistics.median(starts) * 1000)))
+
+
 def peak_rss_under_load(server):
     """30 clients at once against serve; its own high-water mark."""
     threads = [threading.Thread(target=server.post, args=("/run", {"code": "print('x' * 1000)"}))
@@ -256,6 +305,7 @@ def main():
     try:
         serve_latency(server)
         run_server(server)
+        warm_breakdown(server)
         serve_throughput(server, churn)
         peak_rss_under_load(server)
     finally:
@@ -264,6 +314,11 @@ def main():
     print("|---|---|---|---|")
     for measure, value, baseline, ratio in rows:
         print("| %s | %s | %s | %s |" % (measure, value, baseline, ratio))
+    print()
+    print("| where a warm run's time goes (medians) | time |")
+    print("|---|---|")
+    for step, value in steps:
+        print("| %s | %s |" % (step, value))
 
 
 if __name__ == "__main__":

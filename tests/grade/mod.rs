@@ -730,6 +730,50 @@ fn warm_and_cold_grading_give_identical_reports() {
     );
 }
 
+/// A warm batch starts hardly a container more than the runs it makes (here 1 compile check and 5
+/// cases): its pool stocks no more containers than there are runs still to come. A run that finds
+/// its container still starting goes cold rather than wait, which can leave that one unused: at
+/// most one per job.
+#[test]
+fn a_warm_batch_starts_no_container_it_does_not_use() {
+    let session = Session::new();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let output = grade(
+        &session,
+        &[SUITE, &submission("ac"), "--jobs", "2", "--pool", "4"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    session.assert_clean_within(Duration::ZERO);
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let events = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+        ])
+        .args(["--filter", "event=create", "--filter"])
+        .arg(format!("label=safe-exec.session={}", session.label))
+        .args(["--format", "{{.Actor.Attributes.name}}"])
+        .output()
+        .unwrap();
+    let created = String::from_utf8_lossy(&events.stdout).lines().count();
+    assert!(
+        (6..=8).contains(&created),
+        "{created} containers: {}",
+        String::from_utf8_lossy(&events.stdout)
+    );
+}
+
 /// `grade --server` gives the report a local grade gives (durations aside): every case and
 /// compile check runs on the server with the suite's limits asked for. The server allows the
 /// wall-clock backstop the grade asks for; limits past the server's are refused before anything
