@@ -397,6 +397,10 @@ def plant_seed():
 def become_program(uid, pids, cpu_seconds, stdout, stderr, go, ready):
     """In the child: drop everything, then exec the stub that becomes the program. Never returns."""
     try:
+        # First of all: in too little memory the kernel must pick this process, never the
+        # launcher (which would leave no report).
+        with open("/proc/self/oom_score_adj", "w") as score:
+            score.write("1000")
         # Above every descriptor in use first, so that placing them cannot close one another.
         go, ready = fcntl.fcntl(go, fcntl.F_DUPFD, 100), fcntl.fcntl(ready, fcntl.F_DUPFD, 100)
         os.dup2(stdout, 1)
@@ -407,9 +411,6 @@ def become_program(uid, pids, cpu_seconds, stdout, stderr, go, ready):
         for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGALRM):
             signal.signal(signum, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
-        # Out of memory, the kernel kills the program (and what it starts), never the launcher.
-        with open("/proc/self/oom_score_adj", "w") as score:
-            score.write("1000")
         os.setpriority(os.PRIO_PROCESS, 0, 19)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
         os.setgroups([])
@@ -617,6 +618,9 @@ def main():
         fail("the launcher must start as root to give the program a user of its own: "
              "run it through safe-exec (docker create --user 0:0 --cap-add SETUID --cap-add SETGID)")
     os.umask(0o022)
+    # Loaded before the fork: the launcher allocates nothing more while the interpreter starts
+    # (in a tight memory limit, the two at once could leave the launcher to the OOM killer).
+    import hmac  # noqa: F401
     cpu_counter = open_counter(CGROUP_CPU)
     oom_fd = open_counter([(candidate, 1) for candidate in CGROUP_OOM])[0]
     # The kernel counts OOM kills where there is a cgroup; elsewhere the launcher watches memory.
@@ -643,7 +647,6 @@ def main():
         os.close(fd)
     # Nobody sends the request (its supervisor died): SIGALRM's default action ends us.
     signal.alarm(code_wait)
-    import hmac  # noqa: F401  (loaded before the request: a warm container has it ready)
     send(frame(b"R", PROTOCOL))
     key, files, artifact_bytes = read_request()
     signal.alarm(0)

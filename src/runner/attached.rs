@@ -310,7 +310,7 @@ impl Attached {
     }
 
     /// Why the stream ended: the client's exit code and what it (or the launcher) said; the
-    /// engine's record when the program had started (an OOM kill of the launcher itself is the
+    /// engine's record when the container ran (an OOM kill of the launcher itself is the
     /// engine's to report). Docker's own failures before the launcher ran become engine errors.
     fn why_vanished(&mut self, started: bool, image: &str) -> WaitEnd {
         let client_exit = self
@@ -329,7 +329,13 @@ impl Attached {
                 Some(image),
             ));
         }
-        let state = if started { self.inspect() } else { None };
+        // Also when the container ran but the program never started: the engine knows whether
+        // the kernel's OOM killer ended it (too little memory for Python beside its launcher).
+        let state = if started || client_exit.is_some_and(|code| code != 125) {
+            self.inspect()
+        } else {
+            None
+        };
         let stream = match self.frames_ended.take() {
             Some(StreamEnd::Closed) | None => None,
             Some(StreamEnd::Truncated) => Some("it ended inside a frame".to_owned()),

@@ -272,6 +272,14 @@ fn vanished(
 ) -> Decision {
     let said = sanitize::one_line(stderr);
     let launcher_said = said.contains("safe-exec launcher:");
+    // Too little memory for Python to start beside its launcher: the kernel may kill either
+    // before the program exists. The limit is the cause, as when the program outgrows it.
+    if !observed.started && state.is_some_and(|state| state.oom_killed) {
+        return Decision {
+            duration: observed.host_duration,
+            ..Decision::new(Status::MemoryLimit)
+        };
+    }
     if !observed.started {
         if launcher_said || client_exit.is_some_and(|code| code != 125) {
             return Decision::failed(format!(
@@ -552,6 +560,11 @@ mod tests {
             .error
             .unwrap()
             .contains("never started"));
+        // Out of memory before the program was handed over: the limit, not the image.
+        assert_eq!(
+            gone(false, Some(137), Some(oom), b"").status,
+            Status::MemoryLimit
+        );
     }
 
     #[test]
