@@ -29,7 +29,7 @@ use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
 use crate::client::Remote;
 use crate::files::OpenError;
 use crate::limits::Limits;
-use crate::report::{Outcome, Status};
+use crate::report::Status;
 use crate::runner::fleet::Ran;
 use crate::runner::{CancelToken, Fleet, Job, ProgramStdin, RunIo};
 use crate::sanitize;
@@ -59,12 +59,6 @@ impl Executor<'_> {
     pub fn run(&self, job: Job, cancel: &CancelToken) -> Ran {
         let outcome = match self {
             Executor::Local(fleet) => return fleet.run(job, RunIo::capture(), cancel),
-            // `grade` refuses a suite with files/ before anything runs; the API takes none.
-            Executor::Remote { .. } if !job.files.is_empty() => Outcome::not_run(
-                Status::SandboxError,
-                "a server's API takes no files: grade this suite without --server",
-                job.limits,
-            ),
             Executor::Remote {
                 remote, max_stdin, ..
             } => remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),

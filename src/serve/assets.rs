@@ -24,8 +24,11 @@ const EDITOR_JS: &str = include_str!("web/editor.js");
 const STYLE_CSS: &str = include_str!("web/style.css");
 const FAVICON_SVG: &str = include_str!("web/favicon.svg");
 
-/// Only our own origin, for everything; no inline script or style, no frames, no forms.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+/// Only our own origin, for everything; no inline script or style, no frames, no forms. Images
+/// also from `data:` and `blob:` URLs: the page shows a run's image files from the bytes it was
+/// sent (never SVG inline; see app.js).
+const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The OpenAPI description as this server serves it: the code's `maxLength` is its
