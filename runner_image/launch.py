@@ -35,9 +35,9 @@ Answer, on standard output: a sequence of frames, ``<tag: 1 byte> <length: 4 byt
 
 ``ending`` is ``exit`` (n is the exit code), ``signal`` (n is the signal) or ``running`` (n is 0:
 the launcher stopped it); ``stop`` is ``none``, ``cpu``, ``wall``, ``stdout`` or ``stderr``;
-``cpu_ms`` is the CPU time of everything in the container since just before the program was
-forked (the launcher's own relaying included: what the program's output costs is its own);
-``wall_ms`` runs from the fork to the program's end; ``oom`` counts the kernel's OOM kills in the
+``cpu_ms`` is the CPU time of everything in the container since just before the program's code
+was handed to its interpreter (the launcher's own relaying included: what the program's output
+costs is its own); ``wall_ms`` runs from that moment to the program's end; ``oom`` counts the kernel's OOM kills in the
 container's memory cgroup meanwhile; ``*_bytes`` count what the program wrote. ``mac`` is
 HMAC-SHA256 of the words before it under ``key``.
 
@@ -47,12 +47,21 @@ sum of every process's own and reaped children's times from /proc, and the memor
 own /proc/meminfo: past it the launcher ends the run as the kernel's OOM killer would have, the
 program killed (``signal 9``) and one OOM kill counted.
 
-Why the program cannot bend its report. The launcher reads the request as root, forks, and the
-child becomes the program: no supplementary groups, its own uid and gid ``U`` (never shared with
+The interpreter starts before the request. The launcher forks at once, and the child becomes the
+program's interpreter: no supplementary groups, its own uid and gid ``U`` (never shared with
 another run, so per-user kernel limits such as inotify instances, pending signals or message
 queues are its alone), RLIMIT_NPROC ``P`` (the process limit, enforced inside the sandbox), nice
-19, OOM score 1000, then exec. The launcher itself drops to a uid of its own (LAUNCHER_UID) the
-moment it has forked. So the program, with a different uid, no capabilities and
+19, OOM score 1000, then exec of ``python3 -u -B -c STUB``. Python's own start-up (tens of
+milliseconds, most of a short run) so overlaps the wait for the request, in a warm container and
+a cold one alike. The stub says it is ready on one pipe and waits on another for its program's
+path; then it runs the program as ``python3 -u -B PATH`` would (the same ``__main__`` globals,
+``sys.argv``, ``sys.path[0]``, tracebacks, exit status) and closes both pipes before the
+program's first line. The clocks start when the launcher hands the path over, after the
+interpreter said it was ready: the limits are the program's, not the interpreter's start-up.
+
+Why the program cannot bend its report. The launcher reads the request and writes the files as
+root, then drops to a uid of its own (LAUNCHER_UID) before it hands the program over. So the
+program, with a different uid, no capabilities and
 no-new-privileges, cannot signal, stop, trace or read the memory of the launcher, which as PID 1
 is also shielded by the kernel from signals sent inside its namespace. The program holds only its
 own stdin and two pipes into the launcher: it cannot write a frame, and the key never reaches it.
@@ -127,6 +136,66 @@ CGROUP_OOM = (
 )
 # Without cgroup files (gVisor): how often the sandbox's memory use is read against --memory.
 MEMORY_POLL = 0.005
+# The descriptors the stub finds its two pipes on: the path comes in on GO_FD, and it says it is
+# ready on READY_FD.
+GO_FD = 3
+READY_FD = 4
+# The program's interpreter until it is handed its program. Written as a function so that
+# clearing __main__'s globals for the program leaves the stub's own names (locals) alone; it
+# imports nothing Python's start-up has not imported already. What differs from `python3 PATH`:
+# /proc/self/cmdline and sys.orig_argv show the stub, and the program runs two frames deeper.
+STUB = '''
+def _start():
+    import os, sys
+    os.write(%(ready)d, b"r")
+    os.close(%(ready)d)
+    path = b""
+    while True:
+        chunk = os.read(%(go)d, 4096)
+        if not chunk:
+            break
+        path += chunk
+    os.close(%(go)d)
+    if not path:
+        os._exit(%(failed)d)
+    path = path.decode()
+    scope = sys.modules["__main__"].__dict__
+    scope.clear()
+    scope.update(
+        __name__="__main__",
+        __doc__=None,
+        __package__=None,
+        __spec__=None,
+        __loader__=sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path),
+        __file__=path,
+        __cached__=None,
+        __builtins__=sys.modules["builtins"],
+        __annotations__={},
+    )
+    sys.argv[:] = [path]
+    sys.path[0] = os.path.dirname(path)
+    try:
+        with open(path, "rb") as source:
+            code = compile(source.read(), path, "exec", dont_inherit=True)
+    except BaseException as error:
+        # As Python reports a script it cannot compile: the error alone, no traceback.
+        sys.excepthook(type(error), error.with_traceback(None), None)
+        raise SystemExit(1) from None
+    try:
+        exec(code, scope)
+    except SystemExit:
+        raise
+    except BaseException as error:
+        # The traceback starts at the program's first frame, as for `python3 PATH`.
+        program_frames = error.__traceback__.tb_next
+        sys.excepthook(type(error), error.with_traceback(program_frames), program_frames)
+        if isinstance(error, KeyboardInterrupt):
+            import signal
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        raise SystemExit(1) from None
+_start()
+''' % {"go": GO_FD, "ready": READY_FD, "failed": 127}
 
 
 def frame(tag, payload):
@@ -325,12 +394,16 @@ def plant_seed():
                 copy.write(data)
 
 
-def become_program(path, uid, pids, cpu_seconds, stdout, stderr):
-    """In the child: drop everything, then exec the program. Never returns."""
+def become_program(uid, pids, cpu_seconds, stdout, stderr, go, ready):
+    """In the child: drop everything, then exec the stub that becomes the program. Never returns."""
     try:
+        # Above every descriptor in use first, so that placing them cannot close one another.
+        go, ready = fcntl.fcntl(go, fcntl.F_DUPFD, 100), fcntl.fcntl(ready, fcntl.F_DUPFD, 100)
         os.dup2(stdout, 1)
         os.dup2(stderr, 2)
-        os.closerange(3, 65536)
+        os.dup2(go, GO_FD)
+        os.dup2(ready, READY_FD)
+        os.closerange(READY_FD + 1, 65536)
         for signum in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD, signal.SIGALRM):
             signal.signal(signum, signal.SIG_DFL)
         signal.set_wakeup_fd(-1)
@@ -347,7 +420,7 @@ def become_program(path, uid, pids, cpu_seconds, stdout, stderr):
         os.mkdir(os.path.join(WORKDIR, OUT), 0o755)
         plant_seed()
         env = {name: os.environ[name] for name in ENV_ALLOWED if name in os.environ}
-        os.execve(sys.executable, [sys.executable, "-u", "-B", path], env)
+        os.execve(sys.executable, [sys.executable, "-u", "-B", "-c", STUB], env)
     finally:
         os._exit(EXEC_FAILED)
 
@@ -544,22 +617,13 @@ def main():
         fail("the launcher must start as root to give the program a user of its own: "
              "run it through safe-exec (docker create --user 0:0 --cap-add SETUID --cap-add SETGID)")
     os.umask(0o022)
-    # Nobody sends the request (its supervisor died): SIGALRM's default action ends us.
-    signal.alarm(code_wait)
-    # Loaded before the request: a warm container has it ready, and the program, which starts
-    # at a low priority, does not wait for it.
-    import hmac  # noqa: F401
-    send(frame(b"R", PROTOCOL))
-    key, files, artifact_bytes = read_request()
-    signal.alarm(0)
-    path = write_files(files)
-    os.chdir(WORKDIR)
-
     cpu_counter = open_counter(CGROUP_CPU)
     oom_fd = open_counter([(candidate, 1) for candidate in CGROUP_OOM])[0]
     # The kernel counts OOM kills where there is a cgroup; elsewhere the launcher watches memory.
     memory_limit = memory if oom_fd is None else None
     memory_oom = 0
+    # Counted from before the interpreter starts: too little memory to start is the program's.
+    oom_before = oom_kills(oom_fd)
     # The kernel's own backstop, per process, should the launcher ever be unable to act.
     cpu_seconds = int(cpu_ms * max(cpus, 1.0) / 1000) + 2
     wake_r, wake_w = os.pipe()
@@ -569,17 +633,37 @@ def main():
     signal.set_wakeup_fd(wake_w)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    oom_before = oom_kills(oom_fd)
-    cpu_before = cpu_ns(cpu_counter)
-    started = time.monotonic()
+    go_r, go_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    # The interpreter starts now, while the request is on its way (see the module docs).
     pid = os.fork()
     if pid == 0:
-        become_program(path, uid, pids, cpu_seconds, out_w, err_w)
-    os.close(out_w)
-    os.close(err_w)
+        become_program(uid, pids, cpu_seconds, out_w, err_w, go_r, ready_w)
+    for fd in (out_w, err_w, go_r, ready_w):
+        os.close(fd)
+    # Nobody sends the request (its supervisor died): SIGALRM's default action ends us.
+    signal.alarm(code_wait)
+    import hmac  # noqa: F401  (loaded before the request: a warm container has it ready)
+    send(frame(b"R", PROTOCOL))
+    key, files, artifact_bytes = read_request()
+    signal.alarm(0)
+    path = write_files(files)
+    os.chdir(WORKDIR)
     os.setgroups([])
     os.setresgid(LAUNCHER_UID, LAUNCHER_UID, LAUNCHER_UID)
     os.setresuid(LAUNCHER_UID, LAUNCHER_UID, LAUNCHER_UID)
+    # Nothing to read means the interpreter is gone before it was ready (it could not start,
+    # say in too little memory): the loop below reaps it and reports how it ended.
+    interpreter_ready = os.read(ready_r, 1) == b"r"
+    os.close(ready_r)
+    cpu_before = cpu_ns(cpu_counter)
+    started = time.monotonic()
+    if interpreter_ready:
+        try:
+            os.write(go_w, path.encode())
+        except OSError:
+            pass
+    os.close(go_w)
     send(frame(b"S", b""))
     relay = Relay(out_r, err_r, max_output)
     wall_deadline = started + wall_ms / 1000.0

@@ -37,6 +37,8 @@ NAIVE = [
 ]
 
 rows = []
+# The second table: where a warm run's time goes.
+steps = []
 
 
 def row(measure, value, baseline="", ratio=""):
@@ -115,6 +117,20 @@ class Server:
                 return
             time.sleep(0.2)
 
+    def settle(self, seconds=30):
+        """A full pool, and no other container of ours left (the last run's, being removed)."""
+        until = time.time() + seconds
+        while time.time() < until:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            connection.request("GET", "/healthz")
+            pool = json.loads(connection.getresponse().read()).get("pool", {})
+            connection.close()
+            ours = subprocess.run(["docker", "ps", "-aq", "--filter", "label=safe-exec.managed=1"],
+                                  capture_output=True, text=True).stdout.split()
+            if pool.get("ready", 0) >= pool.get("size", 1) and len(ours) <= pool.get("size", 1):
+                return
+            time.sleep(0.05)
+
     def peak_rss_kib(self):
         with open("/proc/%d/status" % self.process.pid) as status:
             for line in status:
@@ -128,15 +144,16 @@ class Server:
 
 
 def serve_latency(server):
-    """POST /run at concurrency 1, spaced so the pool keeps up."""
-    server.wait_warm()
+    """POST /run at concurrency 1, spaced so the pool keeps up: each request waits for a full
+    pool and for the engine to finish removing the last run's container (its churn would
+    otherwise share the 2 cores with the program being timed)."""
     times = []
     for _ in range(max(RUNS, 20)):
+        server.settle()
         status, elapsed = server.post("/run", {"code": "print('hi')"})
         if status != 200:
             raise SystemExit("bench: /run answered %d" % status)
         times.append(elapsed)
-        time.sleep(0.3)
     row("`serve` warm `POST /run {\"code\":\"print('hi')\"}`, concurrency 1",
         "p50 %s, p95 %s" % (ms(percentile(times, 0.5)), ms(percentile(times, 0.95))))
 
@@ -184,9 +201,56 @@ def run_server(server):
         raise SystemExit("bench: run --server failed: " + check.stderr.decode(errors="replace"))
     times = []
     for _ in range(max(RUNS, 20)):
+        server.settle()
         times.append(timed([BIN, "run", "--server", url, "-c", "print(1)"]))
-        time.sleep(0.3)
     row("`safe-exec run --server URL -c 'print(1)'`", "p50 " + ms(percentile(times, 0.5)))
+
+
+def warm_breakdown(server):
+    """Where a warm `POST /api/v1/runs` spends its time: the whole answer, the program's own part
+    (its report's duration_ms), the attach stream's round trip, a client process's start."""
+    totals, programs, cpus = [], [], []
+    for _ in range(max(RUNS, 20)):
+        server.settle()
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=120)
+        started = time.perf_counter()
+        connection.request("POST", "/api/v1/runs", body=json.dumps({"code": "print('hi')"}),
+                           headers={"Content-Type": "application/json"})
+        report = json.loads(connection.getresponse().read())
+        totals.append(time.perf_counter() - started)
+        connection.close()
+        programs.append(report["duration_ms"] / 1000)
+        cpus.append(report["cpu_time_ms"] / 1000)
+    total, program = statistics.median(totals), statistics.median(programs)
+    steps.append(("`POST /api/v1/runs` `print('hi')`, warm, end to end", "%.1f ms" % (total * 1000)))
+    steps.append(("the program, from its hand-over to its end (`duration_ms`; CPU `cpu_time_ms`)",
+                  "%.1f ms (CPU %.1f ms)" % (program * 1000, statistics.median(cpus) * 1000)))
+    steps.append(("the rest: HTTP, taking the container, the request in, the frames out, the answer",
+                  "%.1f ms" % ((total - program) * 1000)))
+    # One byte there and back through a `docker run -i` attach stream: the engine's relay alone.
+    echo = subprocess.Popen(
+        ["docker", "run", "-i", "--rm", "--network", "none", "--label", "safe-exec.bench=1",
+         "--entrypoint", "python3", IMAGE, "-u", "-c",
+         "import os\nwhile True:\n    b = os.read(0, 1)\n    if not b: break\n    os.write(1, b)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    echo.stdin.write(b"x")
+    echo.stdin.flush()
+    echo.stdout.read(1)
+    trips = []
+    for _ in range(30):
+        started = time.perf_counter()
+        echo.stdin.write(b"x")
+        echo.stdin.flush()
+        echo.stdout.read(1)
+        trips.append(time.perf_counter() - started)
+        time.sleep(0.02)
+    echo.stdin.close()
+    echo.wait()
+    steps.append(("a byte's round trip through a `docker run -i` attach stream",
+                  "%.1f ms" % (statistics.median(trips) * 1000)))
+    starts = [timed([BIN, "--version"]) for _ in range(20)]
+    steps.append(("starting a client process (`safe-exec --version`; `run --server` adds it)",
+                  "%.1f ms" % (statistics.median(starts) * 1000)))
 
 
 def peak_rss_under_load(server):
@@ -241,6 +305,7 @@ def main():
     try:
         serve_latency(server)
         run_server(server)
+        warm_breakdown(server)
         serve_throughput(server, churn)
         peak_rss_under_load(server)
     finally:
@@ -249,6 +314,11 @@ def main():
     print("|---|---|---|---|")
     for measure, value, baseline, ratio in rows:
         print("| %s | %s | %s | %s |" % (measure, value, baseline, ratio))
+    print()
+    print("| where a warm run's time goes (medians) | time |")
+    print("|---|---|")
+    for step, value in steps:
+        print("| %s | %s |" % (step, value))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# safe-exec's benchmarks, side by side in one run, as one Markdown table (scripts/bench.py): the
+# safe-exec's benchmarks, side by side in one run, as Markdown tables (scripts/bench.py): the
 # cold start against a naive hardened `docker run --rm`, serve's warm latency and throughput, `run
-# --server`, grade's throughput against the engine's churn ceiling, serve's peak memory. Quote
-# medians and ratios from one run of this script; docs/performance.md has the last table.
+# --server`, grade's throughput against the engine's churn ceiling, serve's peak memory; then
+# where a warm run's time goes. Quote medians and ratios from one run of this script;
+# docs/performance.md has the last tables.
 #
 # Needs root like scripts/setup.sh (which it runs to make sure the engine, the image and the
 # release binary are there). RUNS=N sets the number of side-by-side pairs (default 30).

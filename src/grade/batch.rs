@@ -61,7 +61,13 @@ impl Executor<'_> {
             Executor::Local(fleet) => return fleet.run(job, RunIo::capture(), cancel),
             Executor::Remote {
                 remote, max_stdin, ..
-            } => remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
+            } => {
+                return Ran {
+                    outcome: remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
+                    // Where it ran, for the report: the server, as its URL is shown (no token).
+                    engine: Some(remote.url().to_owned()),
+                };
+            }
         };
         Ran {
             outcome,

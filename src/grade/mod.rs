@@ -437,7 +437,11 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
                 },
                 ..options.pool
             });
-            fleet.prepare_pools(&limits);
+            // As many as the batch will use: its cases, and one compile check per submission.
+            fleet.expect_runs(&[
+                (limits, submissions.len() * suite.cases.len()),
+                (compile::checker_limits(&limits), submissions.len()),
+            ]);
             fleet
         }
     };

@@ -172,6 +172,24 @@ impl Fleet {
             .for_each(|pool| pool.prepare(limits));
     }
 
+    /// Keep warm containers for each of `runs` (limits, how many runs will use them) on every
+    /// engine with a pool, never more than the runs still to come (one count over every engine).
+    pub fn expect_runs(&self, runs: &[(crate::limits::Limits, usize)]) {
+        let mut merged: Vec<(crate::limits::Limits, usize)> = Vec::new();
+        for (limits, count) in runs {
+            match merged.iter_mut().find(|(seen, _)| seen == limits) {
+                Some((_, total)) => *total += count,
+                None => merged.push((*limits, *count)),
+            }
+        }
+        for (limits, count) in merged {
+            let demand: super::pool::Demand = std::sync::Arc::new(count.into());
+            self.sandboxes()
+                .filter_map(Sandbox::pool)
+                .for_each(|pool| pool.expect(&limits, demand.clone()));
+        }
+    }
+
     /// Warm containers kept per key over every engine.
     pub fn pool_size(&self) -> usize {
         self.sandboxes()

@@ -12,11 +12,15 @@
 //! waits for each launcher's ready frame, and retires containers that waited longer than the idle
 //! lifetime or whose launcher is gone (an engine restart empties the pool this way; the refill
 //! then starts new ones, backing off while the engine is down). A key nobody asked for during an
-//! idle lifetime is no longer stocked, unless it was prepared (a server's own limits). Pool containers are ordinary containers of ours: named,
+//! idle lifetime is no longer stocked, unless it was prepared (a server's own limits). A batch
+//! that knows how many runs it will make for a key says so ([`Pool::expect`]): the stock never
+//! exceeds the runs still to come, so the end of a batch starts no container nobody takes. Pool
+//! containers are ordinary containers of ours: named,
 //! labelled, registered with the reaper, expiring (their launcher gives up waiting at the idle
 //! lifetime plus a margin, and `gc` removes them after it), and removed by [`Pool::shutdown`].
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -39,6 +43,10 @@ const PARALLEL_STARTS: usize = 2;
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Runs still to come for a key, counted down by every take; one count can be shared by the
+/// pools of several engines running one batch.
+pub type Demand = Arc<AtomicUsize>;
 
 /// How big the pool is and how long its containers wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,11 +102,20 @@ struct Stock {
     asked_at: Instant,
     /// Prepared for: stocked for the pool's whole life, asked for or not.
     pinned: bool,
+    /// Runs still to come, when known: never more containers than that.
+    demand: Option<Demand>,
 }
 
 impl Stock {
     fn wanted(&self, idle: Duration) -> bool {
         self.pinned || self.asked_at.elapsed() < idle
+    }
+
+    /// Containers to keep ready or starting: the pool's size, or fewer when fewer runs are to come.
+    fn target(&self, size: usize) -> usize {
+        self.demand
+            .as_ref()
+            .map_or(size, |left| size.min(left.load(Ordering::Relaxed)))
     }
 }
 
@@ -169,6 +186,20 @@ impl Pool {
         self.0.changed.notify_all();
     }
 
+    /// Keep containers for `limits` ready as [`Pool::prepare`] does, but never more than the runs
+    /// `demand` says are still to come (each take counts one down, warm or not).
+    pub fn expect(&self, limits: &Limits, demand: Demand) {
+        let key = Key::of(&self.0.template, limits);
+        let mut state = lock(&self.0.state);
+        if state.stopping {
+            return;
+        }
+        let stock = stock_for(&mut state, key, limits);
+        stock.pinned = true;
+        stock.demand = Some(demand);
+        self.0.changed.notify_all();
+    }
+
     /// A ready container for `limits`, if one is in stock; never waits. Asks for the key to be
     /// stocked either way.
     pub fn take(&self, limits: &Limits) -> Option<Attached> {
@@ -182,6 +213,11 @@ impl Pool {
             }
             let stock = stock_for(&mut state, key, limits);
             stock.asked_at = Instant::now();
+            if let Some(left) = &stock.demand {
+                let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(1)
+                });
+            }
             let mut taken = None;
             while let Some(mut warm) = stock.ready.pop_front() {
                 if warm.ready_at.elapsed() < idle && warm.attached.is_alive() {
@@ -250,8 +286,13 @@ impl Pool {
             // an idle lifetime; then forget such keys.
             for stock in state.stocks.values_mut() {
                 let wanted = stock.wanted(idle);
+                let target = stock.target(self.0.config.size);
                 for mut warm in std::mem::take(&mut stock.ready) {
-                    if wanted && warm.ready_at.elapsed() < idle && warm.attached.is_alive() {
+                    if wanted
+                        && stock.ready.len() < target
+                        && warm.ready_at.elapsed() < idle
+                        && warm.attached.is_alive()
+                    {
                         stock.ready.push_back(warm);
                     } else {
                         retired.push(warm.attached);
@@ -268,7 +309,9 @@ impl Pool {
             let mut to_start = Vec::new();
             if !resting {
                 for (key, stock) in state.stocks.iter_mut() {
-                    while room > 0 && stock.ready.len() + stock.starting < self.0.config.size {
+                    while room > 0
+                        && stock.ready.len() + stock.starting < stock.target(self.0.config.size)
+                    {
                         stock.starting += 1;
                         room -= 1;
                         to_start.push((key.clone(), stock.limits));
@@ -364,5 +407,31 @@ fn stock_for<'a>(state: &'a mut State, key: Key, limits: &Limits) -> &'a mut Sto
         starting: 0,
         asked_at: Instant::now(),
         pinned: false,
+        demand: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_demand_caps_the_stock_and_an_unknown_one_does_not() {
+        let mut stock = Stock {
+            limits: Limits::default(),
+            ready: VecDeque::new(),
+            starting: 0,
+            asked_at: Instant::now(),
+            pinned: true,
+            demand: None,
+        };
+        assert_eq!(stock.target(4), 4);
+        let demand: Demand = Arc::new(AtomicUsize::new(10));
+        stock.demand = Some(demand.clone());
+        assert_eq!(stock.target(4), 4);
+        demand.store(2, Ordering::Relaxed);
+        assert_eq!(stock.target(4), 2);
+        demand.store(0, Ordering::Relaxed);
+        assert_eq!(stock.target(4), 0);
+    }
 }

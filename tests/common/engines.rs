@@ -391,8 +391,9 @@ impl TestEngine {
         self.wait_up();
     }
 
-    /// A process whose command line contains `marker`, running in one of this engine's
-    /// containers (found through their cgroups).
+    /// A process, running in one of this engine's containers (found through their cgroups),
+    /// that sees the file `marker` (a path inside its container: a program that has started can
+    /// leave one in its working directory).
     pub fn process(&self, marker: &str) -> Option<i32> {
         let parent =
             Path::new("/sys/fs/cgroup/pids").join(self.cgroup_parent.trim_start_matches('/'));
@@ -461,11 +462,10 @@ impl Drop for TestEngine {
     }
 }
 
-/// Is `pid` alive with `marker` in its command line?
+/// Is `pid` alive, seeing the file `marker` in its container? (Not its command line: the
+/// program's interpreter starts before the program is known, so that names no program.)
 pub fn runs(pid: i32, marker: &str) -> bool {
-    is_alive(pid)
-        && std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(marker))
+    is_alive(pid) && Path::new(&format!("/proc/{pid}/root{marker}")).exists()
 }
 
 /// Is `pid` a process that has not ended (a zombie has)?

@@ -14,7 +14,7 @@ use safe_exec::grade::report::json::GradeReport;
 use safe_exec::grade::verdict::Verdict;
 
 use crate::common::engines::{Contexts, TestEngine};
-use crate::common::{test_image, Session};
+use crate::common::{comparable_grade_report, test_image, Session};
 use crate::serve::Server;
 
 const SUITE: &str = "examples/suites/sum";
@@ -43,30 +43,6 @@ fn read_json(path: &Path) -> GradeReport {
     let text = fs::read_to_string(path)
         .unwrap_or_else(|error| panic!("no report at {}: {error}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|error| panic!("not a report ({error}): {text}"))
-}
-
-/// The report without what depends on speed or placement: times, the numbers in time-limit
-/// messages, and which engine ran each case.
-fn comparable(report: &GradeReport) -> serde_json::Value {
-    fn strip(value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::Object(map) => {
-                map.retain(|key, _| !key.ends_with("time_s") && key != "engine");
-                map.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
-            serde_json::Value::String(text) if text.contains("time limit exceeded") => {
-                *text = text
-                    .chars()
-                    .map(|c| if c.is_ascii_digit() { '#' } else { c })
-                    .collect();
-            }
-            _ => {}
-        }
-    }
-    let mut value = serde_json::to_value(report).unwrap();
-    strip(&mut value);
-    value
 }
 
 /// Engines that ran at least one case, by name.
@@ -118,8 +94,8 @@ fn grade_on_three_engines_gives_the_same_report_as_on_one_and_uses_them_all() {
         reports.push(read_json(&json));
     }
     assert_eq!(
-        comparable(&reports[0]),
-        comparable(&reports[1]),
+        comparable_grade_report(&reports[0]),
+        comparable_grade_report(&reports[1]),
         "one and three engines disagree"
     );
     assert_eq!(engines_used(&reports[0]), ["default"]);
@@ -156,7 +132,8 @@ fn slow_suite(dir: &Path, count: usize, secs: f64) -> std::path::PathBuf {
     fs::write(
         &submission,
         format!(
-            "import time\na, b = map(int, input().split())\ntime.sleep({secs})\nprint(a + b)\n"
+            "import time\nopen('started', 'w').close()\na, b = map(int, input().split())\n\
+             time.sleep({secs})\nprint(a + b)\n"
         ),
     )
     .unwrap();
@@ -203,9 +180,9 @@ fn an_engine_killed_mid_batch_costs_no_wrong_verdict_and_is_cleaned_once_back() 
             Instant::now() < until,
             "no case ever ran on the third engine"
         );
-        if let Some(pid) = third.process("/tmp/slow.py") {
+        if let Some(pid) = third.process("/tmp/started") {
             std::thread::sleep(Duration::from_millis(500));
-            if crate::common::engines::runs(pid, "/tmp/slow.py") {
+            if crate::common::engines::runs(pid, "/tmp/started") {
                 break;
             }
         }

@@ -46,6 +46,46 @@ fn program_runs_as_a_real_script_with_source_lines_in_tracebacks() {
     session.assert_clean();
 }
 
+/// The interpreter is started before the program is known (the launcher's stub); the program
+/// still sees exactly what `python3 PATH` gives it: its globals, argv, import path, tracebacks
+/// that start at its own first frame, a compile error without a traceback, and the exit status
+/// of an uncaught KeyboardInterrupt.
+#[test]
+fn the_started_interpreter_runs_the_program_as_python_runs_a_file() {
+    let session = Session::new();
+    let (report, code) = session.run_json(
+        "import sys\nprint(sorted(globals()), sys.argv, sys.path[0], __loader__.name, __spec__, __cached__)\n\
+         def fail():\n    raise ValueError('boom')\nfail()\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        report.stdout,
+        "['__annotations__', '__builtins__', '__cached__', '__doc__', '__file__', '__loader__', \
+         '__name__', '__package__', '__spec__', 'sys'] ['/tmp/main.py'] /tmp __main__ None None\n"
+    );
+    assert_eq!(
+        report.stderr,
+        "Traceback (most recent call last):\n  File \"/tmp/main.py\", line 5, in <module>\n    fail()\n  \
+         File \"/tmp/main.py\", line 4, in fail\n    raise ValueError('boom')\nValueError: boom\n"
+    );
+    let (report, code) = session.run_json("print(\n", &[]);
+    assert_eq!((code, report.status), (1, Status::RuntimeError));
+    assert_eq!(
+        report.stderr,
+        "  File \"/tmp/main.py\", line 1\n    print(\n         ^\nSyntaxError: '(' was never closed\n"
+    );
+    let (report, _) = session.run_json(
+        "import sys\ndef hook(kind, value, tb):\n    print(kind.__name__, tb.tb_frame.f_code.co_name)\n\
+         sys.excepthook = hook\n1 / 0\n",
+        &[],
+    );
+    assert_eq!(report.stdout, "ZeroDivisionError <module>\n");
+    let (report, _) = session.run_json("raise KeyboardInterrupt", &[]);
+    assert_eq!(report.signal, Some(2), "{report:?}");
+    session.assert_clean();
+}
+
 #[test]
 fn program_reads_our_stdin_when_code_comes_from_a_file_or_c() {
     let session = Session::new();

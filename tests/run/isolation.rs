@@ -232,7 +232,7 @@ fn only_our_environment_reaches_the_program() {
     let (report, _) = session.run_json("import os\nprint(sorted(os.environ))", &[]);
     assert_eq!(
         report.stdout,
-        "['HOME', 'LANG', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED', 'TMPDIR']\n"
+        "['HOME', 'LANG', 'MPLBACKEND', 'MPLCONFIGDIR', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'PYTHONUNBUFFERED', 'TMPDIR']\n"
     );
     let leaked = session
         .safe_exec()
