@@ -57,21 +57,15 @@ pub enum Executor<'a> {
 impl Executor<'_> {
     /// Run `job` to its end, capturing its output; and on which engine it ran.
     pub fn run(&self, job: Job, cancel: &CancelToken) -> Ran {
-        let outcome = match self {
-            Executor::Local(fleet) => return fleet.run(job, RunIo::capture(), cancel),
+        match self {
+            Executor::Local(fleet) => fleet.run(job, RunIo::capture(), cancel),
             Executor::Remote {
                 remote, max_stdin, ..
-            } => {
-                return Ran {
-                    outcome: remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
-                    // Where it ran, for the report: the server, as its URL is shown (no token).
-                    engine: Some(remote.url().to_owned()),
-                };
-            }
-        };
-        Ran {
-            outcome,
-            engine: None,
+            } => Ran {
+                outcome: remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
+                // Where it ran, for the report: the server, as its URL is shown (no token).
+                engine: Some(remote.url().to_owned()),
+            },
         }
     }
 
