@@ -40,7 +40,9 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::limits::{AppliedLimits, LimitOverrides, Limits, MAX_OUTPUT_BYTES};
 use crate::report::{Outcome, RunReport, Status};
+use crate::runner::job::InputFile;
 use crate::runner::{CancelToken, Job, ProgramStdin};
+use crate::sandbox::MAX_ARTIFACT_BYTES;
 use crate::sanitize;
 use crate::source::Program;
 use crate::tls::TlsError;
@@ -157,6 +159,17 @@ pub struct Health {
     pub limits: Option<AppliedLimits>,
     #[serde(default)]
     pub max_stdin_bytes: Option<u64>,
+    /// The files a request may carry (absent from servers older than files over HTTP, which
+    /// would ignore them).
+    #[serde(default)]
+    pub files: Option<FileCaps>,
+}
+
+/// What `/healthz` says a request's `files` may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct FileCaps {
+    pub max_count: usize,
+    pub max_bytes: u64,
 }
 
 /// One program to send: the validated code, its input, and the limits to ask for (those left
@@ -166,6 +179,10 @@ pub struct Request<'a> {
     pub program: &'a Program,
     pub stdin: &'a [u8],
     pub limits: LimitOverrides,
+    /// Files to place beside the program (checked here as the server checks them).
+    pub files: &'a [InputFile],
+    /// Ask for the artifacts' bytes (`artifact_content`).
+    pub artifact_content: bool,
 }
 
 impl Remote {
@@ -309,6 +326,8 @@ impl Remote {
             program: &job.program,
             stdin: &stdin,
             limits: every_limit(&limits),
+            files: &job.files,
+            artifact_content: false,
         };
         self.run_patiently(&request, limits, cancel, patience)
     }
@@ -539,10 +558,14 @@ impl Remote {
 }
 
 /// The largest answer read: both streams at the largest output cap, each escaped as JSON (at most
-/// six bytes per byte), and room for the rest. A server's answers are never near it; a stream
-/// that is not a `safe-exec serve` cannot make us hold more.
+/// six bytes per byte), the artifacts' bytes as base64, and room for the rest. A server's answers
+/// are never near it; a stream that is not a `safe-exec serve` cannot make us hold more.
 fn answer_cap() -> usize {
-    usize::try_from(MAX_OUTPUT_BYTES.saturating_mul(12)).unwrap_or(usize::MAX) + 1024 * 1024
+    let artifacts = usize::try_from(MAX_ARTIFACT_BYTES.div_ceil(3) * 4).unwrap_or(usize::MAX);
+    usize::try_from(MAX_OUTPUT_BYTES.saturating_mul(12))
+        .unwrap_or(usize::MAX)
+        .saturating_add(artifacts)
+        + 1024 * 1024
 }
 
 /// The request's JSON body.
@@ -580,6 +603,22 @@ fn request_body(request: &Request<'_>) -> Vec<u8> {
     }
     if !limits.is_empty() {
         body.insert("limits".into(), Value::Object(limits));
+    }
+    if !request.files.is_empty() {
+        let files = request
+            .files
+            .iter()
+            .map(|file| {
+                json!({
+                    "name": file.name(),
+                    "content_base64": base64::engine::general_purpose::STANDARD.encode(file.bytes()),
+                })
+            })
+            .collect();
+        body.insert("files".into(), Value::Array(files));
+    }
+    if request.artifact_content {
+        body.insert("artifact_content".into(), true.into());
     }
     serde_json::to_vec(&Value::Object(body)).unwrap_or_else(|_| json!({}).to_string().into_bytes())
 }
@@ -939,6 +978,8 @@ mod tests {
                 timeout: Some(Duration::from_millis(1500)),
                 ..LimitOverrides::default()
             },
+            files: &[],
+            artifact_content: false,
         });
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
@@ -949,9 +990,26 @@ mod tests {
             program: &program,
             stdin: &[],
             limits: LimitOverrides::default(),
+            files: &[],
+            artifact_content: false,
         });
         let plain: Value = serde_json::from_slice(&plain).unwrap();
         assert!(plain.get("limits").is_none() && plain.get("stdin_base64").is_none());
+        assert!(plain.get("files").is_none() && plain.get("artifact_content").is_none());
+        let files = [InputFile::new("data.bin", vec![0xff, 0]).unwrap()];
+        let with_files = request_body(&Request {
+            program: &program,
+            stdin: &[],
+            limits: LimitOverrides::default(),
+            files: &files,
+            artifact_content: true,
+        });
+        let with_files: Value = serde_json::from_slice(&with_files).unwrap();
+        assert_eq!(
+            with_files["files"],
+            json!([{"name": "data.bin", "content_base64": "/wA="}])
+        );
+        assert_eq!(with_files["artifact_content"], true);
     }
 
     #[test]

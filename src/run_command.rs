@@ -16,7 +16,7 @@ use crate::files::{open_regular, OutputDir};
 use crate::limits::{LimitOverrides, Limits};
 use crate::report::artifacts::SkippedArtifact;
 use crate::report::{describe, Outcome, RunReport, Status};
-use crate::runner::job::{InputFile, DEFAULT_ARTIFACT_BYTES, MAX_INPUT_BYTES, MAX_INPUT_FILES};
+use crate::runner::job::{InputFile, InputFiles, DEFAULT_ARTIFACT_BYTES};
 use crate::runner::{gc, Fleet, Job, ProgramStdin, RunIo};
 use crate::runner::{registry, CancelToken};
 use crate::source::{describe_io, Program, RejectReason};
@@ -33,21 +33,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(exit_codes::USAGE);
         }
     };
-    // The artifact directory is claimed before anything runs: a run whose files could not be
-    // kept is refused up front, not found out afterwards.
-    let artifact_dir = match &args.artifacts {
-        Some(dir) => match OutputDir::create(dir) {
-            Ok(dir) => Some(dir),
-            Err(error) => {
-                eprintln!(
-                    "safe-exec: --artifacts {}: {}: give a directory safe-exec can create files in (not a link)",
-                    crate::sanitize::path(dir),
-                    crate::sanitize::text(&error.to_string())
-                );
-                return Ok(exit_codes::CANNOT_CREATE);
-            }
-        },
-        None => None,
+    let artifact_dir = match claim_artifact_dir(&args) {
+        Ok(dir) => dir,
+        Err(code) => return Ok(code),
     };
     let fleet = Fleet::on(&engines, args.image.image.clone(), 1);
     let mut outcome = match prepare(&args, limits) {
@@ -80,19 +68,10 @@ pub fn execute(args: RunArgs) -> anyhow::Result<u8> {
 /// `run --server URL`: the same checks of the input as a local run, then the program goes to
 /// the server, and its answer is reported exactly as a local run's outcome would be.
 fn execute_remote(args: &RunArgs, url: &str, limits: Limits) -> anyhow::Result<u8> {
-    // The server's API takes no files, and sends back no artifact bytes.
-    for (given, flag) in [
-        (!args.files.is_empty(), "--file"),
-        (args.artifacts.is_some(), "--artifacts"),
-        (args.artifact_content, "--artifact-content"),
-    ] {
-        if given {
-            eprintln!(
-                "safe-exec: {flag} does not work with --server (the server's API takes no files and returns no artifact contents): run without --server"
-            );
-            return Ok(exit_codes::USAGE);
-        }
-    }
+    let artifact_dir = match claim_artifact_dir(args) {
+        Ok(dir) => dir,
+        Err(code) => return Ok(code),
+    };
     let remote = match Remote::new(url, args.server.server_ca.as_deref()) {
         Ok(remote) => remote,
         Err(error) => {
@@ -121,20 +100,30 @@ fn execute_remote(args: &RunArgs, url: &str, limits: Limits) -> anyhow::Result<u
                 ProgramStdin::Inherit if std::io::stdin().is_terminal() => ProgramStdin::Empty,
                 stdin => stdin,
             };
-            match read_stdin(stdin, client::MAX_SENT_STDIN) {
-                Ok(stdin) => {
+            match (
+                read_stdin(stdin, client::MAX_SENT_STDIN),
+                takes_files(&remote, &job.files),
+            ) {
+                (Err(message), _) => Outcome::not_run(Status::Rejected, message, limits),
+                (_, Err(message)) => Outcome::not_run(Status::SandboxError, message, limits),
+                (Ok(stdin), Ok(())) => {
                     let request = client::Request {
                         program: &job.program,
                         stdin: &stdin,
                         limits: asked,
+                        files: &job.files,
+                        artifact_content: artifact_dir.is_some() || args.artifact_content,
                     };
                     remote.run(&request, limits, &token)
                 }
-                Err(message) => Outcome::not_run(Status::Rejected, message, limits),
             }
         }
         Err(reason) => Outcome::not_run(Status::Rejected, reason.to_string(), limits),
     };
+    let mut outcome = outcome;
+    if let Some(dir) = &artifact_dir {
+        keep_artifacts(dir, &mut outcome, args.json);
+    }
     if !args.json {
         // What a local run streams as it comes, all at once (stdout first).
         let _ = std::io::stdout()
@@ -144,8 +133,40 @@ fn execute_remote(args: &RunArgs, url: &str, limits: Limits) -> anyhow::Result<u
         let _ = std::io::stderr().lock().write_all(&outcome.stderr.bytes);
     }
     let exit_code = outcome.exit_code();
-    report(outcome, args.json, false)?;
+    report(outcome, args.json, args.artifact_content)?;
     Ok(exit_code)
+}
+
+/// Does the server take the job's files? A server older than files over HTTP would ignore them
+/// (unknown fields are ignored), so it is asked first, and only when there are files.
+fn takes_files(remote: &Remote, files: &[InputFile]) -> Result<(), String> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let health = remote.health().map_err(|error| error.to_string())?;
+    match health.files {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "the server at {} takes no files (it is older than files over HTTP): upgrade it, or run without --server",
+            remote.url()
+        )),
+    }
+}
+
+/// The `--artifacts` directory, created before anything runs (a run whose files could not be
+/// kept is refused up front), or the exit code after saying why not.
+fn claim_artifact_dir(args: &RunArgs) -> Result<Option<OutputDir>, u8> {
+    let Some(dir) = &args.artifacts else {
+        return Ok(None);
+    };
+    OutputDir::create(dir).map(Some).map_err(|error| {
+        eprintln!(
+            "safe-exec: --artifacts {}: {}: give a directory safe-exec can create files in (not a link)",
+            crate::sanitize::path(dir),
+            crate::sanitize::text(&error.to_string())
+        );
+        exit_codes::CANNOT_CREATE
+    })
 }
 
 /// Write the run's artifacts into `dir`. A file that cannot be written there (a link in the way)
@@ -231,19 +252,13 @@ fn prepare(args: &RunArgs, limits: Limits) -> Result<Job, RejectReason> {
 }
 
 /// The `--file` inputs: regular files only (never through a link, never a directory, FIFO or
-/// device), each under its own base name, at most [`MAX_INPUT_FILES`] and [`MAX_INPUT_BYTES`].
+/// device), each under its own base name, checked by [`InputFiles`] (`run`'s caps and names).
 fn read_input_files(paths: &[PathBuf], program: &str) -> Result<Vec<InputFile>, RejectReason> {
-    if paths.len() > MAX_INPUT_FILES {
-        return Err(RejectReason::Unreadable {
+    let mut files =
+        InputFiles::new(program, paths.len()).map_err(|error| RejectReason::Unreadable {
             path: "--file".to_owned(),
-            message: format!(
-                "{} files given, at most {MAX_INPUT_FILES} are taken",
-                paths.len()
-            ),
-        });
-    }
-    let mut files: Vec<InputFile> = Vec::with_capacity(paths.len());
-    let mut total = 0u64;
+            message: error.to_string(),
+        })?;
     for path in paths {
         let refuse = |message: String| RejectReason::Unreadable {
             path: format!("--file {}", crate::sanitize::path(path)),
@@ -255,27 +270,15 @@ fn read_input_files(paths: &[PathBuf], program: &str) -> Result<Vec<InputFile>, 
             .ok_or_else(|| refuse("it has no usable file name".to_owned()))?;
         let (mut file, _) = open_regular(path).map_err(|error| refuse(error.to_string()))?;
         let mut bytes = Vec::new();
-        let left = MAX_INPUT_BYTES - total;
         std::io::Read::by_ref(&mut file)
-            .take(left + 1)
+            .take(files.room() + 1)
             .read_to_end(&mut bytes)
             .map_err(|error| refuse(describe_io(&error)))?;
-        total += bytes.len() as u64;
-        if total > MAX_INPUT_BYTES {
-            return Err(refuse(format!(
-                "the files given come to more than {} in all",
-                crate::limits::human_bytes(MAX_INPUT_BYTES)
-            )));
-        }
-        if name == program || files.iter().any(|file| file.name() == name) {
-            return Err(refuse(format!(
-                "another file (or the program) is already called `{}`",
-                crate::sanitize::text(name)
-            )));
-        }
-        files.push(InputFile::new(name, bytes).map_err(refuse)?);
+        files
+            .add(name, bytes)
+            .map_err(|error| refuse(error.to_string()))?;
     }
-    Ok(files)
+    Ok(files.into_files())
 }
 
 fn open_stdin_file(path: &Path) -> Result<std::fs::File, RejectReason> {

@@ -150,6 +150,13 @@ impl Program {
     }
 }
 
+/// The name a program asked to run as `name` runs under: `name` when it is a plain Python file
+/// name, [`DEFAULT_FILENAME`] otherwise (as [`Program::named`] decides).
+pub fn run_filename(name: Option<&str>) -> &str {
+    name.filter(|name| is_safe_filename(name))
+        .unwrap_or(DEFAULT_FILENAME)
+}
+
 fn is_safe_filename(name: &str) -> bool {
     let Some(stem) = name.strip_suffix(".py") else {
         return false;

@@ -29,7 +29,7 @@ use super::verdict::{judge, CaseResult, Head, Shown, Verdict};
 use crate::client::Remote;
 use crate::files::OpenError;
 use crate::limits::Limits;
-use crate::report::{Outcome, Status};
+use crate::report::Status;
 use crate::runner::fleet::Ran;
 use crate::runner::{CancelToken, Fleet, Job, ProgramStdin, RunIo};
 use crate::sanitize;
@@ -57,27 +57,15 @@ pub enum Executor<'a> {
 impl Executor<'_> {
     /// Run `job` to its end, capturing its output; and on which engine it ran.
     pub fn run(&self, job: Job, cancel: &CancelToken) -> Ran {
-        let outcome = match self {
-            Executor::Local(fleet) => return fleet.run(job, RunIo::capture(), cancel),
-            // `grade` refuses a suite with files/ before anything runs; the API takes none.
-            Executor::Remote { .. } if !job.files.is_empty() => Outcome::not_run(
-                Status::SandboxError,
-                "a server's API takes no files: grade this suite without --server",
-                job.limits,
-            ),
+        match self {
+            Executor::Local(fleet) => fleet.run(job, RunIo::capture(), cancel),
             Executor::Remote {
                 remote, max_stdin, ..
-            } => {
-                return Ran {
-                    outcome: remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
-                    // Where it ran, for the report: the server, as its URL is shown (no token).
-                    engine: Some(remote.url().to_owned()),
-                };
-            }
-        };
-        Ran {
-            outcome,
-            engine: None,
+            } => Ran {
+                outcome: remote.run_job(job, *max_stdin, cancel, BUSY_PATIENCE),
+                // Where it ran, for the report: the server, as its URL is shown (no token).
+                engine: Some(remote.url().to_owned()),
+            },
         }
     }
 

@@ -163,10 +163,11 @@ pub enum GradeError {
         allowed: String,
     },
     #[error(
-        "the suite has files/ to place beside every submission, and a server's API takes no \
-         files: grade this suite without --server"
+        "the suite has files/ to place beside every submission, and the server at {url} takes \
+         no files (it is older than files over HTTP): upgrade it, or grade this suite without \
+         --server"
     )]
-    ServerNoFiles,
+    ServerNoFiles { url: String },
 }
 
 impl GradeError {
@@ -183,7 +184,7 @@ impl GradeError {
             | GradeError::Server(_)
             | GradeError::ServerNotReady { .. }
             | GradeError::ServerLimit { .. } => exit_codes::SANDBOX_ERROR,
-            GradeError::ServerSetup(_) | GradeError::ServerNoFiles => exit_codes::USAGE,
+            GradeError::ServerSetup(_) | GradeError::ServerNoFiles { .. } => exit_codes::USAGE,
         }
     }
 }
@@ -389,20 +390,19 @@ fn grade(options: &GradeOptions) -> Result<u8, GradeError> {
         limits,
         reports,
     } = prepared?;
-    if remote.is_some() && !suite.input_files.is_empty() {
-        return Err(GradeError::ServerNoFiles);
-    }
     let server = match &remote {
         Some(remote) => {
             let health = remote.health();
             if let Some(code) = interrupted_before_grading(&token) {
                 return Ok(code);
             }
-            Some(server_fits(
-                remote,
-                health.map_err(GradeError::Server)?,
-                &limits,
-            )?)
+            let health = health.map_err(GradeError::Server)?;
+            if !suite.input_files.is_empty() && health.files.is_none() {
+                return Err(GradeError::ServerNoFiles {
+                    url: remote.url().to_owned(),
+                });
+            }
+            Some(server_fits(remote, health, &limits)?)
         }
         None => {
             let ready = fleet.check_ready();

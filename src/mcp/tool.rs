@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 use crate::limits::{human_bytes, human_secs, LimitOverrides, Limits};
 use crate::report::artifacts::media_type;
 use crate::report::{encode_output, Encoding, Outcome, Status};
-use crate::runner::job::{InputFile, MAX_INPUT_BYTES, MAX_INPUT_FILES};
+use crate::runner::job::{
+    InputFile, InputFiles, InputFilesError, MAX_INPUT_BYTES, MAX_INPUT_FILES,
+};
 use crate::runner::{Job, ProgramStdin};
 use crate::source::{Program, RejectReason};
 
@@ -235,42 +237,39 @@ fn call_limits(server: &Limits, timeout_secs: Option<f64>) -> Result<Limits, Arg
     })
 }
 
-/// The `files` as the launcher takes them: checked names, decoded contents, the caps of
-/// `run --file` ([`MAX_INPUT_FILES`], [`MAX_INPUT_BYTES`]).
+/// The `files` as the launcher takes them: decoded contents, checked by [`InputFiles`] (the caps
+/// and names of `run --file`: [`MAX_INPUT_FILES`], [`MAX_INPUT_BYTES`]).
 fn input_files(files: Vec<FileArg>, program: &str) -> Result<Vec<InputFile>, ArgumentError> {
-    if files.len() > MAX_INPUT_FILES {
-        return Err(ArgumentError::TooManyFiles { count: files.len() });
-    }
-    let mut checked: Vec<InputFile> = Vec::with_capacity(files.len());
-    let mut total = 0u64;
+    let mut checked = InputFiles::new(program, files.len()).map_err(refusal)?;
     for file in files {
-        let refuse = |reason: String| ArgumentError::File {
-            name: crate::sanitize::text(&file.name).into_owned(),
-            reason,
-        };
         let bytes = match file.encoding {
-            FileEncoding::Text => file.content.as_bytes().to_vec(),
+            FileEncoding::Text => file.content.into_bytes(),
             FileEncoding::Base64 => base64::engine::general_purpose::STANDARD
                 .decode(file.content.trim())
-                .map_err(|error| {
-                    refuse(format!(
+                .map_err(|error| ArgumentError::File {
+                    name: crate::sanitize::text(&file.name).into_owned(),
+                    reason: format!(
                         "`content` is not standard base64 ({error}): encode the bytes with \
                          padding, or give text with `encoding: \"text\"`"
-                    ))
+                    ),
                 })?,
         };
-        total += bytes.len() as u64;
-        if total > MAX_INPUT_BYTES {
-            return Err(ArgumentError::FilesTooLarge);
-        }
-        if file.name == program || checked.iter().any(|other| other.name() == file.name) {
-            return Err(refuse(
-                "another file (or the program, main.py) already has this name".to_owned(),
-            ));
-        }
-        checked.push(InputFile::new(&file.name, bytes).map_err(ArgumentError::FileName)?);
+        checked.add(&file.name, bytes).map_err(refusal)?;
     }
-    Ok(checked)
+    Ok(checked.into_files())
+}
+
+/// A refusal of [`InputFiles`] in this tool's words.
+fn refusal(error: InputFilesError) -> ArgumentError {
+    match error {
+        InputFilesError::TooMany { count } => ArgumentError::TooManyFiles { count },
+        InputFilesError::TooLarge => ArgumentError::FilesTooLarge,
+        InputFilesError::Taken { name } => ArgumentError::File {
+            name,
+            reason: "another file (or the program, main.py) already has this name".to_owned(),
+        },
+        InputFilesError::Name(reason) => ArgumentError::FileName(reason),
+    }
 }
 
 /// The structured result of a call: the run's outcome, as `run --json` reports it (without

@@ -58,9 +58,10 @@ struct ManifestFile {
 }
 
 impl Artifacts {
-    /// The artifacts from the bytes received per name and the launcher's manifest. A file whose
-    /// bytes did not all arrive, or whose name is not a plain relative path, is skipped.
-    pub fn from_launcher(received: BTreeMap<String, Vec<u8>>, manifest: &[u8]) -> Artifacts {
+    /// The artifacts from what was received per name (the bytes kept, which may be none, and how
+    /// many arrived) and the launcher's manifest. A file whose bytes did not all arrive, or whose
+    /// name is not a plain relative path, is skipped.
+    pub fn from_launcher(received: BTreeMap<String, (Vec<u8>, u64)>, manifest: &[u8]) -> Artifacts {
         let Ok(manifest) = serde_json::from_slice::<Manifest>(manifest) else {
             return Artifacts {
                 skipped: vec![SkippedArtifact {
@@ -84,8 +85,8 @@ impl Artifacts {
             files: Vec::new(),
         };
         for file in manifest.files {
-            let bytes = received.remove(&file.name).unwrap_or_default();
-            if !valid_path(&file.name) || bytes.len() as u64 != file.sent {
+            let (bytes, arrived) = received.remove(&file.name).unwrap_or_default();
+            if !valid_path(&file.name) || arrived != file.sent {
                 artifacts.skipped.push(SkippedArtifact {
                     name: crate::sanitize::text(&file.name).into_owned(),
                     reason: "did not arrive whole".to_owned(),
@@ -233,17 +234,23 @@ mod tests {
     #[test]
     fn files_count_only_when_named_and_whole() {
         let mut received = BTreeMap::new();
-        received.insert("a.txt".to_owned(), b"hello".to_vec());
-        received.insert("b.bin".to_owned(), b"xy".to_vec());
-        received.insert("../evil".to_owned(), b"z".to_vec());
+        received.insert("a.txt".to_owned(), (b"hello".to_vec(), 5));
+        received.insert("b.bin".to_owned(), (b"xy".to_vec(), 2));
+        received.insert("../evil".to_owned(), (b"z".to_vec(), 1));
+        // Counted but not kept: listed, with no bytes.
+        received.insert("c.png".to_owned(), (Vec::new(), 4));
         let manifest = br#"{"files": [
             {"name": "a.txt", "size": 5, "sent": 5, "truncated": false},
             {"name": "b.bin", "size": 9, "sent": 3, "truncated": true},
-            {"name": "../evil", "size": 1, "sent": 1, "truncated": false}],
+            {"name": "../evil", "size": 1, "sent": 1, "truncated": false},
+            {"name": "c.png", "size": 4, "sent": 4, "truncated": false}],
           "skipped": [{"name": "link", "reason": "a symbolic link"}], "truncated": true}"#;
         let artifacts = Artifacts::from_launcher(received, manifest);
-        assert_eq!(artifacts.files.len(), 1);
+        assert_eq!(artifacts.files.len(), 2);
         assert_eq!(artifacts.files[0].bytes, b"hello");
+        assert_eq!(artifacts.files[1].name, "c.png");
+        assert_eq!(artifacts.files[1].size, 4);
+        assert!(artifacts.files[1].bytes.is_empty());
         let skipped: Vec<&str> = artifacts.skipped.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(skipped, ["link", "b.bin", "../evil"]);
         assert!(artifacts.truncated);

@@ -555,7 +555,7 @@ impl Sinks {
         Sinks {
             stdout: Sink::new(cap, io.stdout, io.keep),
             stderr: Sink::new(cap, io.stderr, io.keep),
-            artifacts: ArtifactSink::new(io.artifact_bytes),
+            artifacts: ArtifactSink::new(io.artifact_bytes, io.keep_artifacts),
         }
     }
 
@@ -576,20 +576,23 @@ impl Sinks {
     }
 }
 
-/// The artifacts as they arrive: bytes per name, within the run's artifact cap, and the
-/// launcher's manifest.
+/// The artifacts as they arrive: bytes per name (or, when their bytes are not wanted, only how
+/// many arrived), within the run's artifact cap, and the launcher's manifest.
 struct ArtifactSink {
     cap: u64,
     taken: u64,
-    received: BTreeMap<String, Vec<u8>>,
+    /// Keep the bytes; without it a run holds none of them, and only names and sizes come back.
+    keep: bool,
+    received: BTreeMap<String, (Vec<u8>, u64)>,
     manifest: Option<Vec<u8>>,
 }
 
 impl ArtifactSink {
-    fn new(cap: u64) -> ArtifactSink {
+    fn new(cap: u64, keep: bool) -> ArtifactSink {
         ArtifactSink {
             cap,
             taken: 0,
+            keep,
             received: BTreeMap::new(),
             manifest: None,
         }
@@ -613,10 +616,11 @@ impl ArtifactSink {
         let room = usize::try_from(self.cap.saturating_sub(self.taken)).unwrap_or(usize::MAX);
         let data = &data[..data.len().min(room)];
         self.taken += data.len() as u64;
-        self.received
-            .entry(name.to_owned())
-            .or_default()
-            .extend_from_slice(data);
+        let (bytes, count) = self.received.entry(name.to_owned()).or_default();
+        *count += data.len() as u64;
+        if self.keep {
+            bytes.extend_from_slice(data);
+        }
     }
 
     fn finish(self) -> Artifacts {

@@ -300,9 +300,7 @@ impl Fleet {
             let sandbox = &self.0.members[index].sandbox;
             engine = Some(sandbox.engine().name.clone());
             let untried = tried.iter().any(|tried| !tried);
-            let again = untried
-                .then(|| io.capture_again().zip(job.try_clone()))
-                .flatten();
+            let again = untried.then(|| io.again().zip(job.try_clone())).flatten();
             let (outcome, started) = if warm {
                 sandbox.run_telling_start(job, io, cancel)
             } else {

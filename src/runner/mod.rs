@@ -182,7 +182,7 @@ impl Sandbox {
         let Some(warm) = self.pool.as_ref().and_then(|pool| pool.take(&limits)) else {
             return self.run_cold(job, io, cancel);
         };
-        let again = io.capture_again().zip(job.try_clone());
+        let again = io.again().zip(job.try_clone());
         let (outcome, started) = warm.run_telling_start(job, io, cancel, &self.image);
         match again {
             Some((io, job)) if !started && outcome.status == Status::SandboxError => {

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::body::{JsonBody, JsonObject};
 use crate::limits::{human_bytes, Limits};
-use crate::report::{Outcome, RunReport, Status};
+use crate::report::{Artifacts, ArtifactsReport, Outcome, RunReport, Status};
 use crate::source::RejectReason;
 
 /// Retry-After for a run refused or lost because the engine is unavailable.
@@ -123,14 +123,21 @@ impl IntoResponse for RunAnswer {
 }
 
 /// The most memory a run's answer can hold: both streams at the output cap (as base64 in the run
-/// report, when they are not UTF-8) and room for the rest. Reserved from the client's budget when
-/// the run is admitted.
-pub fn answer_reserve(limits: &Limits, flavor: Flavor) -> u64 {
+/// report, when they are not UTF-8), the artifacts' bytes when the answer carries them
+/// (`artifact_bytes`, kept as bytes and encoded while sent), and room for the rest; for a streamed
+/// answer (`live`) also the output on its way as events, at most the cap per stream. Reserved from
+/// the client's budget when the run is admitted.
+pub fn answer_reserve(limits: &Limits, flavor: Flavor, artifact_bytes: u64, live: bool) -> u64 {
     let stream = match flavor {
         Flavor::Compat => limits.max_output_bytes,
         Flavor::V1 => limits.max_output_bytes.div_ceil(3).saturating_mul(4),
     };
-    stream.saturating_mul(2).saturating_add(ANSWER_OVERHEAD)
+    let queued = if live { limits.max_output_bytes } else { 0 };
+    stream
+        .saturating_add(queued)
+        .saturating_mul(2)
+        .saturating_add(artifact_bytes)
+        .saturating_add(ANSWER_OVERHEAD)
 }
 
 /// The HTTP status of the answer to a run that ended with `status`.
@@ -178,9 +185,15 @@ pub fn rejected_answer(reason: &RejectReason, flavor: Flavor, limits: Limits) ->
     }
 }
 
-/// The answer for a finished (or cancelled) run. Takes the outcome, so its output is moved into
-/// the answer rather than copied.
-pub fn outcome_answer(outcome: Outcome, hint: Option<&str>, flavor: Flavor) -> RunAnswer {
+/// The answer for a finished (or cancelled) run, with the artifacts' bytes when
+/// `artifact_content` is set (the run report only). Takes the outcome, so its output is moved
+/// into the answer rather than copied.
+pub fn outcome_answer(
+    outcome: Outcome,
+    hint: Option<&str>,
+    flavor: Flavor,
+    artifact_content: bool,
+) -> RunAnswer {
     let status = http_status(outcome.status, flavor);
     let retry_after = match outcome.status {
         Status::SandboxError => Some(ENGINE_RETRY_SECS),
@@ -189,7 +202,7 @@ pub fn outcome_answer(outcome: Outcome, hint: Option<&str>, flavor: Flavor) -> R
     };
     let body = match flavor {
         Flavor::Compat => compat_body(outcome, hint),
-        Flavor::V1 => report_body(outcome, hint),
+        Flavor::V1 => report_body(outcome, hint, artifact_content),
     };
     RunAnswer {
         status,
@@ -199,10 +212,11 @@ pub fn outcome_answer(outcome: Outcome, hint: Option<&str>, flavor: Flavor) -> R
 }
 
 /// The run report, with `hint` added when there is one.
-fn report_body(mut outcome: Outcome, hint: Option<&str>) -> JsonBody {
+fn report_body(mut outcome: Outcome, hint: Option<&str>, artifact_content: bool) -> JsonBody {
     if outcome.status == Status::SandboxError {
         outcome.error = Some(ENGINE_UNAVAILABLE.to_owned());
     }
+    let mut artifacts = std::mem::take(&mut outcome.artifacts);
     let mut report = RunReport::from(outcome);
     let stdout = Bytes::from(std::mem::take(&mut report.stdout).into_bytes());
     let stderr = Bytes::from(std::mem::take(&mut report.stderr).into_bytes());
@@ -212,6 +226,10 @@ fn report_body(mut outcome: Outcome, hint: Option<&str>) -> JsonBody {
             object = match key.as_str() {
                 "stdout" => object.text("stdout", stdout.clone()),
                 "stderr" => object.text("stderr", stderr.clone()),
+                "artifacts" => object.object(
+                    "artifacts",
+                    artifacts_object(std::mem::take(&mut artifacts), artifact_content),
+                ),
                 _ => object.value(&key, value),
             };
         }
@@ -220,6 +238,33 @@ fn report_body(mut outcome: Outcome, hint: Option<&str>) -> JsonBody {
         object = object.value("hint", hint);
     }
     object.finish()
+}
+
+/// The report's `artifacts`, as `run --json` lists them; each file's bytes as `content_base64`
+/// when `content` is set, encoded only as the answer is sent.
+fn artifacts_object(artifacts: Artifacts, content: bool) -> JsonObject {
+    let listed = ArtifactsReport::new(&artifacts, false);
+    let files = listed
+        .files
+        .into_iter()
+        .zip(artifacts.files)
+        .map(|(entry, artifact)| {
+            let file = JsonObject::new()
+                .value("name", entry.name)
+                .value("size", entry.size)
+                .value("media_type", entry.media_type)
+                .value("truncated", entry.truncated);
+            if content {
+                file.base64("content_base64", Bytes::from(artifact.bytes))
+            } else {
+                file
+            }
+        })
+        .collect();
+    JsonObject::new()
+        .array("files", files)
+        .value("skipped", listed.skipped)
+        .value("truncated", listed.truncated)
 }
 
 /// The original API's answer: `output` is stdout, `status` is `success` or `error`.
@@ -320,7 +365,7 @@ mod tests {
     }
 
     fn answer(outcome: Outcome, hint: Option<&str>, flavor: Flavor) -> (StatusCode, Value) {
-        let answer = outcome_answer(outcome, hint, flavor);
+        let answer = outcome_answer(outcome, hint, flavor, false);
         let body = serde_json::from_slice(&answer.body.to_vec()).expect("JSON");
         (answer.status, body)
     }
@@ -376,7 +421,7 @@ mod tests {
                 "cannot reach the Docker engine at unix:///secret.sock",
                 Limits::default(),
             );
-            let answer = outcome_answer(outcome, None, flavor);
+            let answer = outcome_answer(outcome, None, flavor, false);
             assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
             assert!(answer.retry_after.is_some());
             let body = String::from_utf8(answer.body.to_vec()).unwrap();
@@ -398,6 +443,24 @@ mod tests {
         let (_, body) = answer(binary, None, Flavor::V1);
         let report: RunReport = serde_json::from_value(body).unwrap();
         assert_eq!(report.stdout_bytes(), vec![255, 0, 97]);
+    }
+
+    /// Artifacts are listed as `run --json` lists them, their bytes only when asked for.
+    #[test]
+    fn v1_lists_artifacts_and_carries_their_bytes_when_asked() {
+        let mut outcome = ran(Status::Ok, "");
+        outcome.artifacts.files.push(crate::report::Artifact {
+            name: "plot.png".into(),
+            bytes: vec![0x89, b'P', b'N', b'G'],
+            size: 4,
+            truncated: false,
+        });
+        for content in [false, true] {
+            let answer = outcome_answer(outcome.clone(), None, Flavor::V1, content);
+            let report: RunReport = serde_json::from_slice(&answer.body.to_vec()).unwrap();
+            let expected = RunReport::with_artifact_content(outcome.clone(), content);
+            assert_eq!(report.artifacts, expected.artifacts, "content: {content}");
+        }
     }
 
     #[test]
@@ -428,10 +491,16 @@ mod tests {
             outcome.stderr.bytes = vec![0xfe; cap];
             outcome.output_limit_stream = Some(Stream::Stdout);
             outcome.error = Some("e".repeat(1000));
-            let held = outcome_answer(outcome, Some("a hint"), flavor)
+            outcome.artifacts.files.push(crate::report::Artifact {
+                name: "plot.png".into(),
+                bytes: vec![7; 1000],
+                size: 1000,
+                truncated: false,
+            });
+            let held = outcome_answer(outcome, Some("a hint"), flavor, true)
                 .body
                 .held_bytes();
-            let reserved = answer_reserve(&limits, flavor);
+            let reserved = answer_reserve(&limits, flavor, 1000, false);
             assert!(held <= reserved, "{flavor:?}: {held} > {reserved}");
             assert!(
                 reserved - held < 32 * 1024,

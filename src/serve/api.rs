@@ -3,10 +3,13 @@
 //! `POST /run` speaks the original Flask API; `POST /api/v1/runs` answers with the
 //! `safe-exec run --json` document (the answers themselves are [`super::answers`]). Both go
 //! through one path: rate limit, token, body (size, time, content type, JSON; the per-request
-//! `limits`, each at most the server's own, and `stdin` or `stdin_base64` within `--max-stdin`),
-//! the code's length as sent and [`Program::from_text`], room in the client's answer budget, a run
-//! slot, then [`crate::runner::Sandbox::run`] on a blocking thread. A client that goes away
-//! cancels its run. Nothing here spawns a process except through the supervisor.
+//! `limits`, each at most the server's own, `stdin` or `stdin_base64` within `--max-stdin`, and
+//! `files`, checked by the same [`InputFiles`] as `run --file`), the code's length as sent and
+//! [`Program::from_text`], room in the client's answer budget, a run slot, then
+//! [`crate::runner::Fleet::run`] on a blocking thread. `/api/v1/runs` also collects the run's
+//! artifacts (their bytes when asked for), and with `Accept: text/event-stream` answers with
+//! the output as it comes ([`super::events`]). A client that goes away cancels its run. Nothing
+//! here spawns a process except through the supervisor.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -33,9 +36,13 @@ use super::audit::{self, AuditEntry};
 use super::clients::Client;
 use super::limits::BODY_TIMEOUT;
 use super::state::{AppState, Peer};
-use super::{assets, hints};
+use super::{assets, events, hints};
 use crate::limits::{default_wall_timeout, human_bytes, LimitOverrides, Limits};
 use crate::report::{Outcome, Status};
+use crate::runner::job::{
+    InputFile, InputFiles, InputFilesError, DEFAULT_ARTIFACT_BYTES, MAX_INPUT_BYTES,
+    MAX_INPUT_FILES,
+};
 use crate::runner::{CancelToken, Job, ProgramStdin, RunIo};
 use crate::sanitize;
 use crate::source::{Program, RejectReason};
@@ -92,6 +99,11 @@ enum Refused {
     /// which and why).
     BadLimits(String),
     FilenameNotString,
+    /// `files` is not a list of usable files (the message says which and why).
+    BadFiles(String),
+    /// The files come to more than [`MAX_INPUT_BYTES`].
+    FilesTooLarge,
+    ArtifactContentNotBool,
     Busy {
         max_concurrent: usize,
         queue: usize,
@@ -162,6 +174,17 @@ impl Refused {
             ),
             Refused::BadLimits(message) => Answer::error(S::BAD_REQUEST, message.clone()),
             Refused::FilenameNotString => Answer::error(S::BAD_REQUEST, "'filename' must be a string"),
+            Refused::BadFiles(message) => Answer::error(S::BAD_REQUEST, message.clone()),
+            Refused::FilesTooLarge => Answer::error(
+                S::PAYLOAD_TOO_LARGE,
+                format!(
+                    "files too large: they come to more than {} in all, the most a program can be given",
+                    human_bytes(MAX_INPUT_BYTES)
+                ),
+            ),
+            Refused::ArtifactContentNotBool => {
+                Answer::error(S::BAD_REQUEST, "'artifact_content' must be true or false")
+            }
             Refused::Busy {
                 max_concurrent,
                 queue,
@@ -197,6 +220,10 @@ struct RunRequest {
     limits: LimitOverrides,
     /// The base name the program runs under, when one was given.
     filename: Option<String>,
+    /// Files placed beside the program, checked as `run --file`'s are.
+    files: Vec<InputFile>,
+    /// Send the artifacts' bytes (`content_base64`) with the report.
+    artifact_content: bool,
 }
 
 /// What a request may ask of this server: its limits are the most a request may ask for.
@@ -309,12 +336,23 @@ async fn handle_run(
     if state.is_stopping() {
         return Refused::Stopping.answer(flavor).into_response();
     }
+    // The run report lists what the program left in `out/` (as `run --json` does); its bytes
+    // are kept only when the answer carries them.
+    let artifact_bytes = match flavor {
+        Flavor::V1 => DEFAULT_ARTIFACT_BYTES,
+        Flavor::Compat => 0,
+    };
+    let artifact_content = flavor == Flavor::V1 && request.artifact_content;
+    let live = flavor == Flavor::V1 && events::wants_events(&headers);
     // Room for the largest answer this run could give, before it waits for a slot: a client that
     // does not read its answers cannot make the server hold more than its budget.
-    let charge = match state
-        .answers
-        .reserve(client, answer_reserve(&limits, flavor))
-    {
+    let reserve = answer_reserve(
+        &limits,
+        flavor,
+        if artifact_content { artifact_bytes } else { 0 },
+        live,
+    );
+    let charge = match state.answers.reserve(client, reserve) {
         Ok(charge) => charge,
         Err(over) => {
             let refused = Refused::AnswersUnread {
@@ -343,10 +381,10 @@ async fn handle_run(
 
     let token = CancelToken::new();
     // Dropped with this future when the client disconnects: the run is cancelled and its
-    // container killed. Disarmed once the answer is ready.
+    // container killed. Disarmed once the answer is ready (or the events' body took it over).
     let mut cancel_on_drop = CancelOnDrop(Some(token.clone()));
     let job = Job {
-        files: Vec::new(),
+        files: request.files,
         program,
         stdin: if request.stdin.is_empty() {
             ProgramStdin::Empty
@@ -355,20 +393,37 @@ async fn handle_run(
         },
         limits,
     };
+    let mut stream = None;
+    let (io, charge) = if live {
+        let (queue_in, queue) = tokio::sync::mpsc::unbounded_channel();
+        stream = Some((queue, charge));
+        (
+            events::live_io(queue_in, artifact_bytes, artifact_content),
+            None,
+        )
+    } else {
+        let io = RunIo {
+            artifact_bytes,
+            keep_artifacts: artifact_content,
+            ..RunIo::capture()
+        };
+        (io, Some(charge))
+    };
     let warm = state.warm.is_warm(&limits);
     let runner = state.clone();
+    let run_token = token.clone();
     let task = tokio::task::spawn_blocking(move || {
+        let token = run_token;
         // The slot is held until the run, container removal included, is over, even when the
         // request that asked for it is gone; so is the reservation for its answer.
         let _slot = slot;
-        let mut charge = charge;
         // Held until the audit line is queued: shutdown waits for the registry to empty before
         // it closes the audit log, so a line queued later would be lost.
         let registration = runner.runs.register(&token);
         let ran = if warm {
-            runner.fleet.run(job, RunIo::capture(), &token)
+            runner.fleet.run(job, io, &token)
         } else {
-            runner.fleet.run_cold(job, RunIo::capture(), &token)
+            runner.fleet.run_cold(job, io, &token)
         };
         let outcome = ran.outcome;
         if outcome.status == Status::SandboxError {
@@ -382,24 +437,52 @@ async fn handle_run(
             Some(_) => "shutdown",
             None => "client",
         });
-        let status = http_status(outcome.status, flavor);
+        // A streamed answer went out as 200 before the run ended, whatever its report says.
+        let status = if live {
+            StatusCode::OK
+        } else {
+            http_status(outcome.status, flavor)
+        };
         let audited = runner
             .audit
             .is_some()
             .then(|| record.entry(&outcome, status, queued, cancelled_by))
             .map(|entry| entry.ran_on(ran.engine));
-        let mut answer = outcome_answer(outcome, hint.as_deref(), flavor);
+        let mut answer = outcome_answer(outcome, hint.as_deref(), flavor, artifact_content);
         // From now until it is sent (or dropped at the send deadline), the answer holds its
         // real size of the client's budget; given back before the audit line says the run is
-        // over, so a client that saw the line can start another.
-        charge.shrink_to(answer.body.held_bytes());
-        answer.body.hold(charge);
+        // over, so a client that saw the line can start another. (A streamed answer's body
+        // holds the whole reservation instead, its events included.)
+        if let Some(mut charge) = charge {
+            charge.shrink_to(answer.body.held_bytes());
+            answer.body.hold(charge);
+        }
         if let (Some(log), Some(entry)) = (&runner.audit, audited) {
             log.write(&entry);
         }
         drop(registration);
         answer
     });
+    if let Some((queue, charge)) = stream {
+        // The head goes now; the events follow as the run writes, then its result. The send
+        // deadline starts when the run is over, whether or not the client is reading.
+        let (result_in, result) = tokio::sync::oneshot::channel();
+        let (deadline_in, deadline) = tokio::sync::watch::channel(None);
+        let send_timeout = state.send_timeout;
+        tokio::spawn(async move {
+            let answer = task.await;
+            deadline_in.send_replace(Some(std::time::Instant::now() + send_timeout));
+            match answer {
+                Ok(answer) => drop(result_in.send(answer.body)),
+                Err(error) => say!(
+                    "a run's thread failed: {}",
+                    sanitize::text(&error.to_string())
+                ),
+            }
+        });
+        cancel_on_drop.0 = None;
+        return events::EventStream::new(queue, result, token, charge).respond(deadline);
+    }
     let answer = task.await;
     cancel_on_drop.0 = None;
     match answer {
@@ -581,12 +664,87 @@ fn parse_request(bytes: &[u8], caps: &Caps) -> Result<RunRequest, Refused> {
         Some(Value::String(name)) => Some(name),
         Some(_) => return Err(Refused::FilenameNotString),
     };
+    let files = match fields.remove("files") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            request_files(items, crate::source::run_filename(filename.as_deref()))?
+        }
+        Some(_) => {
+            return Err(Refused::BadFiles(
+                r#"'files' must be an array of files, e.g. [{"name": "data.csv", "content_base64": "YSwxCg=="}]"#
+                    .to_owned(),
+            ))
+        }
+    };
+    let artifact_content = match fields.remove("artifact_content") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(content)) => content,
+        Some(_) => return Err(Refused::ArtifactContentNotBool),
+    };
     Ok(RunRequest {
         code,
         stdin,
         limits,
         filename,
+        files,
+        artifact_content,
     })
+}
+
+/// The request's `files`: each `{"name", "content_base64"}` (or `"content"`, text), checked by
+/// [`InputFiles`] as `run --file` is (count, total size, names). Other fields of a file are
+/// ignored, so an artifact entry of a report can be sent back as it is.
+fn request_files(items: Vec<Value>, program: &str) -> Result<Vec<InputFile>, Refused> {
+    let refused = |index: Option<usize>, error: InputFilesError| {
+        match (index, error) {
+        (_, InputFilesError::TooLarge) => Refused::FilesTooLarge,
+        (_, InputFilesError::TooMany { count }) => Refused::BadFiles(format!(
+            "too many files: {count} given, at most {MAX_INPUT_FILES} can be placed beside a program"
+        )),
+        (Some(index), error) => Refused::BadFiles(format!("files[{index}]: {error}")),
+        (None, error) => Refused::BadFiles(error.to_string()),
+    }
+    };
+    let mut files = InputFiles::new(program, items.len()).map_err(|error| refused(None, error))?;
+    for (index, item) in items.into_iter().enumerate() {
+        let at = |message: &str| Refused::BadFiles(format!("files[{index}]: {message}"));
+        let Value::Object(mut file) = item else {
+            return Err(at(
+                r#"a file must be an object, e.g. {"name": "data.csv", "content_base64": "YSwxCg=="}"#,
+            ));
+        };
+        let name = match file.remove("name") {
+            Some(Value::String(name)) => name,
+            _ => return Err(at("'name' must be a string")),
+        };
+        let bytes = match (file.remove("content"), file.remove("content_base64")) {
+            (Some(Value::String(text)), None) => text.into_bytes(),
+            (None, Some(Value::String(encoded))) => {
+                // Decoding never makes more than 3 bytes of 4: refuse what cannot fit first.
+                if (encoded.len() / 4 * 3) as u64 > files.room().saturating_add(2) {
+                    return Err(Refused::FilesTooLarge);
+                }
+                BASE64.decode(encoded.as_bytes()).map_err(|_| {
+                    at("'content_base64' must be a string of standard base64 (with padding)")
+                })?
+            }
+            (Some(_), Some(_)) => {
+                return Err(at(
+                    "give the file's 'content' or 'content_base64', not both",
+                ))
+            }
+            (None, None) => {
+                return Err(at(
+                    "the file has no 'content_base64' (or 'content', for text)",
+                ))
+            }
+            _ => return Err(at("'content' and 'content_base64' must be strings")),
+        };
+        files
+            .add(&name, bytes)
+            .map_err(|error| refused(Some(index), error))?;
+    }
+    Ok(files.into_files())
 }
 
 /// Standard base64 with padding; bits past the end of the data are ignored, so every string a
@@ -758,18 +916,21 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     // What a request may ask for at most (`run --server` and `grade --server` read it).
     let limits = state.limits.applied();
     let max_stdin = state.max_stdin;
+    // What a request's `files` may hold (`run --server --file` and `grade --server` check that
+    // the server takes files at all: an older one would ignore them).
+    let files = json!({ "max_count": MAX_INPUT_FILES, "max_bytes": MAX_INPUT_BYTES });
     if state.is_stopping() {
-        let body = json!({ "status": "stopping", "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin });
+        let body = json!({ "status": "stopping", "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin, "files": files });
         return Answer::new(StatusCode::SERVICE_UNAVAILABLE, body).into_response();
     }
     let (status, body) = match state.health.check(&state.fleet).await {
         Ok(()) => (
             StatusCode::OK,
-            json!({ "status": "ok", "engine": "ready", "image": state.fleet.image(), "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin }),
+            json!({ "status": "ok", "engine": "ready", "image": state.fleet.image(), "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin, "files": files }),
         ),
         Err(problem) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({ "status": "unavailable", "engine": problem, "image": state.fleet.image(), "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin }),
+            json!({ "status": "unavailable", "engine": problem, "image": state.fleet.image(), "runs": runs, "pool": pool, "limits": limits, "max_stdin_bytes": max_stdin, "files": files }),
         ),
     };
     Answer::new(status, body).into_response()
@@ -836,6 +997,8 @@ mod tests {
                 stdin: b"x".to_vec(),
                 limits: LimitOverrides::default(),
                 filename: None,
+                files: Vec::new(),
+                artifact_content: false,
             })
         );
         assert_eq!(
@@ -911,6 +1074,76 @@ mod tests {
             stdin(br#"{"code": "1", "stdin_base64": "MTIzNDU2Nzg5MTIzNDU2Nzg5"}"#),
             Err(Refused::StdinTooLarge { .. })
         ));
+    }
+
+    /// Files are checked as `run --file`'s are, each refusal naming the file and the rule.
+    #[test]
+    fn files_are_checked_as_run_s() {
+        let files = |files: Value| {
+            let body = json!({"code": "1", "files": files, "filename": "prog.py"});
+            parse_request(body.to_string().as_bytes()).map(|request| request.files)
+        };
+        let message = |given: Value| match files(given) {
+            Err(Refused::BadFiles(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        let ok = files(json!([
+            {"name": "data.csv", "content_base64": "YSwxCg=="},
+            {"name": "notes.txt", "content": "héllo", "media_type": "ignored"},
+            {"name": "main.py", "content": ""}
+        ]))
+        .unwrap();
+        assert_eq!(ok[0].name(), "data.csv");
+        assert_eq!(ok[0].bytes(), b"a,1\n");
+        assert_eq!(ok[1].bytes(), "héllo".as_bytes());
+        assert_eq!(files(json!(null)).unwrap(), Vec::new());
+        assert!(message(json!({"a": "b"})).contains("must be an array"));
+        assert!(message(json!(["x"])).starts_with("files[0]: a file must be an object"));
+        assert!(message(json!([{"content": "x"}])).contains("'name' must be a string"));
+        assert!(message(json!([{"name": "../x", "content": "x"}]))
+            .starts_with("files[0]: `../x` is not a usable file name"));
+        assert!(message(json!([{"name": "out", "content": ""}])).contains("not a usable"));
+        assert!(message(json!([{"name": "prog.py", "content": ""}])).contains("already called"));
+        assert!(
+            message(json!([{"name": "a", "content": ""}, {"name": "a", "content": ""}]))
+                .starts_with("files[1]: another file")
+        );
+        assert!(message(json!([{"name": "a", "content_base64": "!!!"}])).contains("base64"));
+        assert!(message(json!([{"name": "a", "content_base64": 1}])).contains("must be strings"));
+        assert!(message(json!([{"name": "a"}])).contains("no 'content_base64'"));
+        assert!(
+            message(json!([{"name": "a", "content": "", "content_base64": ""}]))
+                .contains("not both")
+        );
+        let many: Vec<Value> = (0..=MAX_INPUT_FILES)
+            .map(|index| json!({"name": format!("f{index}"), "content": ""}))
+            .collect();
+        assert!(message(Value::Array(many)).starts_with("too many files: 33 given"));
+        let big = BASE64.encode(vec![0u8; MAX_INPUT_BYTES as usize / 2 + 1]);
+        assert_eq!(
+            files(
+                json!([{"name": "a", "content_base64": big}, {"name": "b", "content_base64": big}])
+            ),
+            Err(Refused::FilesTooLarge)
+        );
+        let exact = BASE64.encode(vec![0u8; MAX_INPUT_BYTES as usize]);
+        assert_eq!(
+            files(json!([{"name": "a", "content_base64": exact}])).unwrap()[0]
+                .bytes()
+                .len(),
+            MAX_INPUT_BYTES as usize
+        );
+        // The body limit has room for the most files a request may carry.
+        assert_eq!(
+            super::super::limits::FILES_ROOM,
+            (MAX_INPUT_BYTES as usize).div_ceil(3) * 4 + MAX_INPUT_FILES * 1024
+        );
+        let request = parse_request(br#"{"code": "1", "artifact_content": true}"#).unwrap();
+        assert!(request.artifact_content);
+        assert_eq!(
+            parse_request(br#"{"code": "1", "artifact_content": "yes"}"#),
+            Err(Refused::ArtifactContentNotBool)
+        );
     }
 
     #[test]

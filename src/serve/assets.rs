@@ -24,9 +24,12 @@ const EDITOR_JS: &str = include_str!("web/editor.js");
 const STYLE_CSS: &str = include_str!("web/style.css");
 const FAVICON_SVG: &str = include_str!("web/favicon.svg");
 
-/// Only our own origin, for everything; no inline script or style, no frames, no forms.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// Only our own origin, for everything; no inline script or style, no frames, no forms. Images
+/// also from `blob:` URLs (made by the page itself): it shows a run's image files from the bytes
+/// it was sent (never SVG inline; see app.js).
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                   img-src 'self' blob:; connect-src 'self'; base-uri 'none'; \
+                   form-action 'none'; frame-ancestors 'none'";
 
 /// The OpenAPI description as this server serves it: the code's `maxLength` is its
 /// `--max-code-chars`, the code's `pattern` is generated from the rule the server applies, each
@@ -171,6 +174,18 @@ mod tests {
     use super::*;
     use crate::limits::DEFAULT_MAX_CODE_CHARS;
     use crate::report::{Outcome, RunReport, Status};
+
+    /// The page may show images from the `blob:` URLs it makes, and from nowhere else.
+    #[test]
+    fn images_only_from_our_origin_and_the_page_s_blobs() {
+        let directives: Vec<&str> = CSP.split(';').map(str::trim).collect();
+        assert!(directives.contains(&"img-src 'self' blob:"), "{CSP}");
+        assert!(directives.contains(&"default-src 'none'"), "{CSP}");
+        assert!(
+            !CSP.contains("data:") && !CSP.contains('*') && !CSP.contains("http"),
+            "{CSP}"
+        );
+    }
 
     #[test]
     fn page_is_self_contained() {

@@ -18,6 +18,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::{Bytes, HttpBody};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use hyper::body::{Frame, SizeHint};
 use serde::Serialize;
 
@@ -26,12 +28,18 @@ use super::clients::AnswerCharge;
 /// Bytes of escaped JSON produced per frame at most (plus one escape's worth).
 const CHUNK: usize = 64 * 1024;
 
-/// One piece of a document: JSON as it is, or bytes to write as the inside of a JSON string.
+/// One piece of a document: JSON as it is, bytes to write as the inside of a JSON string, or
+/// bytes to write as standard base64 (the inside of a JSON string too: base64 needs no escape).
 #[derive(Debug, Clone)]
 enum Part {
     Json(Bytes),
     Text { bytes: Bytes, at: usize },
+    Base64 { bytes: Bytes, at: usize },
 }
+
+/// Bytes of input encoded per frame at most: a multiple of 3, so pieces join into one valid
+/// base64 string.
+const BASE64_CHUNK: usize = CHUNK / 4 * 3;
 
 /// A JSON object built field by field; big strings stay as bytes until sent.
 #[derive(Debug)]
@@ -86,6 +94,39 @@ impl JsonObject {
         self
     }
 
+    /// A string field whose text is the standard base64 (with padding) of `bytes`, encoded only
+    /// when sent: the body holds the bytes, not their encoding (a third larger).
+    pub fn base64(mut self, key: &str, bytes: Bytes) -> JsonObject {
+        self.key(key);
+        self.parts.push(Part::Json(Bytes::from_static(b"\"")));
+        self.parts.push(Part::Base64 { bytes, at: 0 });
+        self.parts.push(Part::Json(Bytes::from_static(b"\"")));
+        self
+    }
+
+    /// A field whose value is the object `inner`, its strings still unescaped.
+    pub fn object(mut self, key: &str, inner: JsonObject) -> JsonObject {
+        self.key(key);
+        self.parts.extend(inner.parts);
+        self.parts.push(Part::Json(Bytes::from_static(b"}")));
+        self
+    }
+
+    /// A field whose value is an array of the objects `items`.
+    pub fn array(mut self, key: &str, items: Vec<JsonObject>) -> JsonObject {
+        self.key(key);
+        self.parts.push(Part::Json(Bytes::from_static(b"[")));
+        for (index, item) in items.into_iter().enumerate() {
+            if index > 0 {
+                self.parts.push(Part::Json(Bytes::from_static(b",")));
+            }
+            self.parts.extend(item.parts);
+            self.parts.push(Part::Json(Bytes::from_static(b"}")));
+        }
+        self.parts.push(Part::Json(Bytes::from_static(b"]")));
+        self
+    }
+
     /// The finished document.
     pub fn finish(mut self) -> JsonBody {
         self.parts.push(Part::Json(Bytes::from_static(b"}")));
@@ -115,8 +156,12 @@ impl JsonBody {
             .iter()
             .map(|part| match part {
                 Part::Json(json) => json.len() as u64,
-                Part::Text { bytes, .. } if seen.insert(bytes.as_ptr()) => bytes.len() as u64,
-                Part::Text { .. } => 0,
+                Part::Text { bytes, .. } | Part::Base64 { bytes, .. }
+                    if seen.insert(bytes.as_ptr()) =>
+                {
+                    bytes.len() as u64
+                }
+                Part::Text { .. } | Part::Base64 { .. } => 0,
             })
             .sum()
     }
@@ -126,8 +171,23 @@ impl JsonBody {
         self._charge = Some(charge);
     }
 
+    /// The document with `before` sent ahead of it and `after` behind it (the lines of a
+    /// server-sent event around its JSON data).
+    pub fn framed(mut self, before: &'static [u8], after: &'static [u8]) -> JsonBody {
+        self.parts
+            .push_front(Part::Json(Bytes::from_static(before)));
+        self.parts.push_back(Part::Json(Bytes::from_static(after)));
+        self.remaining += (before.len() + after.len()) as u64;
+        self
+    }
+
+    /// Bytes still to send.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
     /// The next piece of JSON, at most about [`CHUNK`] bytes; `None` at the end.
-    fn next_chunk(&mut self) -> Option<Bytes> {
+    pub fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
             let part = self.parts.front_mut()?;
             let chunk = match part {
@@ -139,6 +199,15 @@ impl JsonBody {
                 Part::Text { bytes, at } => {
                     let mut out = Vec::with_capacity(CHUNK + 8);
                     *at += push_escaped(&mut out, &bytes[*at..], CHUNK);
+                    if *at >= bytes.len() {
+                        self.parts.pop_front();
+                    }
+                    Bytes::from(out)
+                }
+                Part::Base64 { bytes, at } => {
+                    let end = bytes.len().min(*at + BASE64_CHUNK);
+                    let out = BASE64.encode(&bytes[*at..end]);
+                    *at = end;
                     if *at >= bytes.len() {
                         self.parts.pop_front();
                     }
@@ -191,6 +260,7 @@ fn part_len(part: &Part) -> u64 {
     match part {
         Part::Json(json) => json.len() as u64,
         Part::Text { bytes, at } => escaped_len(&bytes[*at..]),
+        Part::Base64 { bytes, at } => (bytes.len() - at).div_ceil(3) as u64 * 4,
     }
 }
 
@@ -290,6 +360,58 @@ mod tests {
             let parsed: Value = serde_json::from_slice(&streamed).unwrap();
             assert_eq!(parsed, serde_json::from_slice::<Value>(&expected).unwrap());
             assert_eq!(streamed.len(), expected.len(), "same escapes as serde_json");
+        }
+    }
+
+    /// Nested objects, arrays and base64 strings are what serde_json writes for the same value,
+    /// and the declared length is exact; base64 pieces join into one valid string.
+    #[test]
+    fn nested_objects_arrays_and_base64_are_serde_json_s() {
+        let big: Vec<u8> = (0..=255u8).cycle().take(3 * BASE64_CHUNK + 2).collect();
+        for bytes in [Vec::new(), b"a".to_vec(), b"ab".to_vec(), big] {
+            let file = |name: &str| {
+                JsonObject::new()
+                    .value("name", name)
+                    .base64("content_base64", Bytes::from(bytes.clone()))
+            };
+            let body = JsonObject::new()
+                .value("status", "ok")
+                .object(
+                    "artifacts",
+                    JsonObject::new()
+                        .array("files", vec![file("a.png"), file("b.bin")])
+                        .array("skipped", Vec::new())
+                        .value("truncated", false),
+                )
+                .text("stdout", Bytes::from_static(b"line\n"))
+                .finish()
+                .framed(b"data: ", b"\n\n");
+            let declared = body.size_hint().exact().unwrap();
+            let held = body.held_bytes();
+            let streamed = body.to_vec();
+            assert_eq!(streamed.len() as u64, declared);
+            assert!(held < bytes.len() as u64 * 2 + 200, "{held}");
+            let json = streamed
+                .strip_prefix(b"data: ")
+                .and_then(|rest| rest.strip_suffix(b"\n\n"))
+                .unwrap();
+            assert!(!json.contains(&b'\n'), "one line of JSON");
+            let encoded = BASE64.encode(&bytes);
+            let expected = json!({
+                "status": "ok",
+                "artifacts": {
+                    "files": [
+                        {"name": "a.png", "content_base64": encoded},
+                        {"name": "b.bin", "content_base64": encoded}
+                    ],
+                    "skipped": [],
+                    "truncated": false
+                },
+                "stdout": "line\n"
+            });
+            let parsed: Value = serde_json::from_slice(json).unwrap();
+            assert_eq!(parsed, expected);
+            assert_eq!(json.len(), serde_json::to_vec(&expected).unwrap().len());
         }
     }
 

@@ -52,16 +52,23 @@ pub const MAX_MAX_STDIN: u64 = 256 * 1024 * 1024;
 /// (`\ud83d\ude00`, 12 bytes per character) are 60 000 bytes; the rest is room for `stdin`.
 pub const MIN_BODY_LIMIT: usize = 64 * 1024;
 
+/// Room in a request body for `files`: the most bytes a program can be given beside it (8 MiB,
+/// `runner::job::MAX_INPUT_BYTES`, which a unit test of `api` holds this to) as base64, plus
+/// 1 KiB for each of at most 32 files (`MAX_INPUT_FILES`) for its name and the JSON around it.
+pub const FILES_ROOM: usize = 11_184_812 + 32 * 1024;
+
 /// The body limit for a given code limit and stdin cap: room for the code ([`MIN_BODY_LIMIT`], or
-/// 12 bytes per allowed character plus 4 KiB when that is larger) plus room for `max_stdin` bytes
-/// of stdin as `stdin_base64` (4 bytes per 3). Text `stdin` full of characters JSON must escape
-/// can take more room than that: such input fits in `stdin_base64`.
+/// 12 bytes per allowed character plus 4 KiB when that is larger), room for `max_stdin` bytes
+/// of stdin as `stdin_base64` (4 bytes per 3), and [`FILES_ROOM`]. Text `stdin` or file
+/// `content` full of characters JSON must escape can take more room than that: such input fits
+/// as base64.
 pub fn body_limit(max_code_chars: usize, max_stdin: usize) -> usize {
     max_code_chars
         .saturating_mul(12)
         .saturating_add(4096)
         .max(MIN_BODY_LIMIT)
         .saturating_add(max_stdin.div_ceil(3).saturating_mul(4))
+        .saturating_add(FILES_ROOM)
 }
 
 #[cfg(test)]
@@ -70,11 +77,15 @@ mod tests {
 
     #[test]
     fn body_limit_fits_5000_escaped_astral_characters() {
-        assert_eq!(body_limit(5000, 0), 64 * 1024);
+        assert_eq!(body_limit(5000, 0), 64 * 1024 + FILES_ROOM);
         let escaped = format!("{{\"code\": \"{}\"}}", "\\ud83d\\ude00".repeat(5000));
-        assert!(escaped.len() < body_limit(5000, 0));
-        assert_eq!(body_limit(100_000, 0), 1_204_096);
-        // The default stdin cap as base64 on top.
-        assert_eq!(body_limit(5000, DEFAULT_MAX_STDIN), 64 * 1024 + 1_398_104);
+        assert!(escaped.len() < body_limit(5000, 0) - FILES_ROOM);
+        assert_eq!(body_limit(100_000, 0), 1_204_096 + FILES_ROOM);
+        // The default stdin cap as base64 on top: 12.1 MiB in all.
+        assert_eq!(
+            body_limit(5000, DEFAULT_MAX_STDIN),
+            64 * 1024 + 1_398_104 + FILES_ROOM
+        );
+        assert_eq!(body_limit(5000, DEFAULT_MAX_STDIN), 12_681_220);
     }
 }

@@ -2,7 +2,7 @@
 //! description and the web page, on the same supervisor as `safe-exec run`.
 //!
 //! Rooms: [`api`] (routes, handlers), [`answers`] (statuses and documents), [`body`] (answers
-//! escaped as they are sent), [`state`] (what the handlers share), [`listen`] (TCP, TLS or a unix
+//! escaped as they are sent), [`events`] (live output as server-sent events), [`state`] (what the handlers share), [`listen`] (TCP, TLS or a unix
 //! socket), [`warm`] (which per-request limits are served from the warm pool),
 //! [`admission`] (run slots, queue, the registry of runs in progress), [`clients`] (what one
 //! client may hold: connections, answer memory, rate budget), [`limits`] (the server's fixed caps,
@@ -36,6 +36,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod clients;
+pub mod events;
 pub mod health;
 pub mod hints;
 pub mod limits;

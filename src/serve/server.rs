@@ -40,6 +40,13 @@ use super::limits::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_LINGERING_REFUSALS};
 use super::listen::{Accepted, Listener};
 use super::state::Peer;
 
+/// Put on a response whose body is written while its run goes on (server-sent events,
+/// [`super::events`]): its send deadline starts not when the head is ready but at the instant this
+/// comes to hold (the run's end plus the send timeout). A sender dropped without one starts the
+/// usual send timeout then.
+#[derive(Debug, Clone)]
+pub struct LateDeadline(pub watch::Receiver<Option<Instant>>);
+
 /// After shutdown began, how long connections that are mid-request get to deliver their
 /// answers (runs are cancelled at the same time, so those answers come at once).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -194,16 +201,23 @@ impl Connection {
         // Told when the answer is ready: from then on the client has `send_timeout` to take it.
         let answer_ready = Arc::new(Notify::new());
         let ready = answer_ready.clone();
+        // A streamed answer's own deadline, handed over with the answer.
+        let late_deadline: Arc<std::sync::Mutex<Option<LateDeadline>>> = Arc::default();
+        let late = late_deadline.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             started.store(true, Ordering::Relaxed);
             request.extensions_mut().insert(Peer(client));
             let answer = router.clone().oneshot(request);
             let ready = ready.clone();
+            let late = late.clone();
             async move {
                 let mut response = answer.await?;
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
+                if let Some(deadline) = response.extensions_mut().remove::<LateDeadline>() {
+                    *crate::sync::lock(&late) = Some(deadline);
+                }
                 // Stores a permit when nobody waits yet, so it is never missed.
                 ready.notify_one();
                 Ok::<_, std::convert::Infallible>(response)
@@ -211,7 +225,20 @@ impl Connection {
         });
         let send_deadline = async {
             answer_ready.notified().await;
-            tokio::time::sleep(send_timeout).await;
+            let late = crate::sync::lock(&late_deadline).take();
+            match late {
+                None => tokio::time::sleep(send_timeout).await,
+                Some(LateDeadline(mut deadline)) => {
+                    let at = match deadline.wait_for(Option::is_some).await {
+                        Ok(at) => *at,
+                        Err(_) => None,
+                    };
+                    match at {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => tokio::time::sleep(send_timeout).await,
+                    }
+                }
+            }
         };
         tokio::pin!(send_deadline);
         // The head must arrive within the header timeout of connecting, a TLS handshake

@@ -589,3 +589,79 @@ fn ctrl_c_while_running_on_a_server_cancels_the_run() {
     );
     server.stop_and_assert_clean(&session);
 }
+
+/// `--file`, `--artifacts` and `--artifact-content` through a server: the same exit code,
+/// output, files written and `--json` document (durations aside) as a local run.
+#[test]
+fn files_and_artifacts_through_a_server_are_a_local_run_s() {
+    let session = Session::new();
+    let server = Server::start(&session, &["--rate-limit", "0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.csv");
+    std::fs::write(&data, b"1\n2\n3\n\xff").unwrap();
+    let program = dir.path().join("job.py");
+    std::fs::write(
+        &program,
+        "import os\n\
+         raw = open('data.csv', 'rb').read()\n\
+         total = sum(int(line) for line in raw.split()[:3])\n\
+         print('total', total)\n\
+         os.makedirs('out/sub')\n\
+         open('out/sum.txt', 'w').write(str(total))\n\
+         open('out/sub/raw.bin', 'wb').write(raw)\n",
+    )
+    .unwrap();
+    let run = |server: Option<&str>, artifacts: &Path, json: bool| {
+        let mut command = session.safe_exec();
+        command
+            .arg("run")
+            .arg("--file")
+            .arg(&data)
+            .arg("--artifacts")
+            .arg(artifacts)
+            .arg(&program)
+            .write_stdin("");
+        if json {
+            command.args(["--json", "--artifact-content"]);
+        }
+        if let Some(server) = server {
+            command.args(["--server", server]);
+        }
+        command.output().expect("safe-exec runs")
+    };
+    let here = dir.path().join("here");
+    let there = dir.path().join("there");
+    let local = run(None, &here, false);
+    let remote = run(Some(&server.listening), &there, false);
+    assert_eq!(local.status.code(), Some(0), "{}", stderr(&local));
+    assert_eq!(remote.status.code(), Some(0), "{}", stderr(&remote));
+    assert_eq!(local.stdout, b"total 6\n");
+    assert_eq!(remote.stdout, local.stdout);
+    assert_eq!(
+        stderr(&remote).replace("there", "here"),
+        stderr(&local),
+        "the artifacts line"
+    );
+    for name in ["sum.txt", "sub/raw.bin"] {
+        assert_eq!(
+            std::fs::read(there.join(name)).unwrap(),
+            std::fs::read(here.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(there.join("sub/raw.bin")).unwrap(),
+        b"1\n2\n3\n\xff"
+    );
+    let local = run(None, &dir.path().join("here-json"), true);
+    let remote = run(
+        Some(&server.listening),
+        &dir.path().join("there-json"),
+        true,
+    );
+    assert_eq!(remote.status.code(), local.status.code());
+    let document = without_durations(&local.stdout);
+    assert_eq!(without_durations(&remote.stdout), document);
+    assert!(document["artifacts"]["files"][1]["content_base64"].is_string());
+    server.stop_and_assert_clean(&session);
+}

@@ -880,6 +880,22 @@ fn a_package_s_files_sit_beside_every_submission() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(read_json(&json).submissions[0].verdict, Verdict::AC);
+    // On a server too: the files travel with every request.
+    let server = crate::serve::Server::start(&session, &["--rate-limit", "0"]);
+    let output = grade(
+        &session,
+        &[
+            path_str(suite.path()),
+            path_str(&solution),
+            "--json",
+            path_str(&json),
+            "--server",
+            &server.listening,
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(read_json(&json).submissions[0].verdict, Verdict::AC);
+    server.stop_and_assert_clean(&session);
     // A link, or a directory, in files/ makes the suite malformed, before anything runs.
     let linked = suite_dir(&[
         ("problem.yaml", b"name: Lookup\n"),

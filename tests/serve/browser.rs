@@ -519,3 +519,177 @@ fn the_page_fits_a_phone_and_names_syntax_errors() {
     overflow("after long output");
     server.stop_and_assert_clean(&session);
 }
+
+/// Wait until `condition` holds for the page (checked every 50 ms), at most `within`.
+fn wait_until(
+    browser: &Browser,
+    within: Duration,
+    what: &str,
+    condition: impl Fn(&Browser) -> bool,
+) {
+    let until = Instant::now() + within;
+    while !condition(browser) {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Output shows as the program writes it: the first line is on the page while the run is still
+/// going, a second before the rest. Stop keeps what was shown.
+#[test]
+fn the_page_shows_output_as_it_comes_and_stop_keeps_it() {
+    let session = Session::new();
+    let server = Server::start(&session, &["--rate-limit", "0"]);
+    let browser = Browser::start();
+    browser.goto(&server.url("/"));
+    browser.type_code(
+        &[
+            "import time",
+            ENTER,
+            "print('first', flush=True)",
+            ENTER,
+            "time.sleep(2)",
+            ENTER,
+            "print('second')",
+        ]
+        .concat(),
+    );
+    browser.click("#run");
+    wait_until(
+        &browser,
+        Duration::from_secs(30),
+        "the first line",
+        |browser| browser.text("#stdout") == "first\n",
+    );
+    let first_seen = Instant::now();
+    assert_eq!(browser.text("#status"), "Running…");
+    assert_eq!(browser.wait_result(), "Finished");
+    let rest = first_seen.elapsed();
+    assert!(
+        rest >= Duration::from_millis(1500),
+        "the first line showed only {rest:?} before the end"
+    );
+    assert_eq!(browser.text("#stdout"), "first\nsecond\n");
+
+    browser.type_code("import time; print('kept', flush=True); time.sleep(60)");
+    browser.click("#run");
+    wait_until(&browser, Duration::from_secs(30), "the output", |browser| {
+        browser.text("#stdout") == "kept\n"
+    });
+    browser.click("#stop");
+    assert_eq!(browser.wait_result(), "Stopped");
+    assert_eq!(browser.text("#stdout"), "kept\n");
+    server.stop_and_assert_clean(&session);
+}
+
+/// On the data-science image a matplotlib plot comes back and is shown under the output (from a
+/// blob: URL the page's Content-Security-Policy allows); an SVG is offered as a download, never
+/// shown; the page still fits a phone. Saves a screenshot to target/plot-screenshot.png.
+#[test]
+fn the_page_shows_a_plot_from_the_data_science_image() {
+    let session = Session::new();
+    let server = Server::start(
+        &session,
+        &[
+            "--image",
+            "ds",
+            "--timeout",
+            "30",
+            "--wall-timeout",
+            "120",
+            "--rate-limit",
+            "0",
+        ],
+    );
+    let browser = Browser::start();
+    browser.goto(&server.url("/"));
+    browser.click("#example option[value=plot]");
+    browser.type_into(
+        "#code",
+        &format!("{ENTER}plt.savefig('out/squares.svg'){ENTER}"),
+    );
+    browser.click("#run");
+    let status = {
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            let status = browser.text("#status");
+            if status != "Running…" && status != "Ready" {
+                break status;
+            }
+            assert!(Instant::now() < until, "no result after 120 s");
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(status, "Finished", "stderr: {}", browser.text("#stderr"));
+    wait_until(
+        &browser,
+        Duration::from_secs(10),
+        "the plot to load",
+        |browser| {
+            browser.script(
+                "const images = document.querySelectorAll('#images img');
+             return images.length === 1 && images[0].complete && images[0].naturalWidth > 0;",
+            ) == true
+        },
+    );
+    let image = browser.script(
+        "const image = document.querySelector('#images img');
+         return { src: image.src.slice(0, 5), alt: image.alt, width: image.naturalWidth,
+                  height: image.naturalHeight,
+                  caption: image.parentElement.querySelector('figcaption').textContent };",
+    );
+    assert_eq!(image["src"], "blob:", "{image}");
+    assert_eq!(image["alt"], "figure-1.png", "{image}");
+    assert_eq!(image["caption"], "out/figure-1.png", "{image}");
+    assert!(image["width"].as_u64().unwrap() >= 320, "{image}");
+    let links = browser.script(
+        "return [...document.querySelectorAll('#downloads a')].map((a) => [a.textContent, a.download]).sort();",
+    );
+    assert_eq!(
+        links,
+        json!([
+            ["out/figure-1.png", "figure-1.png"],
+            ["out/squares.svg", "squares.svg"]
+        ])
+    );
+    // The SVG is a download, not an image of this page.
+    assert_eq!(
+        browser.script("return document.querySelectorAll('#images img, #images svg, object, embed, iframe').length;"),
+        1
+    );
+    browser.script("document.getElementById('artifacts').scrollIntoView();");
+    let screenshot = browser.command("GET", "/screenshot", None);
+    let png = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        screenshot.as_str().unwrap(),
+    )
+    .unwrap();
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("plot-screenshot.png");
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+
+    // On a phone the plot fits the screen.
+    browser.command(
+        "POST",
+        "/goog/cdp/execute",
+        Some(json!({
+            "cmd": "Emulation.setDeviceMetricsOverride",
+            "params": { "width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": true }
+        })),
+    );
+    let sizes = browser.script(
+        "const root = document.documentElement;
+         const image = document.querySelector('#images img').getBoundingClientRect();
+         return { scroll: root.scrollWidth, client: root.clientWidth, right: image.right };",
+    );
+    assert!(
+        sizes["scroll"] == 390
+            && sizes["client"] == 390
+            && sizes["right"].as_f64().unwrap() <= 390.0,
+        "the page scrolls sideways with the plot: {sizes}"
+    );
+    server.stop_and_assert_clean(&session);
+}

@@ -325,7 +325,7 @@ fn a_client_that_stops_reading_holds_at_most_its_answer_budget() {
 
     // As many runs as their largest answers fit in the budget; the next is refused.
     let budget = MAX_ANSWER_BYTES_PER_CLIENT;
-    let admitted = (budget / answer_reserve(&Limits::default(), Flavor::Compat)) as usize;
+    let admitted = (budget / answer_reserve(&Limits::default(), Flavor::Compat, 0, false)) as usize;
     assert_eq!(count(&answered, 200), admitted);
     assert_eq!(count(&answered, 503), CONNECTIONS - admitted);
     eprintln!(
@@ -433,5 +433,86 @@ fn an_unread_answer_is_cut_off_at_the_send_deadline() {
     assert_eq!(body["output"], "\u{1}".repeat(1024 * 1024));
     assert_eq!(body["output"], body["stdout"]);
     assert_eq!(body["stderr"], body["stdout"]);
+    server.stop_and_assert_clean(&session);
+}
+
+/// The same for live output: one client opens event streams of runs that write 2 MiB each and
+/// never reads them. Nothing waits for it (every run ends by itself); what the streams hold
+/// stays within the client's budget (the run that would pass it gets 503 before it starts), and
+/// each stream is reset at the send deadline after its run's end, which frees everything.
+#[test]
+fn a_client_that_stops_reading_events_is_cut_off_within_its_budget() {
+    const CONNECTIONS: usize = 16;
+    const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+    let session = Session::new();
+    let server = Server::start(
+        &session,
+        &[
+            "--max-concurrent",
+            "2",
+            "--queue",
+            "32",
+            "--rate-limit",
+            "0",
+            "--send-timeout",
+            "3",
+        ],
+    );
+    let addr = server.addr;
+    let pid = server.child.id();
+    let before = peak_memory(pid);
+    let hog: Ipv4Addr = "127.0.0.3".parse().unwrap();
+    let code = "import sys\nsys.stdout.buffer.write(b'\\x01' * 1048576)\n\
+                sys.stderr.buffer.write(b'\\x01' * 1048576)\n";
+    let body = json!({ "code": code }).to_string();
+    let request = format!(
+        "POST /api/v1/runs HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Accept: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answered = send_and_stop_reading("127.0.0.3", addr, request.as_bytes(), CONNECTIONS);
+    let reserve = answer_reserve(&Limits::default(), Flavor::V1, 0, true);
+    let admitted = (MAX_ANSWER_BYTES_PER_CLIENT / reserve) as usize;
+    assert!(admitted < CONNECTIONS);
+    assert_eq!(count(&answered, 200), admitted);
+    assert_eq!(count(&answered, 503), CONNECTIONS - admitted);
+    let last_ready = answered.iter().map(|(_, _, at)| *at).max().unwrap();
+    server.wait_for(
+        SEND_TIMEOUT + Duration::from_secs(30),
+        "the unread event streams to be reset",
+        || established_from(hog, addr.port()) == 0,
+    );
+    let grew = peak_memory(pid).saturating_sub(before);
+    eprintln!(
+        "{admitted} unread event streams of 2 MiB output: peak memory grew by {} MiB; reset {:?} after the last head",
+        grew / (1024 * 1024),
+        last_ready.elapsed()
+    );
+    assert!(
+        grew < MAX_ANSWER_BYTES_PER_CLIENT + 48 * 1024 * 1024,
+        "peak memory grew by {grew} bytes"
+    );
+    for (mut stream, status, _) in answered {
+        if status != 200 {
+            continue;
+        }
+        let mut rest = Vec::new();
+        let whole = match stream.read_to_end(&mut rest) {
+            Err(_) => false,
+            Ok(_) => String::from_utf8_lossy(&rest).contains("event: result"),
+        };
+        assert!(!whole, "an unread event stream was delivered whole");
+    }
+    // The client is served again, and a client that reads gets everything.
+    let again = super::exchange_from(
+        "127.0.0.3",
+        addr,
+        &json_request(
+            addr,
+            "/run",
+            &json!({ "code": "print('again')" }).to_string(),
+        ),
+    );
+    assert_eq!(again.status, 200, "{again:?}");
     server.stop_and_assert_clean(&session);
 }

@@ -4,6 +4,7 @@
 mod browser;
 mod connections;
 mod hostile;
+mod live;
 mod openapi;
 mod pool;
 mod schemathesis;
@@ -678,14 +679,15 @@ fn memory_and_output_limits_have_their_own_errors() {
 #[test]
 fn oversized_bodies_get_413() {
     let session = Session::new();
-    // No room for stdin: the body limit is the code's alone, 64 KiB.
+    // No room for stdin: the body limit is the code's, 64 KiB, and the files'.
     let server = Server::start(&session, &["--max-stdin", "0"]);
-    let big = json!({ "code": format!("#{}", "x".repeat(70_000)) }).to_string();
+    let limit = 64 * 1024 + safe_exec::serve::limits::FILES_ROOM;
+    let big = json!({ "code": format!("#{}", "x".repeat(limit)) }).to_string();
     let refused = server.post_raw("/run", Some("application/json"), big.as_bytes(), None);
     assert_eq!(refused.status, 413, "{}", refused.body);
     assert_eq!(
         refused.json(),
-        json!({ "error": "Request body too large (65536 bytes max)", "status": "error" })
+        json!({ "error": format!("Request body too large ({limit} bytes max)"), "status": "error" })
     );
     // Without a Content-Length (chunked), the limit holds while reading.
     let chunked = server
@@ -722,11 +724,11 @@ fn the_code_limit_counts_characters_as_sent() {
 }
 
 /// The documented limit exactly: room for the code (64 KiB) plus `--max-stdin` (1 MiB by
-/// default) as base64, 1463640 bytes: a body of that size runs, one byte more is 413, whether
-/// the length is declared (Content-Length) or not (chunked).
+/// default) and 8 MiB of files as base64, 12681220 bytes: a body of that size runs, one byte
+/// more is 413, whether the length is declared (Content-Length) or not (chunked).
 #[test]
 fn the_body_limit_is_exact() {
-    const LIMIT: usize = 64 * 1024 + 1_398_104;
+    const LIMIT: usize = 12_681_220;
     assert_eq!(
         LIMIT,
         safe_exec::serve::limits::body_limit(5000, safe_exec::serve::limits::DEFAULT_MAX_STDIN)
@@ -1107,7 +1109,9 @@ fn health_spec_and_page_are_served() {
             "pool": { "size": 2, "ready": null },
             // The most a request may ask for.
             "limits": serde_json::to_value(safe_exec::limits::Limits::default().applied()).unwrap(),
-            "max_stdin_bytes": 1024 * 1024
+            "max_stdin_bytes": 1024 * 1024,
+            // What a request's `files` may hold.
+            "files": { "max_count": 32, "max_bytes": 8 * 1024 * 1024 }
         })
     );
     server.wait_for(Duration::from_secs(30), "the pool to fill", || {

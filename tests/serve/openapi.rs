@@ -371,6 +371,20 @@ fn every_documented_answer_matches_openapi_json() {
             ("code too long", too_long.as_str()),
             ("empty code", "  "),
         ];
+        // Artifacts, with their bytes.
+        samples.push(Sample::from_reply(
+            "artifacts",
+            "/api/v1/runs",
+            "post",
+            &server.post(
+                "/api/v1/runs",
+                &json!({
+                    "code": "open('out/a.txt', 'w').write(open('in.txt').read())",
+                    "files": [{"name": "in.txt", "content_base64": "aGk="}],
+                    "artifact_content": true
+                }),
+            ),
+        ));
         for (what, code) in runs {
             let body = json!({ "code": code });
             samples.push(Sample::from_reply(
@@ -386,8 +400,15 @@ fn every_documented_answer_matches_openapi_json() {
                 &server.post("/api/v1/runs", &body),
             ));
         }
-        // Past the body limit: room for the code and for 1 MiB of stdin as base64.
-        let big = json!({ "code": "#".repeat(1_500_000) }).to_string();
+        // Past the body limit: room for the code, for 1 MiB of stdin and 8 MiB of files as
+        // base64.
+        let big = json!({ "code": "#".repeat(13_000_000) }).to_string();
+        let bad_file =
+            json!({ "code": "print(1)", "files": [{"name": "../x", "content": ""}] }).to_string();
+        let big_files = json!({ "code": "print(1)", "files": [
+            {"name": "big.bin", "content": "x".repeat(9 * 1024 * 1024)}
+        ] })
+        .to_string();
         let big_stdin =
             json!({ "code": "print(1)", "stdin": "x".repeat(1024 * 1024 + 1) }).to_string();
         let over_limit =
@@ -403,6 +424,8 @@ fn every_documented_answer_matches_openapi_json() {
                 ),
                 ("body too large", json_type, big.clone().into_bytes()),
                 ("stdin too large", json_type, big_stdin.clone().into_bytes()),
+                ("a file refused", json_type, bad_file.clone().into_bytes()),
+                ("files too large", json_type, big_files.clone().into_bytes()),
                 (
                     "a limit above the server's",
                     json_type,

@@ -1,6 +1,8 @@
-// The page: send the code to POST /api/v1/runs (the run report) and show what happened, with
-// stdout, stderr, status and time kept apart. Stop aborts the request, which makes the server
-// kill the run.
+// The page: send the code to POST /api/v1/runs as server-sent events (fetch and a stream reader:
+// EventSource cannot POST), show stdout and stderr as they arrive, then the run report: status,
+// exit code, time, and the files the program left in out/ (images shown, other files as
+// download links). Stop aborts the request, which makes the server kill the run; the output
+// shown so far stays.
 "use strict";
 
 (function () {
@@ -20,6 +22,8 @@
     memory: "chunks = []\nwhile True:\n    chunks.append(bytearray(10_000_000))\n",
     network: "import socket\nsocket.create_connection(('example.com', 80), timeout=3)\n",
     file: "with open('/etc/hacked.txt', 'w') as f:\n    f.write('hacked!')\n",
+    live: "import time\nfor i in range(5):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n",
+    plot: "# Needs the data-science image (safe-exec serve --image ds).\nimport matplotlib.pyplot as plt\n\nplt.plot([1, 2, 3, 4], [1, 4, 9, 16], marker='o')\nplt.title('Squares')\nplt.show()\n",
   };
 
   const code = $("code");
@@ -83,9 +87,13 @@
     element.hidden = !text;
   }
 
+  // Object URLs of the last run's files, revoked when the next run starts.
+  let objectUrls = [];
+
   function clearResult() {
     $("stdout").textContent = "";
     $("stderr").textContent = "";
+    clearArtifacts();
     $("exit-code").textContent = "–";
     $("duration").textContent = "–";
     setText("message", "");
@@ -144,6 +152,72 @@
     }
   }
 
+  // Images the page shows inline. SVG never: it is a document that can carry script and links,
+  // so it is offered as a download like any other file.
+  const INLINE_IMAGES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+
+  function clearArtifacts() {
+    objectUrls.forEach((url) => URL.revokeObjectURL(url));
+    objectUrls = [];
+    $("images").replaceChildren();
+    $("downloads").replaceChildren();
+    $("artifacts").hidden = true;
+  }
+
+  function base64Bytes(text) {
+    return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  }
+
+  function humanSize(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KiB";
+    return (bytes / 1024 / 1024).toFixed(1) + " MiB";
+  }
+
+  // The report's artifacts: images inline (as blob: URLs of the exact bytes), everything else as
+  // a download link; a file cut short or left out is said so.
+  function showArtifacts(artifacts) {
+    if (!artifacts || (!artifacts.files.length && !artifacts.skipped.length)) return;
+    for (const file of artifacts.files) {
+      const note = file.truncated ? " (cut short)" : "";
+      if (file.content_base64 === undefined) continue;
+      // Always a download type for files not shown: a browser must never render an HTML or SVG
+      // file the program wrote as a page of this origin.
+      const inline = INLINE_IMAGES.has(file.media_type) && !file.truncated;
+      const type = inline ? file.media_type : "application/octet-stream";
+      const url = URL.createObjectURL(new Blob([base64Bytes(file.content_base64)], { type }));
+      objectUrls.push(url);
+      if (inline) {
+        const figure = document.createElement("figure");
+        const image = document.createElement("img");
+        image.src = url;
+        image.alt = file.name;
+        const caption = document.createElement("figcaption");
+        caption.textContent = "out/" + file.name;
+        figure.append(image, caption);
+        $("images").append(figure);
+      }
+      const item = document.createElement("li");
+      const link = document.createElement("a");
+      link.href = url;
+      link.download = file.name.split("/").pop();
+      link.textContent = "out/" + file.name;
+      item.append(link, " " + humanSize(file.size) + note);
+      $("downloads").append(item);
+    }
+    for (const skipped of artifacts.skipped) {
+      const item = document.createElement("li");
+      item.textContent = "out/" + skipped.name + ": not returned (" + skipped.reason + ")";
+      $("downloads").append(item);
+    }
+    if (artifacts.truncated) {
+      const item = document.createElement("li");
+      item.textContent = "More files were left in out/ than a run returns.";
+      $("downloads").append(item);
+    }
+    $("artifacts").hidden = false;
+  }
+
   function showReport(report, elapsedMs) {
     const [kind, text] = compileError(report)
       ? ["error", "Syntax error"]
@@ -156,6 +230,47 @@
     $("duration").title = "program " + report.duration_ms + " ms; round trip " + Math.round(elapsedMs) + " ms";
     setText("message", explain(report));
     setText("hint", report.hint ? "Hint: " + report.hint : "");
+    showArtifacts(report.artifacts);
+  }
+
+  // Live output: each event's bytes (text, or base64 for bytes that are not UTF-8) are decoded
+  // with one streaming decoder per stream, so a character is never shown cut.
+  function liveStreams() {
+    const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+    return (name, data) => {
+      const bytes = data.base64 !== undefined ? base64Bytes(data.base64) : new TextEncoder().encode(data.text);
+      const element = $(name);
+      const atBottom = element.scrollHeight - element.scrollTop - element.clientHeight < 4;
+      element.textContent += decoders[name].decode(bytes, { stream: true });
+      if (atBottom) element.scrollTop = element.scrollHeight;
+    };
+  }
+
+  // Server-sent events from a fetch body: calls onEvent(name, data) for each event.
+  async function readEvents(response, onEvent) {
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+          if (field === "event") name = value;
+          else if (field === "data") data.push(value);
+        }
+        if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+      }
+    }
   }
 
   async function run() {
@@ -171,8 +286,9 @@
       headers.Authorization = "Bearer " + token.value;
       sessionStorage.setItem("safe-exec-token", token.value);
     }
-    const payload = { code: code.value };
+    const payload = { code: code.value, artifact_content: true };
     if (stdin.value) payload.stdin = stdin.value;
+    headers.Accept = "text/event-stream";
     controller = new AbortController();
     runButton.disabled = true;
     stopButton.disabled = false;
@@ -185,6 +301,17 @@
         body: JSON.stringify(payload),
         signal: controller.signal,
       });
+      if ((response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
+        const show = liveStreams();
+        let report = null;
+        await readEvents(response, (name, data) => {
+          if (name === "stdout" || name === "stderr") show(name, data);
+          else if (name === "result") report = data;
+        });
+        if (!report) throw new Error("the answer ended before the run's result");
+        showReport(report, performance.now() - started);
+        return;
+      }
       const answer = await response.json().catch(() => ({}));
       const elapsed = performance.now() - started;
       if (answer.schema_version !== undefined) {
@@ -201,8 +328,9 @@
       }
     } catch (error) {
       if (error.name === "AbortError") {
+        // The output shown so far stays.
         setStatus("error", "Stopped");
-        setText("message", "The run was stopped; its container was killed.");
+        setText("message", "The run was stopped; its container was killed. The output above is what it wrote until then.");
       } else {
         setStatus("error", "No answer");
         setText("message", "Could not reach the server: " + error.message);
