@@ -81,6 +81,8 @@ enum Refused {
     },
     BodyTimeout,
     BodyUnreadable,
+    /// The bodies being read, over every connection, hold the server's whole budget for them.
+    BodiesInFlight,
     NotUtf8,
     BadJson(String),
     NotObject,
@@ -196,6 +198,14 @@ impl Refused {
                 ),
             )
             .retry_after(*retry_secs),
+            Refused::BodiesInFlight => Answer::error(
+                S::SERVICE_UNAVAILABLE,
+                format!(
+                    "Server busy: requests being received already hold {} of bodies; retry later",
+                    human_bytes(super::limits::BODIES_IN_FLIGHT as u64)
+                ),
+            )
+            .retry_after(1),
             Refused::AnswersUnread { held, cap, retry_secs } => Answer::error(
                 S::SERVICE_UNAVAILABLE,
                 format!(
@@ -289,7 +299,7 @@ async fn handle_run(
         max_stdin: state.max_stdin,
     };
     let read = tokio::select! {
-        read = read_request(&headers, body, state.body_limit, &caps) => read,
+        read = read_request(&headers, body, state.body_limit, &state.bodies, &caps) => read,
         _ = shutdown.wait_for(|stop| *stop) => Err(Refused::Stopping),
     };
     let request = match read {
@@ -575,6 +585,7 @@ async fn read_request(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    bodies: &tokio::sync::Semaphore,
     caps: &Caps,
 ) -> Result<RunRequest, Refused> {
     if !is_json(headers) {
@@ -587,22 +598,35 @@ async fn read_request(
     if declared.is_some_and(|length| length > limit.saturating_add(DRAIN_LIMIT) as u64) {
         return Err(Refused::TooLarge { limit });
     }
-    let bytes = tokio::time::timeout(BODY_TIMEOUT, collect_body(body, limit))
+    let bytes = tokio::time::timeout(BODY_TIMEOUT, collect_body(body, limit, bodies))
         .await
         .map_err(|_elapsed| Refused::BodyTimeout)??;
     parse_request(&bytes, caps)
 }
 
 /// The body, or [`Refused::TooLarge`] once it passes `limit` (reading on, and dropping, up to
-/// [`DRAIN_LIMIT`] past it, so the client can read the answer).
-async fn collect_body(mut body: Body, limit: usize) -> Result<Vec<u8>, Refused> {
+/// [`DRAIN_LIMIT`] past it, so the client can read the answer). What is kept is taken from
+/// `bodies`, the server's budget for bodies being read, until the body is parsed;
+/// [`Refused::BodiesInFlight`] when it has no room left.
+async fn collect_body(
+    mut body: Body,
+    limit: usize,
+    bodies: &tokio::sync::Semaphore,
+) -> Result<Vec<u8>, Refused> {
     let mut bytes = Vec::new();
     let mut seen = 0usize;
+    let mut held = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| Refused::BodyUnreadable)?;
         if let Ok(data) = frame.into_data() {
             seen = seen.saturating_add(data.len());
             if seen <= limit {
+                let size = u32::try_from(data.len()).map_err(|_| Refused::BodiesInFlight)?;
+                held.push(
+                    bodies
+                        .try_acquire_many(size)
+                        .map_err(|_| Refused::BodiesInFlight)?,
+                );
                 bytes.extend_from_slice(&data);
             } else if seen > limit.saturating_add(DRAIN_LIMIT) {
                 break;
@@ -1218,6 +1242,29 @@ mod tests {
             effective_limits(&server, &LimitOverrides::default()),
             server
         );
+    }
+
+    /// Bodies being read take from one server-wide budget, given back once read: a body with no
+    /// room left is refused at once (503), and the next fits again.
+    #[test]
+    fn bodies_in_flight_share_one_budget() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bodies = tokio::sync::Semaphore::new(100);
+        runtime.block_on(async {
+            let read = collect_body(Body::from(vec![b'x'; 60]), 1000, &bodies).await;
+            assert_eq!(read.unwrap().len(), 60);
+            assert_eq!(bodies.available_permits(), 100);
+            let held = bodies.try_acquire_many(50).unwrap();
+            let refused = collect_body(Body::from(vec![b'x'; 60]), 1000, &bodies).await;
+            assert_eq!(refused, Err(Refused::BodiesInFlight));
+            assert_eq!(bodies.available_permits(), 50);
+            drop(held);
+            assert!(collect_body(Body::from(vec![b'x'; 60]), 1000, &bodies)
+                .await
+                .is_ok());
+        });
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub const MIN_BODY_LIMIT: usize = 64 * 1024;
 /// 1 KiB for each of at most 32 files (`MAX_INPUT_FILES`) for its name and the JSON around it.
 pub const FILES_ROOM: usize = 11_184_812 + 32 * 1024;
 
+/// Bytes of request bodies the whole server holds while reading them, over every connection:
+/// one body may be large (files), but 256 connections each sending a full one must not add up
+/// to gigabytes. A body that would pass it is answered 503 with `Retry-After` at once.
+pub const BODIES_IN_FLIGHT: usize = 128 * 1024 * 1024;
+
 /// The body limit for a given code limit and stdin cap: room for the code ([`MIN_BODY_LIMIT`], or
 /// 12 bytes per allowed character plus 4 KiB when that is larger), room for `max_stdin` bytes
 /// of stdin as `stdin_base64` (4 bytes per 3), and [`FILES_ROOM`]. Text `stdin` or file

@@ -266,6 +266,7 @@ async fn serve(config: Config, tls: Option<Arc<rustls::ServerConfig>>) -> anyhow
         send_timeout: config.send_timeout,
         health: health::HealthCache::default(),
         body_limit: body_limit(limits.max_code_chars, config.max_stdin),
+        bodies: Arc::new(tokio::sync::Semaphore::new(limits::BODIES_IN_FLIGHT)),
         max_stdin: config.max_stdin,
         warm: warm::WarmKeys::new(limits, config.pool.idle),
         page: assets::render_page(&limits),

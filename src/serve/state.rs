@@ -35,6 +35,9 @@ pub struct AppState {
     pub send_timeout: Duration,
     pub health: HealthCache,
     pub body_limit: usize,
+    /// Bytes of request bodies being read, over every connection
+    /// ([`super::limits::BODIES_IN_FLIGHT`] at most).
+    pub bodies: std::sync::Arc<tokio::sync::Semaphore>,
     /// The most bytes of stdin a run request may carry (`--max-stdin`).
     pub max_stdin: usize,
     /// Which per-request limits are served from the warm pool.
