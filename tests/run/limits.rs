@@ -22,10 +22,15 @@ fn r1_r14_infinite_loop_times_out_at_the_limit_keeping_partial_output() {
     assert_eq!((report.exit_code, report.signal), (None, None));
     // Judged on CPU time, to the millisecond: past the limit, and stopped within a few ms of it.
     let cpu = report.cpu_time_ms.expect("CPU time reported");
-    assert!((3001..=3100).contains(&cpu), "stopped at {cpu} ms of CPU");
     // Under gVisor the CPU time is the sandbox kernel's own account of its tasks, which runs
     // ahead of the wall clock on a loaded host (the engine's quota throttles the runtime's host
-    // threads, not that account).
+    // threads, not that account), and its scheduler gives the launcher no priority over the
+    // spinning program (nice is not honoured): the stop can lag by a quota period or two.
+    let lag = if under_gvisor() { 400 } else { 100 };
+    assert!(
+        (3001..=3000 + lag).contains(&cpu),
+        "stopped at {cpu} ms of CPU"
+    );
     if !under_gvisor() {
         assert!(report.duration_ms >= cpu - 50, "{report:?}");
     }
@@ -148,7 +153,9 @@ fn r3_fork_bomb_stops_at_the_pids_limit_and_a_normal_run_alongside_passes() {
         neighbour.join().unwrap(),
         (Some(0), "neighbour ok\n".to_owned())
     );
-    session.assert_clean_within(Duration::from_secs(2));
+    // Within the documented REMOVED_AFTER_EXIT: tearing down 63 processes (a gVisor sandbox's
+    // among them) can take more than a couple of seconds on a loaded machine.
+    session.assert_clean();
 }
 
 #[test]
