@@ -11,9 +11,11 @@ use serde_json::{json, Value};
 use super::Server;
 use crate::common::Session;
 
-/// Wait until the server reports `count` warm containers ready.
+/// Wait until the server reports `count` warm containers ready. Generously: while other tests
+/// churn the same engine (the 1000-run test among them), a container's start can take many
+/// seconds, and a start that misses its deadline makes the pool back off before it tries again.
 fn wait_ready(server: &Server, count: u64) {
-    server.wait_for(Duration::from_secs(60), "warm containers", || {
+    server.wait_for(Duration::from_secs(180), "warm containers", || {
         server.get("/healthz").json()["pool"]["ready"].as_u64() == Some(count)
     });
 }
