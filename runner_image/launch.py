@@ -3,8 +3,10 @@ relays its output, enforces its limits and reports how it ended, out of the prog
 
 safe-exec starts every container as root with only CAP_SETUID and CAP_SETGID, running
 
-    python3 -I -S /opt/safe-exec/launch.py --uid U --cpu-ms T --wall-ms W --cpus C
+    python3 -I -S /opt/safe-exec/launch.pyc --uid U --cpu-ms T --wall-ms W --cpus C
         --max-output B --pids P --code-wait S [--memory M]
+
+(launch.pyc is this file, compiled when the image is built.)
 
 Request (protocol version 3), on standard input:
 
@@ -81,11 +83,23 @@ import fcntl
 import os
 import resource
 import select
-import signal
 import struct
 import sys
 import termios
 import time
+
+# Start-up time is most of a short run's cost to the machine, so the launcher imports only C
+# modules: `signal` wraps `_signal` in enums (importing `enum` costs more than everything else
+# here), `hmac` and `json` bring `hashlib` (OpenSSL), `re` and `enum`.
+import _signal as signal
+
+try:
+    from _sha2 import sha256  # Python 3.12 and later
+except ImportError:
+    try:
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
 
 PROTOCOL = b"SAFE-EXEC/3"
 WORKDIR = "/tmp"
@@ -196,6 +210,56 @@ def _start():
         raise SystemExit(1) from None
 _start()
 ''' % {"go": GO_FD, "ready": READY_FD, "failed": 127}
+
+
+def hmac_sha256(key, message):
+    """HMAC-SHA256 (RFC 2104) of `message` under `key`, in lowercase hex, as
+    ``hmac.new(key, message, "sha256").hexdigest()``."""
+    block = 64
+    if len(key) > block:
+        key = sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    inner = sha256(bytes(byte ^ 0x36 for byte in key) + message).digest()
+    return sha256(bytes(byte ^ 0x5C for byte in key) + inner).hexdigest()
+
+
+# How JSON escapes these characters; every other one outside printable ASCII is \uXXXX.
+JSON_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+
+
+def json_char(char):
+    escaped = JSON_ESCAPES.get(char)
+    if escaped is not None:
+        return escaped
+    if " " <= char <= "~":
+        return char
+    code = ord(char)
+    if code > 0xFFFF:
+        code -= 0x10000
+        return "\\u%04x\\u%04x" % (0xD800 | (code >> 10), 0xDC00 | (code & 0x3FF))
+    return "\\u%04x" % code
+
+
+def json_text(value):
+    """`value` (dicts, lists, strings, integers, booleans) as ``json.dumps(value,
+    sort_keys=True)`` writes it."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return '"' + "".join(json_char(char) for char in value) + '"'
+    if isinstance(value, dict):
+        return "{" + ", ".join(json_text(key) + ": " + json_text(value[key]) for key in sorted(value)) + "}"
+    return "[" + ", ".join(json_text(item) for item in value) + "]"
 
 
 def frame(tag, payload):
@@ -522,7 +586,6 @@ def collect_artifacts(budget):
     opened relative to its directory with O_NOFOLLOW), at most MAX_ARTIFACTS files and `budget`
     bytes, each file read only as far as the size it had when opened; then the manifest. Runs
     after the end was decided, as the last of the program's processes are being stopped."""
-    import json
     import stat
 
     manifest = {"files": [], "skipped": [], "truncated": False}
@@ -594,7 +657,7 @@ def collect_artifacts(budget):
             walk(root, "", 0)
         finally:
             os.close(root)
-    send(frame(b"M", json.dumps(manifest, sort_keys=True).encode()))
+    send(frame(b"M", json_text(manifest).encode()))
 
 
 def reap(pid):
@@ -618,11 +681,6 @@ def main():
         fail("the launcher must start as root to give the program a user of its own: "
              "run it through safe-exec (docker create --user 0:0 --cap-add SETUID --cap-add SETGID)")
     os.umask(0o022)
-    # Loaded before the fork: the launcher allocates nothing more while the interpreter starts
-    # (in a tight memory limit, the two at once could leave the launcher to the OOM killer), and
-    # a warm container has them ready (json, for the artifacts' manifest, costs milliseconds).
-    import hmac  # noqa: F401
-    import json  # noqa: F401
     cpu_counter = open_counter(CGROUP_CPU)
     oom_fd = open_counter([(candidate, 1) for candidate in CGROUP_OOM])[0]
     # The kernel counts OOM kills where there is a cgroup; elsewhere the launcher watches memory.
@@ -751,7 +809,7 @@ def main():
         relay.seen[b"1"],
         relay.seen[b"2"],
     )
-    mac = hmac.new(key, words, "sha256").hexdigest().encode()
+    mac = hmac_sha256(key, words).encode()
     relay.flush(0.0, force=True)
     if artifact_bytes:
         collect_artifacts(artifact_bytes)
@@ -762,4 +820,5 @@ def main():
     os._exit(128 + (number if ending == "signal" else signal.SIGKILL))
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -120,8 +120,13 @@ fn the_image_puts_the_launcher_where_the_supervisor_starts_it() {
     assert!(
         DOCKERFILE
             .lines()
-            .any(|line| line.trim() == format!("COPY launch.py {}", sandbox::LAUNCHER)),
+            .any(|line| line.trim() == format!("COPY launch.py {}", sandbox::LAUNCHER_SOURCE)),
         "runner_image/Dockerfile must copy launch.py to {}",
+        sandbox::LAUNCHER_SOURCE
+    );
+    assert!(
+        DOCKERFILE.contains(&format!("cfile=\"{}\"", sandbox::LAUNCHER)),
+        "runner_image/Dockerfile must compile launch.py to {}",
         sandbox::LAUNCHER
     );
 }

@@ -10,14 +10,16 @@
 //! answer does not wait for docker: the client is killed (the container is ending anyway: its
 //! launcher, PID 1, exits right after the frame) and the container removed in the background.
 //!
-//! A container may be spawned ahead of its run (a warm pool): it waits in its launcher, and
-//! [`Attached::is_ready`] / [`Attached::is_alive`] say whether it can still take one.
+//! A container may be spawned ahead of its run (a warm pool): it waits in its launcher,
+//! [`Attached::launcher_up`] tells whoever waits for it when the launcher said it is up (without
+//! holding the container, which a run may take meanwhile), and [`Attached::is_alive`] says
+//! whether it can still take a run.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -65,6 +67,42 @@ enum Event {
     Cancelled,
 }
 
+/// Whether a container's launcher came up: its ready frame arrived, or its stream ended first.
+/// Shared with the frame reader, so it can be waited for by someone not holding the container.
+#[derive(Debug, Default)]
+pub struct LauncherUp {
+    state: Mutex<Option<bool>>,
+    changed: Condvar,
+}
+
+impl LauncherUp {
+    /// The first news wins: a stream that ends after the ready frame leaves it up.
+    fn set(&self, up: bool) {
+        let mut state = lock(&self.state);
+        if state.is_none() {
+            *state = Some(up);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Wait at most `timeout` for the news; whether the launcher is up.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        let mut state = lock(&self.state);
+        while state.is_none() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .map_or_else(|poisoned| poisoned.into_inner().0, |(guard, _)| guard);
+        }
+        *state == Some(true)
+    }
+}
+
 /// A container whose docker client runs attached, with its pipes being read.
 pub struct Attached {
     guard: ContainerGuard,
@@ -77,6 +115,7 @@ pub struct Attached {
     stderr_done: Receiver<()>,
     spawned: Instant,
     ready: bool,
+    up: Arc<LauncherUp>,
     frames_ended: Option<StreamEnd>,
 }
 
@@ -98,8 +137,9 @@ impl Attached {
         let sinks = Arc::new(Mutex::new(None));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (stderr_closed, stderr_done) = mpsc::channel();
+        let up = Arc::new(LauncherUp::default());
         if let Some(pipe) = client.stdout.take() {
-            read_frames(pipe, events_in.clone(), sinks.clone());
+            read_frames(pipe, events_in.clone(), sinks.clone(), up.clone());
         }
         if let Some(pipe) = client.stderr.take() {
             read_stderr(pipe, stderr.clone(), stderr_closed);
@@ -115,6 +155,7 @@ impl Attached {
             stderr_done,
             spawned: Instant::now(),
             ready: false,
+            up,
             frames_ended: None,
         })
     }
@@ -123,20 +164,9 @@ impl Attached {
         self.guard.name()
     }
 
-    /// Has the launcher said it is ready (waiting, with nothing given to it yet)? Waits for the
-    /// news at most `wait`.
-    pub fn is_ready(&mut self, wait: Duration) -> bool {
-        let until = Instant::now() + wait;
-        while !self.ready && self.frames_ended.is_none() {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(Event::Ready) => self.ready = true,
-                Ok(Event::FramesEnded(end)) => self.frames_ended = Some(end),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        self.is_alive()
+    /// When the launcher said it is up (or its stream ended first), for whoever waits.
+    pub fn launcher_up(&self) -> Arc<LauncherUp> {
+        self.up.clone()
     }
 
     /// Can this container still take a run: its stream open and its client running?
@@ -460,6 +490,7 @@ fn read_frames(
     pipe: impl Read + Send + 'static,
     events: Sender<Event>,
     sinks: Arc<Mutex<Option<Sinks>>>,
+    up: Arc<LauncherUp>,
 ) {
     let spawned = thread::Builder::new()
         .name("safe-exec-frames".into())
@@ -467,7 +498,10 @@ fn read_frames(
             let mut reader = FrameReader::new(pipe);
             loop {
                 let event = match reader.next_frame() {
-                    Ok(Frame::Ready(_)) => Event::Ready,
+                    Ok(Frame::Ready(_)) => {
+                        up.set(true);
+                        Event::Ready
+                    }
                     Ok(Frame::Started) => Event::Started(Instant::now()),
                     Ok(Frame::Stdout(bytes)) => match accept(&sinks, Stream::Stdout, &bytes) {
                         Some(_) => Event::OverCap,
@@ -492,6 +526,7 @@ fn read_frames(
                     Ok(Frame::End(payload)) => Event::End(payload, Instant::now()),
                     Ok(Frame::Failed(said)) => Event::LauncherFailed(said),
                     Err(end) => {
+                        up.set(false);
                         let _ = events.send(Event::FramesEnded(end));
                         return;
                     }

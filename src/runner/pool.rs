@@ -4,9 +4,12 @@
 //! A run takes a ready container from the pool, sends it the request, and the container is removed
 //! afterwards: no container ever runs two programs. Containers are keyed by everything baked in
 //! when they are created (image, limits, engine and runtime): a run whose key has no stock goes
-//! cold at once and asks for that key to be stocked. Taking never waits, so the pool can only make
-//! a run faster, never later than a cold one; under demand beyond what the engine can churn the
-//! stock drains and runs go cold.
+//! cold at once and asks for that key to be stocked. With no ready container, a run takes the
+//! oldest one still starting: its start began before the run asked, so its launcher is up sooner
+//! than that of a container started now, and no start is wasted (a run that went cold while the
+//! pool's start for it was under way would leave one container nobody takes). Taking never waits,
+//! so the pool can only make a run faster, never later than a cold one; under demand beyond what
+//! the engine can churn the stock drains and runs go cold.
 //!
 //! One refill thread keeps every wanted key at its size: it starts containers a few at a time,
 //! waits for each launcher's ready frame, and retires containers that waited longer than the idle
@@ -94,11 +97,22 @@ struct Warm {
     ready_at: Instant,
 }
 
+/// A container whose launcher is not up yet, in stock: a run may take it all the same.
+struct Launching {
+    id: u64,
+    attached: Attached,
+}
+
 /// The stock of one key.
 struct Stock {
     limits: Limits,
     ready: VecDeque<Warm>,
+    /// Started and not up yet, oldest first.
+    launching: VecDeque<Launching>,
+    /// Starts under way (each on its own thread until the launcher is up or failed), taken or not.
     starting: usize,
+    /// Starts under way whose container is not yet in `launching` (the client is being spawned).
+    spawning: usize,
     asked_at: Instant,
     /// Prepared for: stocked for the pool's whole life, asked for or not.
     pinned: bool,
@@ -117,10 +131,16 @@ impl Stock {
             .as_ref()
             .map_or(size, |left| size.min(left.load(Ordering::Relaxed)))
     }
+
+    /// Containers in stock or on their way into it (a started one a run took no longer counts).
+    fn stocked(&self) -> usize {
+        self.ready.len() + self.launching.len() + self.spawning
+    }
 }
 
 struct State {
     stocks: HashMap<Key, Stock>,
+    next_id: u64,
     stopping: bool,
     backoff_until: Option<Instant>,
     backoff: Duration,
@@ -150,11 +170,13 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A pool for `template`'s runs; its refill thread starts now.
     pub fn start(template: Sandbox, config: PoolConfig) -> Pool {
+        super::registry::batch_removals();
         let pool = Pool(Arc::new(Inner {
             template,
             config,
             state: Mutex::new(State {
                 stocks: HashMap::new(),
+                next_id: 0,
                 stopping: false,
                 backoff_until: None,
                 backoff: FIRST_BACKOFF,
@@ -200,8 +222,8 @@ impl Pool {
         self.0.changed.notify_all();
     }
 
-    /// A ready container for `limits`, if one is in stock; never waits. Asks for the key to be
-    /// stocked either way.
+    /// A ready container for `limits` if one is in stock, else the oldest one still starting;
+    /// never waits. Asks for the key to be stocked either way.
     pub fn take(&self, limits: &Limits) -> Option<Attached> {
         let key = Key::of(&self.0.template, limits);
         let idle = self.0.config.idle;
@@ -226,6 +248,16 @@ impl Pool {
                 }
                 retired.push(warm.attached);
             }
+            while taken.is_none() {
+                let Some(mut launching) = stock.launching.pop_front() else {
+                    break;
+                };
+                if launching.attached.is_alive() {
+                    taken = Some(launching.attached);
+                } else {
+                    retired.push(launching.attached);
+                }
+            }
             self.0.changed.notify_all();
             taken
         };
@@ -243,8 +275,9 @@ impl Pool {
     }
 
     /// Stop refilling and remove every container of the pool: the ready ones, and those still
-    /// starting once their start ends (waited for, at most a start-up's time). The removals run
-    /// in the background; see [`super::registry::wait_for_removals`].
+    /// starting once their launcher is up (waited for, at most a start-up's time: a client
+    /// killed while it creates its container could leave one behind after any `rm`). The
+    /// removals run in the background; see [`super::registry::wait_for_removals`].
     pub fn shutdown(&self) {
         let drained: Vec<Attached> = {
             let mut state = lock(&self.0.state);
@@ -309,10 +342,9 @@ impl Pool {
             let mut to_start = Vec::new();
             if !resting {
                 for (key, stock) in state.stocks.iter_mut() {
-                    while room > 0
-                        && stock.ready.len() + stock.starting < stock.target(self.0.config.size)
-                    {
+                    while room > 0 && stock.stocked() < stock.target(self.0.config.size) {
                         stock.starting += 1;
+                        stock.spawning += 1;
                         room -= 1;
                         to_start.push((key.clone(), stock.limits));
                     }
@@ -350,52 +382,74 @@ impl Pool {
         }
     }
 
-    /// Start one container for `key` and put it in stock once its launcher is ready.
+    /// Start one container for `key`: in stock at once as launching (a run may take it from
+    /// there), then ready once its launcher is up. A start that fails makes the refill rest.
     fn start_one(&self, key: Key, limits: Limits) {
         let template = &self.0.template;
         let spec = template.container_spec(&limits, self.0.config.idle + LAUNCHER_MARGIN);
-        let ready = match Attached::spawn(template.docker(), &spec, &limits) {
-            Ok(mut attached) => {
-                if attached.is_ready(STARTUP_TIMEOUT) {
-                    Some(attached)
-                } else {
-                    attached.discard();
-                    None
-                }
-            }
-            Err(_) => None,
-        };
+        let spawned = Attached::spawn(template.docker(), &spec, &limits);
         let mut state = lock(&self.0.state);
-        // Whatever happens below is done before `starting` drops: shutdown waits for it.
-        let done = |state: &mut State| {
-            if let Some(stock) = state.stocks.get_mut(&key) {
-                stock.starting = stock.starting.saturating_sub(1);
-            }
-        };
-        match ready {
-            Some(attached) if !state.stopping && state.stocks.contains_key(&key) => {
-                state.backoff = FIRST_BACKOFF;
-                state.backoff_until = None;
-                if let Some(stock) = state.stocks.get_mut(&key) {
-                    stock.ready.push_back(Warm {
-                        attached,
-                        ready_at: Instant::now(),
-                    });
+        let mut up = false;
+        if let Ok(attached) = spawned {
+            let launcher_up = attached.launcher_up();
+            let id = state.next_id;
+            state.next_id += 1;
+            let stopping = state.stopping;
+            match state.stocks.get_mut(&key) {
+                Some(stock) if !stopping => {
+                    stock.spawning = stock.spawning.saturating_sub(1);
+                    stock.launching.push_back(Launching { id, attached });
+                    self.0.changed.notify_all();
+                    drop(state);
+                    up = launcher_up.wait(STARTUP_TIMEOUT);
+                    state = lock(&self.0.state);
+                    // Still in stock (no run took it): ready, or gone (failed, or shutting down).
+                    let stopping = state.stopping;
+                    let stock = state.stocks.get_mut(&key);
+                    let position = stock
+                        .as_ref()
+                        .and_then(|stock| stock.launching.iter().position(|l| l.id == id));
+                    if let (Some(stock), Some(position)) = (stock, position) {
+                        match stock.launching.remove(position) {
+                            Some(launching) if up && !stopping => stock.ready.push_back(Warm {
+                                attached: launching.attached,
+                                ready_at: Instant::now(),
+                            }),
+                            Some(launching) => {
+                                drop(state);
+                                launching.attached.discard();
+                                state = lock(&self.0.state);
+                            }
+                            None => {}
+                        }
+                    }
+                }
+                _ => {
+                    // Stopping, or the key is no longer wanted.
+                    if let Some(stock) = state.stocks.get_mut(&key) {
+                        stock.spawning = stock.spawning.saturating_sub(1);
+                    }
+                    drop(state);
+                    attached.discard();
+                    state = lock(&self.0.state);
+                    up = true;
                 }
             }
-            Some(attached) => {
-                // Stopping, or the key is no longer wanted.
-                drop(state);
-                attached.discard();
-                state = lock(&self.0.state);
-            }
-            None => {
-                // The engine is down or refusing: rest before trying again, longer each time.
-                state.backoff_until = Some(Instant::now() + state.backoff);
-                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
-            }
+        } else if let Some(stock) = state.stocks.get_mut(&key) {
+            stock.spawning = stock.spawning.saturating_sub(1);
         }
-        done(&mut state);
+        if up {
+            state.backoff = FIRST_BACKOFF;
+            state.backoff_until = None;
+        } else {
+            // The engine is down or refusing: rest before trying again, longer each time.
+            state.backoff_until = Some(Instant::now() + state.backoff);
+            state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+        }
+        // Done before `starting` drops: shutdown waits for it.
+        if let Some(stock) = state.stocks.get_mut(&key) {
+            stock.starting = stock.starting.saturating_sub(1);
+        }
         self.0.changed.notify_all();
     }
 }
@@ -404,7 +458,9 @@ fn stock_for<'a>(state: &'a mut State, key: Key, limits: &Limits) -> &'a mut Sto
     state.stocks.entry(key).or_insert_with(|| Stock {
         limits: *limits,
         ready: VecDeque::new(),
+        launching: VecDeque::new(),
         starting: 0,
+        spawning: 0,
         asked_at: Instant::now(),
         pinned: false,
         demand: None,
@@ -420,7 +476,9 @@ mod tests {
         let mut stock = Stock {
             limits: Limits::default(),
             ready: VecDeque::new(),
+            launching: VecDeque::new(),
             starting: 0,
+            spawning: 0,
             asked_at: Instant::now(),
             pinned: true,
             demand: None,

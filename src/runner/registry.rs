@@ -13,6 +13,7 @@
 //! the engine is back (a fleet calls it), and the reaper tries again for a while after we exit.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -34,6 +35,22 @@ const LATE_CREATE_CHECKS: [Duration; 4] = [
 
 /// Most names one background `docker rm` takes.
 const REMOVE_BATCH: usize = 32;
+/// Once [`batch_removals`] is called, how long the background remover holds a removal so that the
+/// next ones share its `docker rm`: every call is a client process and API requests, a fair share
+/// of a whole container's cost on a busy engine. A container handed to the remover has ended
+/// (its launcher, PID 1, exited after its report), so only its record and layers wait.
+const REMOVE_LINGER: Duration = Duration::from_secs(1);
+/// Set by [`batch_removals`]: many runs are coming (a pool), removals may wait for company.
+static LINGER: AtomicBool = AtomicBool::new(false);
+/// Set by [`wait_for_removals`]: someone waits, nothing lingers any more.
+static FLUSHING: AtomicBool = AtomicBool::new(false);
+
+/// What the background remover is told.
+enum Removal {
+    Container(DockerCli, String),
+    /// Stop lingering: someone waits for the removals.
+    Flush,
+}
 
 struct Registry {
     /// Every live name, with the client that made its container.
@@ -165,9 +182,20 @@ pub fn remove_all_detached() {
     }
 }
 
+/// Many runs are coming (a warm pool's): let background removals wait up to [`REMOVE_LINGER`]
+/// to share one `docker rm`.
+pub fn batch_removals() {
+    LINGER.store(true, Ordering::SeqCst);
+}
+
 /// Wait until every background removal has finished, at most until `deadline`; whether they all
-/// did. Names whose removal failed stay with the reaper and `gc`.
+/// did. Removals no longer linger from now on. Names whose removal failed stay with the reaper
+/// and `gc`.
 pub fn wait_for_removals(deadline: Instant) -> bool {
+    FLUSHING.store(true, Ordering::SeqCst);
+    if *lock(&PENDING) > 0 {
+        let _ = lock(remover()).send(Removal::Flush);
+    }
     let mut pending = lock(&PENDING);
     while *pending > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -198,8 +226,8 @@ fn remove_now(docker: &DockerCli, names: &[String]) -> Result<(), EngineError> {
     }
 }
 
-fn remover() -> &'static Mutex<Sender<(DockerCli, String)>> {
-    static REMOVER: OnceLock<Mutex<Sender<(DockerCli, String)>>> = OnceLock::new();
+fn remover() -> &'static Mutex<Sender<Removal>> {
+    static REMOVER: OnceLock<Mutex<Sender<Removal>>> = OnceLock::new();
     REMOVER.get_or_init(|| {
         let (sender, queue) = mpsc::channel();
         let spawned = std::thread::Builder::new()
@@ -211,12 +239,23 @@ fn remover() -> &'static Mutex<Sender<(DockerCli, String)>> {
     })
 }
 
-fn remove_forever(queue: Receiver<(DockerCli, String)>) {
+fn remove_forever(queue: Receiver<Removal>) {
     while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
+        let Removal::Container(docker, name) = first else {
+            continue;
+        };
+        let mut batch = vec![(docker, name)];
+        let until = Instant::now() + REMOVE_LINGER;
         while batch.len() < REMOVE_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
+            let linger = LINGER.load(Ordering::SeqCst) && !FLUSHING.load(Ordering::SeqCst);
+            let wait = if linger {
+                until.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            match queue.recv_timeout(wait) {
+                Ok(Removal::Container(docker, name)) => batch.push((docker, name)),
+                Ok(Removal::Flush) => {}
                 Err(_) => break,
             }
         }
@@ -289,7 +328,7 @@ impl ContainerGuard {
         }
         self.armed = false;
         *lock(&PENDING) += 1;
-        let sent = lock(remover()).send((self.docker.clone(), self.name.clone()));
+        let sent = lock(remover()).send(Removal::Container(self.docker.clone(), self.name.clone()));
         if sent.is_err() {
             let mut pending = lock(&PENDING);
             *pending = pending.saturating_sub(1);

@@ -472,7 +472,7 @@ mod tests {
                 "python3",
                 "-I",
                 "-S",
-                "/opt/safe-exec/launch.py",
+                "/opt/safe-exec/launch.pyc",
                 "--uid",
                 "1234567",
                 "--cpu-ms",

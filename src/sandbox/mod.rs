@@ -47,8 +47,11 @@ pub const WORKDIR: &str = "/tmp";
 /// Version 3 of the stdin protocol understood by `runner_image/launch.py` (version 2 had the
 /// program share a uid with its launcher; version 1 had no key and no trailer).
 pub const PROTOCOL: &str = "SAFE-EXEC/3";
-/// The launcher inside the image.
-pub const LAUNCHER: &str = "/opt/safe-exec/launch.py";
+/// Where the image keeps the launcher's source, `runner_image/launch.py`.
+pub const LAUNCHER_SOURCE: &str = "/opt/safe-exec/launch.py";
+/// The launcher the container runs: [`LAUNCHER_SOURCE`] compiled when the image is built (Python
+/// compiles a script it is given on every start, and never caches it).
+pub const LAUNCHER: &str = "/opt/safe-exec/launch.pyc";
 
 /// The launcher's frames on the container's stdout: `<tag> <u32 big-endian length> <payload>`.
 pub mod tags {
@@ -124,7 +127,8 @@ mod tests {
         assert!(!PROGRAM_UIDS.contains(&LAUNCHER_UID));
         let dockerfile = include_str!("../../runner_image/Dockerfile");
         assert!(dockerfile.contains(&format!("safe-exec:x:{LAUNCHER_UID}:{LAUNCHER_UID}:")));
-        assert!(dockerfile.contains(&format!("COPY launch.py {LAUNCHER}")));
+        assert!(dockerfile.contains(&format!("COPY launch.py {LAUNCHER_SOURCE}")));
+        assert!(dockerfile.contains(&format!("cfile=\"{LAUNCHER}\"")));
     }
 
     #[test]

@@ -553,7 +553,9 @@ fn an_image_whose_launcher_cannot_start_the_program_is_a_sandbox_error_not_the_p
     std::fs::write(
         context.path().join("Dockerfile"),
         format!(
-            "FROM {}\nUSER 0\nCOPY launch.py /opt/safe-exec/launch.py\nUSER 10001:10001\n",
+            "FROM {}\nUSER 0\nCOPY launch.py /opt/safe-exec/launch.py\n\
+             RUN python3 -c 'import py_compile; py_compile.compile(\"/opt/safe-exec/launch.py\", cfile=\"/opt/safe-exec/launch.pyc\", doraise=True)'\n\
+             USER 10001:10001\n",
             crate::common::test_image()
         ),
     )
