@@ -58,7 +58,6 @@ const STDERR_KEPT: usize = 16 * 1024;
 
 /// What the reader threads and the cancel token tell the supervisor.
 enum Event {
-    Ready,
     Started(Instant),
     End(Vec<u8>, Instant),
     LauncherFailed(Vec<u8>),
@@ -83,6 +82,11 @@ impl LauncherUp {
             *state = Some(up);
             self.changed.notify_all();
         }
+    }
+
+    /// Has the ready frame arrived?
+    fn is_up(&self) -> bool {
+        *lock(&self.state) == Some(true)
     }
 
     /// Wait at most `timeout` for the news; whether the launcher is up.
@@ -114,7 +118,6 @@ pub struct Attached {
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_done: Receiver<()>,
     spawned: Instant,
-    ready: bool,
     up: Arc<LauncherUp>,
     frames_ended: Option<StreamEnd>,
 }
@@ -154,7 +157,6 @@ impl Attached {
             stderr,
             stderr_done,
             spawned: Instant::now(),
-            ready: false,
             up,
             frames_ended: None,
         })
@@ -172,10 +174,8 @@ impl Attached {
     /// Can this container still take a run: its stream open and its client running?
     pub fn is_alive(&mut self) -> bool {
         while let Ok(event) = self.events.try_recv() {
-            match event {
-                Event::Ready => self.ready = true,
-                Event::FramesEnded(end) => self.frames_ended = Some(end),
-                _ => {}
+            if let Event::FramesEnded(end) = event {
+                self.frames_ended = Some(end);
             }
         }
         self.frames_ended.is_none() && matches!(self.client.try_wait(), Ok(None))
@@ -220,7 +220,7 @@ impl Attached {
         // Stopped before the launcher said it was up: the engine may still be making the
         // container, after any removal we try now.
         let uncertain =
-            !self.ready && matches!(end, WaitEnd::Cancelled(_) | WaitEnd::StartupTimeout);
+            !self.up.is_up() && matches!(end, WaitEnd::Cancelled(_) | WaitEnd::StartupTimeout);
         let end = match end {
             WaitEnd::Vanished { .. } => self.why_vanished(started.is_some(), image),
             end => end,
@@ -301,7 +301,6 @@ impl Attached {
                 }
             };
             match event {
-                Event::Ready => self.ready = true,
                 Event::Started(at) => {
                     started = Some(at);
                     deadline = at + limits.wall_timeout + HOST_GRACE;
@@ -352,7 +351,7 @@ impl Attached {
         let _ = self.stderr_done.recv_timeout(CLIENT_EXIT_GRACE);
         let stderr = lock(&self.stderr).clone();
         let launcher_said = String::from_utf8_lossy(&stderr).contains("safe-exec launcher:");
-        if !self.ready && !launcher_said && client_exit == Some(125) {
+        if !self.up.is_up() && !launcher_said && client_exit == Some(125) {
             return WaitEnd::Engine(classify_failure(
                 "run",
                 &String::from_utf8_lossy(&stderr),
@@ -500,7 +499,7 @@ fn read_frames(
                 let event = match reader.next_frame() {
                     Ok(Frame::Ready(_)) => {
                         up.set(true);
-                        Event::Ready
+                        continue;
                     }
                     Ok(Frame::Started) => Event::Started(Instant::now()),
                     Ok(Frame::Stdout(bytes)) => match accept(&sinks, Stream::Stdout, &bytes) {

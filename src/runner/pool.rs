@@ -97,18 +97,12 @@ struct Warm {
     ready_at: Instant,
 }
 
-/// A container whose launcher is not up yet, in stock: a run may take it all the same.
-struct Launching {
-    id: u64,
-    attached: Attached,
-}
-
 /// The stock of one key.
 struct Stock {
     limits: Limits,
     ready: VecDeque<Warm>,
-    /// Started and not up yet, oldest first.
-    launching: VecDeque<Launching>,
+    /// Started and not up yet, oldest first: a run may take one all the same.
+    launching: VecDeque<Attached>,
     /// Starts under way (each on its own thread until the launcher is up or failed), taken or not.
     starting: usize,
     /// Starts under way whose container is not yet in `launching` (the client is being spawned).
@@ -140,7 +134,6 @@ impl Stock {
 
 struct State {
     stocks: HashMap<Key, Stock>,
-    next_id: u64,
     stopping: bool,
     backoff_until: Option<Instant>,
     backoff: Duration,
@@ -176,7 +169,6 @@ impl Pool {
             config,
             state: Mutex::new(State {
                 stocks: HashMap::new(),
-                next_id: 0,
                 stopping: false,
                 backoff_until: None,
                 backoff: FIRST_BACKOFF,
@@ -252,10 +244,10 @@ impl Pool {
                 let Some(mut launching) = stock.launching.pop_front() else {
                     break;
                 };
-                if launching.attached.is_alive() {
-                    taken = Some(launching.attached);
+                if launching.is_alive() {
+                    taken = Some(launching);
                 } else {
-                    retired.push(launching.attached);
+                    retired.push(launching);
                 }
             }
             self.0.changed.notify_all();
@@ -382,63 +374,21 @@ impl Pool {
         }
     }
 
-    /// Start one container for `key`: in stock at once as launching (a run may take it from
-    /// there), then ready once its launcher is up. A start that fails makes the refill rest.
+    /// Start one container for `key`; a start that fails makes the refill rest.
     fn start_one(&self, key: Key, limits: Limits) {
         let template = &self.0.template;
         let spec = template.container_spec(&limits, self.0.config.idle + LAUNCHER_MARGIN);
-        let spawned = Attached::spawn(template.docker(), &spec, &limits);
-        let mut state = lock(&self.0.state);
-        let mut up = false;
-        if let Ok(attached) = spawned {
-            let launcher_up = attached.launcher_up();
-            let id = state.next_id;
-            state.next_id += 1;
-            let stopping = state.stopping;
-            match state.stocks.get_mut(&key) {
-                Some(stock) if !stopping => {
+        let came_up = match Attached::spawn(template.docker(), &spec, &limits) {
+            Ok(attached) => self.launch(&key, attached),
+            Err(_) => {
+                if let Some(stock) = lock(&self.0.state).stocks.get_mut(&key) {
                     stock.spawning = stock.spawning.saturating_sub(1);
-                    stock.launching.push_back(Launching { id, attached });
-                    self.0.changed.notify_all();
-                    drop(state);
-                    up = launcher_up.wait(STARTUP_TIMEOUT);
-                    state = lock(&self.0.state);
-                    // Still in stock (no run took it): ready, or gone (failed, or shutting down).
-                    let stopping = state.stopping;
-                    let stock = state.stocks.get_mut(&key);
-                    let position = stock
-                        .as_ref()
-                        .and_then(|stock| stock.launching.iter().position(|l| l.id == id));
-                    if let (Some(stock), Some(position)) = (stock, position) {
-                        match stock.launching.remove(position) {
-                            Some(launching) if up && !stopping => stock.ready.push_back(Warm {
-                                attached: launching.attached,
-                                ready_at: Instant::now(),
-                            }),
-                            Some(launching) => {
-                                drop(state);
-                                launching.attached.discard();
-                                state = lock(&self.0.state);
-                            }
-                            None => {}
-                        }
-                    }
                 }
-                _ => {
-                    // Stopping, or the key is no longer wanted.
-                    if let Some(stock) = state.stocks.get_mut(&key) {
-                        stock.spawning = stock.spawning.saturating_sub(1);
-                    }
-                    drop(state);
-                    attached.discard();
-                    state = lock(&self.0.state);
-                    up = true;
-                }
+                false
             }
-        } else if let Some(stock) = state.stocks.get_mut(&key) {
-            stock.spawning = stock.spawning.saturating_sub(1);
-        }
-        if up {
+        };
+        let mut state = lock(&self.0.state);
+        if came_up {
             state.backoff = FIRST_BACKOFF;
             state.backoff_until = None;
         } else {
@@ -446,11 +396,59 @@ impl Pool {
             state.backoff_until = Some(Instant::now() + state.backoff);
             state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
         }
-        // Done before `starting` drops: shutdown waits for it.
+        // Done last: shutdown waits for every start to get here.
         if let Some(stock) = state.stocks.get_mut(&key) {
             stock.starting = stock.starting.saturating_sub(1);
         }
         self.0.changed.notify_all();
+    }
+
+    /// Put a spawned container in stock as launching (a run may take it from there), wait for its
+    /// launcher, then make it ready, unless a run took it meanwhile; a container that failed to
+    /// come up, or came up as the pool stops, is retired. Whether its launcher came up (a
+    /// container the pool no longer wants counts as up: the engine did its part).
+    fn launch(&self, key: &Key, attached: Attached) -> bool {
+        let launcher_up = attached.launcher_up();
+        let name = attached.name().to_owned();
+        {
+            let mut state = lock(&self.0.state);
+            let stopping = state.stopping;
+            let Some(stock) = state.stocks.get_mut(key) else {
+                drop(state);
+                attached.discard();
+                return true;
+            };
+            stock.spawning = stock.spawning.saturating_sub(1);
+            if stopping {
+                drop(state);
+                attached.discard();
+                return true;
+            }
+            stock.launching.push_back(attached);
+            self.0.changed.notify_all();
+        }
+        let up = launcher_up.wait(STARTUP_TIMEOUT);
+        let mut state = lock(&self.0.state);
+        let stopping = state.stopping;
+        let Some(stock) = state.stocks.get_mut(key) else {
+            return up;
+        };
+        let Some(position) = stock.launching.iter().position(|l| l.name() == name) else {
+            return up; // a run took it
+        };
+        let Some(attached) = stock.launching.remove(position) else {
+            return up;
+        };
+        if up && !stopping {
+            stock.ready.push_back(Warm {
+                attached,
+                ready_at: Instant::now(),
+            });
+        } else {
+            drop(state);
+            attached.discard();
+        }
+        up
     }
 }
 
