@@ -14,7 +14,11 @@
 //! One refill thread keeps every wanted key at its size: it starts containers a few at a time,
 //! waits for each launcher's ready frame, and retires containers that waited longer than the idle
 //! lifetime or whose launcher is gone (an engine restart empties the pool this way; the refill
-//! then starts new ones, backing off while the engine is down). A key nobody asked for during an
+//! then starts new ones, backing off while the engine is down). A refill never competes with the
+//! run it replaces: while a run on a taken container is under way and its key still has a ready
+//! container, the key's refill waits for that run's end, at most [`REFILL_HOLD`] (on 2 cores a
+//! container start beside a 10 ms program doubles its time; a key with nothing ready refills at
+//! once). A key nobody asked for during an
 //! idle lifetime is no longer stocked, unless it was prepared (a server's own limits). A batch
 //! that knows how many runs it will make for a key says so ([`Pool::expect`]): the stock never
 //! exceeds the runs still to come, so the end of a batch starts no container nobody takes. Pool
@@ -42,6 +46,9 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 const LAUNCHER_MARGIN: Duration = Duration::from_secs(30);
 /// Containers started at once by the refill thread.
 const PARALLEL_STARTS: usize = 2;
+/// Longest a refill waits for the end of the run that took a container, while the key still has
+/// a ready one (see the module docs).
+pub const REFILL_HOLD: Duration = Duration::from_millis(250);
 /// After a start failed (the engine is down), wait this long before the next, doubling up to
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -112,6 +119,10 @@ struct Stock {
     pinned: bool,
     /// Runs still to come, when known: never more containers than that.
     demand: Option<Demand>,
+    /// Runs on containers taken from this stock that have not ended.
+    running: usize,
+    /// Until then, and while `running` and something is ready, no refill starts.
+    held_until: Option<Instant>,
 }
 
 impl Stock {
@@ -129,6 +140,11 @@ impl Stock {
     /// Containers in stock or on their way into it (a started one a run took no longer counts).
     fn stocked(&self) -> usize {
         self.ready.len() + self.launching.len() + self.spawning
+    }
+
+    /// Whether the refill waits for the runs under way (see [`REFILL_HOLD`]).
+    fn held(&self, now: Instant) -> bool {
+        refill_held(self.running, self.ready.len(), self.held_until, now)
     }
 }
 
@@ -215,7 +231,8 @@ impl Pool {
     }
 
     /// A ready container for `limits` if one is in stock, else the oldest one still starting;
-    /// never waits. Asks for the key to be stocked either way.
+    /// never waits. Asks for the key to be stocked either way. A run on a taken container says
+    /// when it ends with [`Pool::finished`] (the refill may wait for it).
     pub fn take(&self, limits: &Limits) -> Option<Attached> {
         let key = Key::of(&self.0.template, limits);
         let idle = self.0.config.idle;
@@ -250,11 +267,28 @@ impl Pool {
                     retired.push(launching);
                 }
             }
+            if taken.is_some() {
+                stock.running += 1;
+                stock.held_until = Some(Instant::now() + REFILL_HOLD);
+            }
             self.0.changed.notify_all();
             taken
         };
         retired.into_iter().for_each(Attached::discard);
         taken
+    }
+
+    /// A run on a container [`Pool::take`] gave out for `limits` has ended (its answer is in).
+    pub fn finished(&self, limits: &Limits) {
+        let key = Key::of(&self.0.template, limits);
+        let mut state = lock(&self.0.state);
+        if let Some(stock) = state.stocks.get_mut(&key) {
+            stock.running = stock.running.saturating_sub(1);
+            if stock.running == 0 {
+                stock.held_until = None;
+            }
+            self.0.changed.notify_all();
+        }
     }
 
     /// How many containers are ready now, over every key (for health answers and tests).
@@ -334,6 +368,9 @@ impl Pool {
             let mut to_start = Vec::new();
             if !resting {
                 for (key, stock) in state.stocks.iter_mut() {
+                    if stock.held(now) {
+                        continue;
+                    }
                     while room > 0 && stock.stocked() < stock.target(self.0.config.size) {
                         stock.starting += 1;
                         stock.spawning += 1;
@@ -354,13 +391,19 @@ impl Pool {
                 }
             }
             state = lock(&self.0.state);
-            // Wake for the next expiry, the end of a rest, or news.
+            // Wake for the next expiry, the end of a rest or a hold, or news.
             let next_expiry = state
                 .stocks
                 .values()
                 .flat_map(|stock| stock.ready.iter().map(|warm| warm.ready_at + idle))
                 .min();
-            let wake = [next_expiry, state.backoff_until]
+            let next_release = state
+                .stocks
+                .values()
+                .filter(|stock| stock.held(now))
+                .filter_map(|stock| stock.held_until)
+                .min();
+            let wake = [next_expiry, state.backoff_until, next_release]
                 .into_iter()
                 .flatten()
                 .min()
@@ -452,6 +495,31 @@ impl Pool {
     }
 }
 
+/// A run on a container the pool gave out, until it ends: dropped on every path out of the run,
+/// it tells the pool ([`Pool::finished`]).
+pub struct Running<'a> {
+    pool: &'a Pool,
+    limits: Limits,
+}
+
+impl<'a> Running<'a> {
+    pub fn on(pool: &'a Pool, limits: Limits) -> Running<'a> {
+        Running { pool, limits }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.pool.finished(&self.limits);
+    }
+}
+
+/// Whether a key's refill waits: runs on its containers are under way, it still has a ready
+/// container for the next run, and the hold has not run out.
+fn refill_held(running: usize, ready: usize, held_until: Option<Instant>, now: Instant) -> bool {
+    running > 0 && ready > 0 && held_until.is_some_and(|until| now < until)
+}
+
 fn stock_for<'a>(state: &'a mut State, key: Key, limits: &Limits) -> &'a mut Stock {
     state.stocks.entry(key).or_insert_with(|| Stock {
         limits: *limits,
@@ -462,12 +530,27 @@ fn stock_for<'a>(state: &'a mut State, key: Key, limits: &Limits) -> &'a mut Sto
         asked_at: Instant::now(),
         pinned: false,
         demand: None,
+        running: 0,
+        held_until: None,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refill_waits_for_the_run_only_while_something_is_ready_and_not_for_long() {
+        let now = Instant::now();
+        let until = Some(now + REFILL_HOLD);
+        assert!(refill_held(1, 3, until, now));
+        // Nothing ready: the next run would go cold, so the refill starts at once.
+        assert!(!refill_held(1, 0, until, now));
+        // No run under way, or the hold is over.
+        assert!(!refill_held(0, 3, until, now));
+        assert!(!refill_held(2, 3, until, now + REFILL_HOLD));
+        assert!(!refill_held(1, 3, None, now));
+    }
 
     #[test]
     fn a_known_demand_caps_the_stock_and_an_unknown_one_does_not() {
@@ -480,6 +563,8 @@ mod tests {
             asked_at: Instant::now(),
             pinned: true,
             demand: None,
+            running: 0,
+            held_until: None,
         };
         assert_eq!(stock.target(4), 4);
         let demand: Demand = Arc::new(AtomicUsize::new(10));
