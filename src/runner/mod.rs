@@ -179,18 +179,12 @@ impl Sandbox {
         if cancel.is_cancelled() {
             return (interrupted_before_start(cancel, limits), false);
         }
-        let Some((pool, warm)) = self
-            .pool
-            .as_ref()
-            .and_then(|pool| Some((pool, pool.take(&limits)?)))
-        else {
+        let Some((warm, running)) = self.pool.as_ref().and_then(|pool| pool.take(&limits)) else {
             return self.run_cold(job, io, cancel);
         };
         let again = io.again().zip(job.try_clone());
-        let (outcome, started) = {
-            let _running = pool::Running::on(pool, limits);
-            warm.run_telling_start(job, io, cancel, &self.image)
-        };
+        let (outcome, started) = warm.run_telling_start(job, io, cancel, &self.image);
+        drop(running);
         match again {
             Some((io, job)) if !started && outcome.status == Status::SandboxError => {
                 self.run_cold(job, io, cancel)

@@ -231,9 +231,9 @@ impl Pool {
     }
 
     /// A ready container for `limits` if one is in stock, else the oldest one still starting;
-    /// never waits. Asks for the key to be stocked either way. A run on a taken container says
-    /// when it ends with [`Pool::finished`] (the refill may wait for it).
-    pub fn take(&self, limits: &Limits) -> Option<Attached> {
+    /// never waits. Asks for the key to be stocked either way. The run on a taken container holds
+    /// the [`Running`] that comes with it until the run ends (the refill may wait for it).
+    pub fn take(&self, limits: &Limits) -> Option<(Attached, Running<'_>)> {
         let key = Key::of(&self.0.template, limits);
         let idle = self.0.config.idle;
         let mut retired = Vec::new();
@@ -242,7 +242,7 @@ impl Pool {
             if state.stopping {
                 return None;
             }
-            let stock = stock_for(&mut state, key, limits);
+            let stock = stock_for(&mut state, key.clone(), limits);
             stock.asked_at = Instant::now();
             if let Some(left) = &stock.demand {
                 let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
@@ -275,14 +275,13 @@ impl Pool {
             taken
         };
         retired.into_iter().for_each(Attached::discard);
-        taken
+        taken.map(|attached| (attached, Running { pool: self, key }))
     }
 
-    /// A run on a container [`Pool::take`] gave out for `limits` has ended (its answer is in).
-    pub fn finished(&self, limits: &Limits) {
-        let key = Key::of(&self.0.template, limits);
+    /// A run on a container [`Pool::take`] gave out for `key` has ended (its answer is in).
+    fn finished(&self, key: &Key) {
         let mut state = lock(&self.0.state);
-        if let Some(stock) = state.stocks.get_mut(&key) {
+        if let Some(stock) = state.stocks.get_mut(key) {
             stock.running = stock.running.saturating_sub(1);
             if stock.running == 0 {
                 stock.held_until = None;
@@ -496,21 +495,15 @@ impl Pool {
 }
 
 /// A run on a container the pool gave out, until it ends: dropped on every path out of the run,
-/// it tells the pool ([`Pool::finished`]).
+/// it tells the pool.
 pub struct Running<'a> {
     pool: &'a Pool,
-    limits: Limits,
-}
-
-impl<'a> Running<'a> {
-    pub fn on(pool: &'a Pool, limits: Limits) -> Running<'a> {
-        Running { pool, limits }
-    }
+    key: Key,
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.pool.finished(&self.limits);
+        self.pool.finished(&self.key);
     }
 }
 
