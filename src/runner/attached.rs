@@ -280,7 +280,8 @@ impl Attached {
         cancel: &CancelToken,
     ) -> (WaitEnd, Option<Instant>, Instant) {
         let mut started = None;
-        let mut deadline = Instant::now().max(self.spawned) + STARTUP_TIMEOUT;
+        let sent = Instant::now();
+        let mut deadline = sent.max(self.spawned) + STARTUP_TIMEOUT;
         if let Some(end) = self.frames_ended.take() {
             return (self.vanished(end), None, Instant::now());
         }
@@ -289,6 +290,17 @@ impl Attached {
             let event = match self.events.recv_timeout(left) {
                 Ok(event) => event,
                 Err(RecvTimeoutError::Timeout) => {
+                    if started.is_none() && self.up.is_up() {
+                        // The engine did its part (the launcher is up and has the request): what
+                        // is slow is the program's interpreter starting under the program's own
+                        // CPU quota and memory, and that is bounded by its wall-clock limit.
+                        let program_deadline = sent + limits.wall_timeout + HOST_GRACE;
+                        if Instant::now() < program_deadline {
+                            deadline = program_deadline;
+                            continue;
+                        }
+                        return (WaitEnd::ProgramStartTimeout, None, Instant::now());
+                    }
                     let end = match started {
                         Some(_) => WaitEnd::HostDeadline,
                         None => WaitEnd::StartupTimeout,

@@ -64,6 +64,10 @@ pub enum WaitEnd {
     HostDeadline,
     /// The container did not start the program in time.
     StartupTimeout,
+    /// The launcher was up and had the request, but the program's interpreter did not start
+    /// within the start-up time nor the program's wall-clock limit: the program's own CPU quota
+    /// and memory are too small for Python to start in (never the engine's fault).
+    ProgramStartTimeout,
     /// Cancelled by this signal, or by a caller (`None`).
     Cancelled(Option<i32>),
     /// The engine refused or failed before the program could run.
@@ -146,6 +150,10 @@ pub fn decide(observed: &Observation) -> Decision {
         )),
         WaitEnd::HostDeadline if observed.started => Decision {
             duration: observed.host_duration,
+            ..Decision::new(Status::Timeout)
+        },
+        WaitEnd::ProgramStartTimeout => Decision {
+            duration: observed.limits.wall_timeout,
             ..Decision::new(Status::Timeout)
         },
         WaitEnd::HostDeadline | WaitEnd::StartupTimeout => Decision::failed(
@@ -508,6 +516,12 @@ mod tests {
             decide(&observe(WaitEnd::StartupTimeout, false, 0)).status,
             Status::SandboxError
         );
+        // Python could not start within the program's own limits: the program's timeout.
+        let starved = decide(&observe(WaitEnd::ProgramStartTimeout, false, 0));
+        assert_eq!(starved.status, Status::Timeout);
+        assert_eq!(starved.duration, limits().wall_timeout);
+        assert_eq!(starved.cpu_time, None);
+        assert_eq!(starved.error, None);
     }
 
     #[test]

@@ -335,3 +335,39 @@ fn r13_unreaped_children_do_not_hang_the_run() {
     assert!(report.stdout.contains("made "), "{}", report.stdout);
     session.assert_clean();
 }
+
+/// Limits too small for Python to start in quickly (1% of a core, 6 MiB) are the program's: its
+/// run ends as a timeout, an OOM kill or a result, never as the engine's fault (125, 503 from
+/// `serve`), however long the interpreter takes to come up (schemathesis found that one: a start
+/// past the 20 s start-up time was reported as an engine that did not start the program).
+#[test]
+fn limits_too_small_for_python_to_start_are_the_program_s_never_the_engine_s() {
+    // gVisor's own start-up runs under the same quota: there the container itself may not come
+    // up in time, which is rightly an engine error.
+    if under_gvisor() {
+        return;
+    }
+    let session = Session::new();
+    for _ in 0..2 {
+        let (report, exit) = session.run_json(
+            "print(2 + 2)",
+            &[
+                "--cpus",
+                "0.01",
+                "--memory",
+                "6m",
+                "--timeout",
+                "0.001",
+                "--wall-timeout",
+                "20",
+            ],
+        );
+        assert!(
+            matches!(
+                (report.status, exit),
+                (Status::Timeout, 124) | (Status::MemoryLimit, 121) | (Status::Ok, 0)
+            ),
+            "{report:?}"
+        );
+    }
+}
